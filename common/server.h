@@ -1,0 +1,68 @@
+/*
+ * server.h - the one skeleton every daemon is built on.
+ *
+ * A daemon's main() is just:
+ *     int main(int argc, char **argv) {
+ *         static const struct server_spec spec = {
+ *             .program = "smtpd", .mode = SERVER_SINGLE,
+ *             .pre_jail = smtpd_pre_jail, .post_jail = smtpd_init,
+ *             .serve = smtpd_serve_client,
+ *         };
+ *         return server_main(argc, argv, &spec);
+ *     }
+ *
+ * server_main(), in this fixed order: parse the master's command line
+ * (-n service_name -t type [-c config_dir] [-v]... [-o name=value]...
+ * [-u] [-r] [-w wakeup] [--] extra args), load main.cf, apply the -o
+ * overrides, open the log (maillog_file or syslog), call pre_jail() (still
+ * privileged: read keys and maps that need privilege), chdir to
+ * queue_directory, chroot there when master says so (-r), drop to
+ * mail_owner / setgid_group when unprivileged (-u), call post_jail(), then
+ * serve.
+ *
+ * Master hands the child its listening socket on fd SERVER_LISTEN_FD (3) and
+ * a status pipe on fd SERVER_STATUS_FD (4).  Modes:
+ *   SERVER_SINGLE   accept one client at a time and call serve(fd); report
+ *                   busy before serve, idle after; exit after max_use
+ *                   clients or max_idle seconds idle.  (smtpd, cleanup,
+ *                   local, smtp, pickup's requests)
+ *   SERVER_EVENT    the daemon runs its own loop: server_main calls
+ *                   run(listen_fd) and never reports busy (qmgr).
+ * A `wakeup` (master.cf column) makes the master connect to the service
+ * every N seconds and send a record {request=wakeup}; SERVER_SINGLE daemons
+ * with a wakeup() callback get it called instead of serve().
+ *
+ * Standalone use (tests, `-S`): with -S the daemon serves stdin/stdout as a
+ * single client (serve(0) with output on 1) without master.
+ *
+ * Contract: serve() must close nothing it did not open; the skeleton closes
+ * the client fd afterwards.  SIGTERM makes an idle child exit at once and a
+ * busy one exit after its current client.  Callbacks may use
+ * server_service_name() and server_queue_dir().
+ */
+#ifndef POSTERN_SERVER_H
+#define POSTERN_SERVER_H
+
+#define SERVER_LISTEN_FD 3
+#define SERVER_STATUS_FD 4
+
+enum server_mode { SERVER_SINGLE, SERVER_EVENT };
+
+struct server_spec {
+    const char *program;
+    enum server_mode mode;
+    void (*pre_jail)(int argc, char **argv);
+    void (*post_jail)(int argc, char **argv);
+    void (*serve)(int client_fd);               /* SERVER_SINGLE */
+    void (*wakeup)(void);                       /* optional */
+    void (*run)(int listen_fd);                 /* SERVER_EVENT */
+};
+
+int server_main(int argc, char **argv, const struct server_spec *spec);
+const char *server_service_name(void);
+const char *server_queue_dir(void);     /* absolute path of the spool */
+int server_chrooted(void);
+/* For SERVER_EVENT daemons: tell the master we are alive (no-op otherwise). */
+void server_report_idle(void);
+
+#endif
