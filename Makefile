@@ -71,11 +71,13 @@ $(LIBPOSTERN): $(COMMON_OBJ)
 	ar rcs $@ $^
 
 .SECONDEXPANSION:
-$(BUILD)/libexec/%: $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard $$*/*.c)) $(LIBPOSTERN)
+# (No '%' inside these prerequisite lists: make would replace it with the stem
+# before the second expansion; hence addprefix/basename, not patsubst.)
+$(BUILD)/libexec/%: $$(addprefix $(BUILD)/obj/,$$(addsuffix .o,$$(basename $$(wildcard $$*/*.c)))) $(LIBPOSTERN)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBPOSTERN) $(LIBS)
 
-$(BUILD)/bin/%: $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard cli/$$*/*.c)) $(LIBPOSTERN)
+$(BUILD)/bin/%: $$(addprefix $(BUILD)/obj/,$$(addsuffix .o,$$(basename $$(wildcard cli/$$*/*.c)))) $(LIBPOSTERN)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBPOSTERN) $(LIBS)
 
