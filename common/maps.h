@@ -22,6 +22,9 @@
  *                                address: user+ext@domain, user@domain,
  *                                user+ext, user, @domain (user forms only
  *                                for local domains when given; see .c).
+ *   maps_lookup_addr_ex(maps, addr, delim, flags, out)  the same with
+ *                                MAPS_ADDR_NO_USER: skip the bare user+ext
+ *                                and user forms (domain not local).
  *   map_build(type, file, err)   build NAME.db from the text file NAME
  *                                (hash or btree), atomically (temp + rename).
  *
@@ -45,6 +48,9 @@ void map_close(map *m);
 maps *maps_open(const char *list, strbuf *err);
 int maps_lookup(maps *ms, const char *key, strbuf *out);
 int maps_lookup_addr(maps *ms, const char *addr, const char *delim, strbuf *out);
+#define MAPS_ADDR_NO_USER 0x01
+int maps_lookup_addr_ex(maps *ms, const char *addr, const char *delim,
+                        int flags, strbuf *out);
 int maps_count(const maps *ms);
 void maps_close(maps *ms);
 

@@ -1,0 +1,320 @@
+/*
+ * maps_regexp.c - regexp: tables, POSIX regular expressions (regcomp).
+ *
+ * Interface: map_open_regexp(file) through maps.c.
+ *
+ * File format (Postfix's regexp_table, the parts we support):
+ *     /pattern/flags result        the result when the key matches
+ *     !/pattern/flags result       the result when the key does NOT match
+ *     if /pattern/flags            the lines up to the matching "endif"
+ *     if !/pattern/flags             are tried only when the condition holds
+ *     endif
+ * The delimiter is '/' or any other punctuation except '\'; inside the
+ * pattern a backslash escapes the next byte (kept for regcomp, so "\/"
+ * stays a literal '/').  Flags:
+ *     i  case-insensitive (the default)    I  case-sensitive
+ *     x  toggle extended syntax (default extended: POSIX ERE)
+ *     m  toggle multi-line mode (REG_NEWLINE)
+ * Postfix itself treats 'i' as a toggle; here 'i' always means
+ * case-insensitive, which is what people who write /.../i expect.
+ * Results: "$1".."$9" or "${1}".."${9}" insert the matching group (empty
+ * when that group did not take part), "$$" is one '$'.
+ *
+ * Contract: every problem is found at open and fails it with
+ * "FILE: line N: reason": bad regex (regerror text), unterminated
+ * pattern, unknown flag, missing result, text after an "if" condition,
+ * "endif" without "if", missing "endif", "$N" beyond the pattern's groups
+ * or in a negated rule, any other '$'.  Patterns come only from the file
+ * (never from the key).  Lookups: first matching rule wins; the key is
+ * matched whole (regexec on the C string), unanchored unless the pattern
+ * anchors itself.
+ */
+#include <ctype.h>
+#include <regex.h>
+#include <string.h>
+
+#include "maps_internal.h"
+#include "mem.h"
+
+enum rule_kind { RULE_MATCH, RULE_IF, RULE_ENDIF };
+
+struct regexp_rule {
+    enum rule_kind kind;
+    regex_t re;
+    int negate;
+    char *result;               /* RULE_MATCH */
+    size_t endif_index;         /* RULE_IF: index of its endif */
+    int lineno;
+};
+
+struct regexp_table {
+    struct regexp_rule *rules;
+    size_t count, cap;
+    size_t *open_ifs;           /* stack of RULE_IF indexes while loading */
+    size_t depth;
+};
+
+static struct regexp_rule *new_rule(struct regexp_table *t)
+{
+    if (t->count == t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 16;
+        t->rules = xrealloc(t->rules, t->cap * sizeof(*t->rules));
+    }
+    struct regexp_rule *r = &t->rules[t->count];
+    memset(r, 0, sizeof(*r));
+    return r;
+}
+
+/*
+ * Parse "[!]/pattern/flags" at *pp; compile into rule.  *pp moves past
+ * the flags.  Returns 0 or -1 with err set.
+ */
+static int parse_pattern(const char **pp, struct regexp_rule *rule, strbuf *err)
+{
+    const char *p = *pp;
+    if (*p == '!') {
+        rule->negate = 1;
+        p++;
+    }
+    unsigned char delim = (unsigned char) *p;
+    if (delim == '\0' || !ispunct(delim) || delim == '\\') {
+        strbuf_set_str(err, "pattern must start with '/'");
+        return -1;
+    }
+    p++;
+    strbuf pattern;
+    strbuf_init(&pattern);
+    while (*p && (unsigned char) *p != delim) {
+        if (*p == '\\' && p[1]) {
+            strbuf_append(&pattern, p, 2);
+            p += 2;
+            continue;
+        }
+        strbuf_append_char(&pattern, *p);
+        p++;
+    }
+    if (!*p) {
+        strbuf_printf(err, "unterminated pattern (missing closing '%c')", delim);
+        strbuf_release(&pattern);
+        return -1;
+    }
+    p++;
+    int cflags = REG_EXTENDED | REG_ICASE;
+    for (; *p && *p != ' ' && *p != '\t'; p++) {
+        switch (*p) {
+        case 'i':
+            cflags |= REG_ICASE;
+            break;
+        case 'I':
+            cflags &= ~REG_ICASE;
+            break;
+        case 'x':
+            cflags ^= REG_EXTENDED;
+            break;
+        case 'm':
+            cflags ^= REG_NEWLINE;
+            break;
+        default:
+            strbuf_printf(err, "unknown regexp flag '%c'", *p);
+            strbuf_release(&pattern);
+            return -1;
+        }
+    }
+    int rc = regcomp(&rule->re, strbuf_str(&pattern), cflags);
+    if (rc != 0) {
+        char msg[256];
+        regerror(rc, &rule->re, msg, sizeof(msg));
+        strbuf_printf(err, "bad regexp /%s/: %s", strbuf_str(&pattern), msg);
+        strbuf_release(&pattern);
+        return -1;
+    }
+    strbuf_release(&pattern);
+    *pp = p;
+    return 0;
+}
+
+/* Check "$N" references in a result against the pattern. */
+static int check_result(const char *result, const struct regexp_rule *rule,
+                        strbuf *err)
+{
+    for (const char *p = result; *p; p++) {
+        if (*p != '$')
+            continue;
+        p++;
+        if (*p == '$')
+            continue;
+        int braced = *p == '{';
+        if (braced)
+            p++;
+        if (!(*p >= '1' && *p <= '9') || (braced && p[1] != '}')) {
+            strbuf_set_str(err, "'$' in result must be $$ or $1..$9");
+            return -1;
+        }
+        size_t n = (size_t) (*p - '0');
+        if (rule->negate) {
+            strbuf_printf(err, "$%zu in the result of a negated pattern", n);
+            return -1;
+        }
+        if (n > rule->re.re_nsub) {
+            strbuf_printf(err, "result uses $%zu but the pattern has %zu group%s",
+                          n, rule->re.re_nsub, rule->re.re_nsub == 1 ? "" : "s");
+            return -1;
+        }
+        if (braced)
+            p++;
+    }
+    return 0;
+}
+
+static int regexp_line(const char *line, int lineno, void *ctx, strbuf *err)
+{
+    struct regexp_table *t = ctx;
+    const char *p = line;
+
+    if (strncmp(p, "endif", 5) == 0 && (p[5] == '\0' || isspace((unsigned char) p[5]))) {
+        for (p += 5; isspace((unsigned char) *p); p++)
+            ;
+        if (*p) {
+            strbuf_set_str(err, "text after endif");
+            return -1;
+        }
+        if (t->depth == 0) {
+            strbuf_set_str(err, "endif without if");
+            return -1;
+        }
+        struct regexp_rule *r = new_rule(t);
+        r->kind = RULE_ENDIF;
+        r->lineno = lineno;
+        t->rules[t->open_ifs[--t->depth]].endif_index = t->count;
+        t->count++;
+        return 0;
+    }
+
+    struct regexp_rule *r = new_rule(t);
+    r->lineno = lineno;
+    int is_if = strncmp(p, "if", 2) == 0 && isspace((unsigned char) p[2]);
+    if (is_if)
+        for (p += 2; isspace((unsigned char) *p); p++)
+            ;
+    if (parse_pattern(&p, r, err) < 0)
+        return -1;
+    while (isspace((unsigned char) *p))
+        p++;
+    if (is_if) {
+        if (*p) {
+            strbuf_set_str(err, "text after if condition");
+            regfree(&r->re);
+            return -1;
+        }
+        r->kind = RULE_IF;
+        t->open_ifs = xrealloc(t->open_ifs, (t->depth + 1) * sizeof(size_t));
+        t->open_ifs[t->depth++] = t->count;
+        t->count++;
+        return 0;
+    }
+    if (!*p) {
+        strbuf_set_str(err, "missing result");
+        regfree(&r->re);
+        return -1;
+    }
+    if (check_result(p, r, err) < 0) {
+        regfree(&r->re);
+        return -1;
+    }
+    r->kind = RULE_MATCH;
+    r->result = xstrdup(p);
+    t->count++;
+    return 0;
+}
+
+static void expand_result(const char *result, const char *key,
+                          const regmatch_t *m, strbuf *out)
+{
+    strbuf_reset(out);
+    for (const char *p = result; *p; p++) {
+        if (*p != '$') {
+            strbuf_append_char(out, *p);
+            continue;
+        }
+        p++;
+        if (*p == '$') {
+            strbuf_append_char(out, '$');
+            continue;
+        }
+        int braced = *p == '{';
+        if (braced)
+            p++;
+        int n = *p - '0';       /* checked at open: 1..9, within re_nsub */
+        if (braced)
+            p++;
+        if (m[n].rm_so >= 0 && m[n].rm_eo >= m[n].rm_so)
+            strbuf_append(out, key + m[n].rm_so,
+                          (size_t) (m[n].rm_eo - m[n].rm_so));
+    }
+}
+
+static int regexp_lookup(void *impl, const char *key, strbuf *out)
+{
+    struct regexp_table *t = impl;
+    regmatch_t m[10];
+    size_t i = 0;
+    while (i < t->count) {
+        struct regexp_rule *r = &t->rules[i];
+        if (r->kind == RULE_ENDIF) {
+            i++;
+            continue;
+        }
+        int matched = regexec(&r->re, key, 10, m, 0) == 0;
+        if (r->negate)
+            matched = !matched;
+        if (r->kind == RULE_IF) {
+            i = matched ? i + 1 : r->endif_index + 1;
+            continue;
+        }
+        if (matched) {
+            if (r->negate)
+                strbuf_set_str(out, r->result);
+            else
+                expand_result(r->result, key, m, out);
+            return 1;
+        }
+        i++;
+    }
+    return 0;
+}
+
+static void regexp_close(void *impl)
+{
+    struct regexp_table *t = impl;
+    for (size_t i = 0; i < t->count; i++) {
+        if (t->rules[i].kind != RULE_ENDIF)
+            regfree(&t->rules[i].re);
+        xfree(t->rules[i].result);
+    }
+    xfree(t->rules);
+    xfree(t->open_ifs);
+    xfree(t);
+}
+
+static const struct map_ops regexp_ops = { regexp_lookup, regexp_close };
+
+int map_open_regexp(const char *name, struct map *m, strbuf *err)
+{
+    struct regexp_table *t = xcalloc(1, sizeof(*t));
+    if (map_file_read(name, regexp_line, t, err) < 0) {
+        regexp_close(t);
+        return -1;
+    }
+    if (t->depth > 0) {
+        strbuf_printf(err, "%s: line %d: if without endif", name,
+                      t->rules[t->open_ifs[t->depth - 1]].lineno);
+        regexp_close(t);
+        return -1;
+    }
+    xfree(t->open_ifs);
+    t->open_ifs = NULL;
+    m->ops = &regexp_ops;
+    m->impl = t;
+    m->flags = MAP_FULL_KEY_ONLY;
+    return 0;
+}
