@@ -20,6 +20,10 @@
  *   $name ${name} $(name)   the expanded value of name; empty if undefined
  *   ${name?text}            text (expanded) if $name is non-empty, else ""
  *   ${name:text}            text (expanded) if $name is empty, else ""
+ *   ${name?{a}:{b}}         Postfix 3: a if $name is non-empty, else b;
+ *   ${name?{a}} ${name:{a}} like the plain forms.  Blanks around and
+ *                           inside the braces are dropped.  A value that
+ *                           starts with '{' must be one of these forms.
  *   $$                      a literal '$'; a '$' followed by anything else
  *                           (blank, punctuation, end of text) is literal.
  * Names defined only in main.cf or by an override ("user-defined", e.g.
@@ -232,6 +236,65 @@ static const char *expand_name(const char *name, size_t len, int depth)
     return pv ? expand_param(pv, depth) : "";
 }
 
+struct text_span {
+    const char *text;
+    size_t len;
+};
+
+/*
+ * The value part of ${name?...} / ${name:...} in Postfix 3's brace form:
+ * "{v1}" or, when allow_else, "{v1}:{v2}" (blanks allowed around the
+ * groups and trimmed inside them).  Returns the number of values found (1
+ * or 2), 0 when TEXT does not start with '{' (the plain form), or -1 with
+ * the reason in why.
+ */
+static int split_brace_values(const char *text, size_t len, int allow_else,
+                              struct text_span values[2], strbuf *why)
+{
+    size_t i = 0;
+    while (i < len && isspace((unsigned char) text[i]))
+        i++;
+    if (i >= len || text[i] != '{')
+        return 0;
+    int n = 0;
+    for (;;) {
+        size_t open_at = i, nesting = 0;
+        for (; i < len; i++) {
+            if (text[i] == '{')
+                nesting++;
+            else if (text[i] == '}' && --nesting == 0)
+                break;
+        }
+        if (i >= len) {
+            strbuf_printf(why, "unbalanced '{' in conditional value");
+            return -1;
+        }
+        size_t a = open_at + 1, b = i;
+        while (a < b && isspace((unsigned char) text[a]))
+            a++;
+        while (b > a && isspace((unsigned char) text[b - 1]))
+            b--;
+        values[n].text = text + a;
+        values[n].len = b - a;
+        n++;
+        i++;
+        while (i < len && isspace((unsigned char) text[i]))
+            i++;
+        if (i >= len)
+            return n;
+        if (n == 1 && allow_else && text[i] == ':') {
+            i++;
+            while (i < len && isspace((unsigned char) text[i]))
+                i++;
+            if (i < len && text[i] == '{')
+                continue;
+        }
+        strbuf_printf(why, "bad conditional value: expected {value}%s",
+                      allow_else ? " or {value1}:{value2}" : "");
+        return -1;
+    }
+}
+
 /*
  * Parse TEXT[0..len) and, when out is not NULL, append its expansion.
  * With out == NULL only the syntax is checked.  Returns 0, or -1 with the
@@ -312,18 +375,34 @@ static int expand_text(strbuf *out, const char *text, size_t len, int depth,
         }
         size_t inner_len = i - inner;
         i++;
-        if (out == NULL) {                      /* check the inner text too */
-            if (expand_text(NULL, text + inner, inner_len, depth, owner, why) < 0)
-                return -1;
+        /* Postfix 3 forms: {value} and, after '?', {value1}:{value2}. */
+        struct text_span values[2];
+        int nvalues = split_brace_values(text + inner, inner_len, op == '?', values, why);
+        if (nvalues < 0)
+            return -1;
+        if (nvalues == 0) {                     /* plain ${name?value} */
+            values[0].text = text + inner;
+            values[0].len = inner_len;
+            nvalues = 1;
+        }
+        if (out == NULL) {                      /* check the values too */
+            for (int v = 0; v < nvalues; v++)
+                if (expand_text(NULL, values[v].text, values[v].len, depth, owner, why) < 0)
+                    return -1;
             continue;
         }
         const char *cond = expand_name(text + start, name_len, depth + 1);
         int nonempty = *cond != '\0';
-        if ((op == '?' && nonempty) || (op == ':' && !nonempty)) {
+        const struct text_span *chosen = NULL;
+        if (op == '?')
+            chosen = nonempty ? &values[0] : nvalues == 2 ? &values[1] : NULL;
+        else
+            chosen = nonempty ? NULL : &values[0];
+        if (chosen) {
             if (depth + 1 > EXPAND_MAX_DEPTH)
                 log_fatal("parameter %s: expansion nested deeper than %d (recursion loop?)",
                           owner, EXPAND_MAX_DEPTH);
-            if (expand_text(out, text + inner, inner_len, depth + 1, owner, why) < 0)
+            if (expand_text(out, chosen->text, chosen->len, depth + 1, owner, why) < 0)
                 return -1;
         }
     }

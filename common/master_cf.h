@@ -10,7 +10,10 @@
  * maxproc = default_process_limit.  A wakeup ending in '?' means "only when
  * the service is in use" (kept as wakeup_conditional).  Arguments of the
  * form `-o name=value` are collected in `overrides` (and also stay in argv,
- * which the master passes to the child verbatim).
+ * which the master passes to the child verbatim); only the leading options
+ * count (up to the first word not starting with '-'), so pipe-style
+ * "argv=/bin/x -o y" arguments are not overrides.  For inet services '-' in
+ * the private column means n (inet services cannot be private).
  *
  * type is one of inet, unix, fifo, pass.  For inet the service name is
  * [host:]port; host may be a bracketed IPv6 address.

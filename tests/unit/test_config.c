@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -392,6 +393,38 @@ START_TEST(expansion_forms)
     ck_assert_str_eq(config_raw("relayhost"), "$myhostname");
     /* virtual_alias_domains defaults to $virtual_alias_maps */
     ck_assert_str_eq(config_str("virtual_alias_domains"), "");
+}
+END_TEST
+
+START_TEST(expansion_postfix3_brace_forms)
+{
+    const char *text =
+        "set = yes\n"
+        "empty =\n"
+        "a1 = ${set?{ on }:{off}}|${empty?{on}:{ off }}|${undefined?{on} : {off}}\n"
+        "a2 = ${set?{x, y}}|${empty?{x}}|${empty:{fallback $set}}|${set:{never}}\n"
+        "a3 = ${set?{{nested}}:{no}}|${set?{${empty:{deep}}}}\n"
+        "a4 = $(set?{paren}:{no})\n";
+    ck_assert_int_eq(load_str(text), 0);
+    ck_assert_str_eq(config_str("a1"), "on|off|off");
+    ck_assert_str_eq(config_str("a2"), "x, y||fallback yes|");
+    ck_assert_str_eq(config_str("a3"), "{nested}|deep");
+    ck_assert_str_eq(config_str("a4"), "paren");
+
+    ck_assert_str_eq(FAILS("x = ${set?{a}junk}\n"),
+                     "line 1: parameter x: bad conditional value: expected {value} or {value1}:{value2}");
+    ck_assert_str_eq(FAILS("x = ${set:{a}:{b}}\n"),
+                     "line 1: parameter x: bad conditional value: expected {value}");
+    ck_assert_str_eq(FAILS("x = ${set?{a}:b}\n"),
+                     "line 1: parameter x: bad conditional value: expected {value} or {value1}:{value2}");
+    ck_assert_str_eq(FAILS("x = ${set?{a}:{b}:{c}}\n"),
+                     "line 1: parameter x: bad conditional value: expected {value} or {value1}:{value2}");
+    ck_assert_str_eq(FAILS("x = $(set?{a)\n"),
+                     "line 1: parameter x: unbalanced '{' in conditional value");
+    ck_assert_str_eq(FAILS("x = ${set?{${bad}:{b}}\n"),
+                     "line 1: parameter x: unterminated '${'");
+    ck_assert_str_eq(FAILS("x = ${set?{a}:{${}}}\n"),
+                     "line 1: parameter x: missing parameter name after '${'");
 }
 END_TEST
 
@@ -804,6 +837,96 @@ START_TEST(file_read_limits)
 }
 END_TEST
 
+/* ---- random input never crashes ------------------------------------ */
+
+static unsigned fuzz_state = 12345;
+
+static unsigned fuzz_next(void)
+{
+    fuzz_state = fuzz_state * 1103515245u + 12345u;
+    return (fuzz_state >> 16) & 0x7fff;
+}
+
+/* Random main.cf-like text: mostly "name = value" lines with random
+ * values, some lines of pure garbage. */
+static void fuzz_text(strbuf *sb)
+{
+    static const char *names[] = { "a", "b", "c", "max_use", "relayhost", "mail_name" };
+    static const char *pieces[] = {
+        "a", "b", "c", "max_use", "relayhost", "mail_name", " ", "\t", "\n", "\n ",
+        "=", " = ", "$", "$a", "${", "}", "$(", ")", "?", ":", "{", ",", "#", "$$",
+        "${a?", "${b:", "{x}", ":{y}", "1", "yes", "5m", "\r", "\x80", "\xff", "-",
+        "$b", "${c}", "$(a)", "${max_use?{", "}:{", "\n  "
+    };
+    const size_t npieces = sizeof(pieces) / sizeof(pieces[0]);
+    strbuf_reset(sb);
+    int lines = 1 + (int) (fuzz_next() % 8);
+    for (int l = 0; l < lines; l++) {
+        int garbage = fuzz_next() % 5 == 0;
+        if (!garbage)
+            strbuf_appendf(sb, "%s = ", names[fuzz_next() % (sizeof(names) / sizeof(names[0]))]);
+        int n = (int) (fuzz_next() % 12);
+        for (int i = 0; i < n; i++) {
+            const char *p = pieces[fuzz_next() % npieces];
+            if (!garbage && strcmp(p, "\n") == 0)
+                continue;
+            strbuf_append_str(sb, p);
+        }
+        strbuf_append_char(sb, '\n');
+    }
+}
+
+static void fuzz_expand_unknown(const char *name, const char *file, int line, void *ctx)
+{
+    (void) config_str(name);
+    ++*(int *) ctx;
+}
+
+static int fuzz_child_expand(void)
+{
+    int unknown = 0;
+    config_unknown(fuzz_expand_unknown, &unknown);
+    (void) config_str("relayhost");
+    (void) config_str("mail_name");
+    (void) config_int("max_use");           /* may be fatal: exit 1 is fine */
+    return 0;
+}
+
+START_TEST(random_main_cf_never_crashes)
+{
+    strbuf text;
+    strbuf_init(&text);
+    int loaded = 0, rejected = 0;
+    for (int round = 0; round < 600; round++) {
+        fuzz_text(&text);
+        char *dir;
+        int rc = load_text(text.data ? text.data : "", text.len, &dir);
+        if (rc == 0) {
+            loaded++;
+            fflush(NULL);
+            pid_t pid = fork();
+            ck_assert_int_ge(pid, 0);
+            if (pid == 0) {
+                freopen("/dev/null", "w", stderr);  /* expected fatal errors */
+                _exit(fuzz_child_expand());
+            }
+            int status;
+            ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+            ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) <= 1,
+                          "expansion crashed on: %s", strbuf_str(&text));
+        } else {
+            rejected++;
+            ck_assert_msg(strstr(strbuf_str(&load_error), "main.cf, line ") != NULL,
+                          "error without a line: %s", strbuf_str(&load_error));
+        }
+        remove_dir(dir);
+    }
+    ck_assert_int_gt(loaded, 20);           /* the generator covers both paths */
+    ck_assert_int_gt(rejected, 50);
+    strbuf_release(&text);
+}
+END_TEST
+
 Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -821,6 +944,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, long_line_is_kept_whole);
     tcase_add_test(tc, failed_load_changes_nothing);
     tcase_add_test(tc, expansion_forms);
+    tcase_add_test(tc, expansion_postfix3_brace_forms);
     tcase_add_test(tc, expansion_deep_chain_ok);
     tcase_add_exit_test(tc, expansion_loop_is_fatal, 1);
     tcase_add_exit_test(tc, expansion_self_loop_is_fatal, 1);
@@ -839,6 +963,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, edit_creates_missing_file);
     tcase_add_test(tc, edit_rejects_bad_assignments);
     tcase_add_test(tc, file_read_limits);
+    tcase_add_test(tc, random_main_cf_never_crashes);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -363,6 +363,46 @@ START_TEST(long_entry)
 }
 END_TEST
 
+START_TEST(random_input_never_crashes)
+{
+    static const char *pieces[] = {
+        "smtp", "inet", "unix", "fifo", "pass", "x", "n", "y", "-", "0", "60?", "100",
+        "cmd", "-o", "a=b", "=", "[::1]:25", "127.0.0.1:", ":", "?", " ", "\t", "\n",
+        "\n  ", "#", "\x80", "-oa=b", "--", "argv=/bin/x", "9999999999"
+    };
+    unsigned state = 4242;
+    strbuf text, err;
+    strbuf_init(&text);
+    strbuf_init(&err);
+    int bad = 0;
+    for (int round = 0; round < 3000; round++) {
+        strbuf_reset(&text);
+        int n = 1 + (int) ((state = state * 1103515245u + 12345u) >> 16) % 40;
+        for (int i = 0; i < n; i++) {
+            state = state * 1103515245u + 12345u;
+            strbuf_append_str(&text, pieces[(state >> 16) % (sizeof(pieces) / sizeof(pieces[0]))]);
+            strbuf_append_char(&text, ' ');
+        }
+        struct master_service *list = NULL;
+        strbuf_reset(&err);
+        if (master_cf_parse(text.data, "m", &list, &err) == 0) {
+            for (struct master_service *s = list; s; s = s->next) {
+                ck_assert_int_ge(s->argc, 1);
+                ck_assert_ptr_null(s->argv[s->argc]);
+            }
+            master_cf_free(list);
+        } else {
+            bad++;
+            ck_assert_ptr_null(list);
+            ck_assert_msg(strncmp(strbuf_str(&err), "m, line ", 8) == 0, "%s", strbuf_str(&err));
+        }
+    }
+    ck_assert_int_gt(bad, 100);
+    strbuf_release(&text);
+    strbuf_release(&err);
+}
+END_TEST
+
 Suite *master_cf_suite(void)
 {
     Suite *s = suite_create("master_cf");
@@ -375,6 +415,7 @@ Suite *master_cf_suite(void)
     tcase_add_test(tc, override_syntax);
     tcase_add_test(tc, nul_and_empty);
     tcase_add_test(tc, long_entry);
+    tcase_add_test(tc, random_input_never_crashes);
     suite_add_tcase(s, tc);
     return s;
 }
