@@ -3,7 +3,7 @@
  *
  * Queue id: 9 hex digits of arrival seconds, 5 hex digits of microseconds,
  * then the queue file's inode number in hex, all uppercase [0-9A-F]; e.g.
- * "6925A3F1B0C2E41A7F".  Sorting ids as strings sorts by arrival time; the
+ * "06925A3F1B0C2E41A7F" (15..30 characters; see doc/queue-file.md).  Sorting ids as strings sorts by arrival time; the
  * inode makes it unique among live files; safe as a file name.
  *
  * Queue directories under queue_directory: maildrop incoming active deferred
@@ -78,7 +78,8 @@ int queue_id_valid(const char *s);
 long long queue_id_time(const char *qid);
 
 /* --- directories -------------------------------------------------------- */
-/* Path of QID in queue NAME, relative to queue_directory: "deferred/E/QID". */
+/* Path of QID in queue NAME, relative to queue_directory: "deferred/E/QID".
+ * out's previous content is replaced. */
 void queue_path(strbuf *out, const char *queue_name, const char *qid);
 /* Create the queue directory tree under dir (and hash subdirs); 0 or -1. */
 int queue_dirs_create(const char *queue_dir, uid_t owner, gid_t group);
@@ -87,7 +88,10 @@ int queue_dirs_create(const char *queue_dir, uid_t owner, gid_t group);
 int queue_move(const char *qid, const char *from_queue, const char *to_queue);
 /* fsync a directory by path. */
 int fsync_dir(const char *path);
-/* Iterate every QID in a queue (hash subdirs too); skips dot-files. */
+/* Iterate every QID in a queue (hash subdirs too); skips dot-files and any
+ * name that is not a valid queue id.  Returns 0, or the first nonzero value
+ * fn returned (which stops the scan), or -1 (errno) if the queue cannot be
+ * read. */
 int queue_scan(const char *queue_name,
                int (*fn)(const char *qid, void *ctx), void *ctx);
 
@@ -103,9 +107,11 @@ void queue_writer_content_begin(queue_writer *w);
 void queue_writer_line(queue_writer *w, const char *line, size_t len);
 void queue_writer_content_end(queue_writer *w);
 /* Append E, flush, fsync, rename into place, fsync dir.  0 ok; -1 with
- * err and errno (ENOSPC/EDQUOT => disk full) and the temp file removed. */
+ * err and errno (ENOSPC/EDQUOT => disk full) and the temp file removed.
+ * The writer is NOT freed: call queue_writer_abort() afterwards in every
+ * case (after a commit it only frees); queue_writer_id() stays valid. */
 int queue_writer_commit(queue_writer *w, strbuf *err);
-/* Remove the temp file and free. */
+/* Remove the temp file (unless committed) and free. */
 void queue_writer_abort(queue_writer *w);
 size_t queue_writer_content_size(const queue_writer *w);
 

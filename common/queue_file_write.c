@@ -1,0 +1,313 @@
+/*
+ * queue_file_write.c - the queue file writer (used by cleanup and postdrop).
+ *
+ * What it does: creates QUEUE/.tmp-PID-N exclusively (mode 0600), derives
+ * the queue id from the arrival time and the file's inode, buffers records
+ * in the format of queue.h, and on commit appends E, fsyncs the file,
+ * renames it to its final name and fsyncs the directory.
+ *
+ * Interface (queue.h): queue_writer_create, _id, _record, _record_str,
+ * _content_begin, _line, _content_end, _commit, _abort, _content_size.
+ *
+ * Contract:
+ *   - Nothing is visible under a queue id before commit succeeds: readers
+ *     (qmgr) ignore dot-files, and the rename is the last step.
+ *   - Write errors are sticky: the first one is remembered (errno kept),
+ *     later writes are skipped, and commit reports it, so callers check
+ *     once.  On a commit error the temporary (or final) file is removed
+ *     and errno is the original cause (ENOSPC/EDQUOT => disk full).
+ *   - The M record holds a 20-digit placeholder written at content_begin
+ *     and patched in place (in the buffer, or with pwrite once flushed) by
+ *     content_end with the offset of the X record.
+ *   - Always call queue_writer_abort() to free the writer, also after a
+ *     commit (successful or not): it then only frees.  queue_writer_id()
+ *     stays valid until then.
+ *   - Within one process ids are strictly increasing: if the clock has not
+ *     moved (or went back) since the last id, the last time plus one
+ *     microsecond is used, so two files in one process never share an id
+ *     even when the kernel reuses an inode at once.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "mem.h"
+#include "queue.h"
+
+#define QUEUE_WRITE_CHUNK   65536
+#define QUEUE_RECORD_MAXLEN 999999999UL
+#define QUEUE_MARK_DIGITS   20
+
+struct queue_writer {
+    char *queue_name;
+    char qid[QUEUE_ID_MAX];
+    strbuf tmp_path;
+    int fd;
+    strbuf buf;                 /* bytes not yet written to fd */
+    off_t flushed;              /* bytes already written to fd */
+    off_t mark_offset;          /* offset of the M placeholder digits, or -1 */
+    size_t content_size;        /* content bytes counted with CRLF */
+    int in_content;
+    int content_done;
+    int committed;              /* 1 after commit (ok or failed): file handled */
+    int error;                  /* first errno, 0 = none */
+    const char *error_op;       /* what failed: "write", "fsync", ... */
+};
+
+static unsigned long queue_tmp_counter;
+static long long queue_last_sec = -1;
+static long queue_last_usec;
+
+static void queue_writer_fail(queue_writer *w, const char *op, int err)
+{
+    if (!w->error) {
+        w->error = err ? err : EIO;
+        w->error_op = op;
+    }
+}
+
+/* Arrival time for a new id: wall clock, but strictly increasing. */
+static void queue_next_time(long long *sec, long *usec)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    long long s = tv.tv_sec;
+    long u = tv.tv_usec;
+    if (s < queue_last_sec || (s == queue_last_sec && u <= queue_last_usec)) {
+        s = queue_last_sec;
+        u = queue_last_usec + 1;
+        if (u > 999999) {
+            s++;
+            u = 0;
+        }
+    }
+    queue_last_sec = s;
+    queue_last_usec = u;
+    *sec = s;
+    *usec = u;
+}
+
+queue_writer *queue_writer_create(const char *queue_name, strbuf *err)
+{
+    queue_writer *w = xcalloc(1, sizeof(*w));
+    w->queue_name = xstrdup(queue_name);
+    w->fd = -1;
+    w->mark_offset = -1;
+    strbuf_init(&w->tmp_path);
+    strbuf_init(&w->buf);
+    /* A stale temp file of an earlier process with our pid may exist:
+     * step the counter past it rather than reuse it. */
+    for (int attempt = 0; attempt < 100; attempt++) {
+        strbuf_printf(&w->tmp_path, "%s/.tmp-%ld-%lu", queue_name,
+                      (long)getpid(), queue_tmp_counter++);
+        w->fd = open(w->tmp_path.data,
+                     O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (w->fd >= 0 || errno != EEXIST)
+            break;
+    }
+    if (w->fd < 0) {
+        int saved = errno;
+        if (err)
+            strbuf_printf(err, "create queue file %s: %s",
+                          w->tmp_path.data, strerror(saved));
+        strbuf_release(&w->tmp_path);
+        strbuf_release(&w->buf);
+        xfree(w->queue_name);
+        xfree(w);
+        errno = saved;
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(w->fd, &st) < 0) {
+        int saved = errno;
+        if (err)
+            strbuf_printf(err, "fstat queue file %s: %s",
+                          w->tmp_path.data, strerror(saved));
+        queue_writer_abort(w);
+        errno = saved;
+        return NULL;
+    }
+    long long sec;
+    long usec;
+    queue_next_time(&sec, &usec);
+    queue_id_make(w->qid, sec, usec, (unsigned long long)st.st_ino);
+    return w;
+}
+
+const char *queue_writer_id(const queue_writer *w)
+{
+    return w->qid;
+}
+
+/* Write the whole buffer to the file. */
+static void queue_writer_flush(queue_writer *w)
+{
+    size_t off = 0;
+    while (!w->error && off < w->buf.len) {
+        ssize_t n = write(w->fd, w->buf.data + off, w->buf.len - off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            queue_writer_fail(w, "write", errno);
+            break;
+        }
+        off += (size_t)n;
+    }
+    w->flushed += (off_t)off;
+    strbuf_reset(&w->buf);
+}
+
+static off_t queue_writer_offset(const queue_writer *w)
+{
+    return w->flushed + (off_t)w->buf.len;
+}
+
+void queue_writer_record(queue_writer *w, int type, const void *data, size_t len)
+{
+    if (type < 'A' || type > 'Z')
+        log_panic("queue_writer_record: bad record type %d", type);
+    if (w->error || w->committed)
+        return;
+    if (len > QUEUE_RECORD_MAXLEN) {
+        queue_writer_fail(w, "record too long", EFBIG);
+        return;
+    }
+    strbuf_appendf(&w->buf, "%c%zu:", type, len);
+    strbuf_append(&w->buf, data, len);
+    strbuf_append_char(&w->buf, '\n');
+    if (w->buf.len >= QUEUE_WRITE_CHUNK)
+        queue_writer_flush(w);
+}
+
+void queue_writer_record_str(queue_writer *w, int type, const char *s)
+{
+    queue_writer_record(w, type, s, strlen(s));
+}
+
+void queue_writer_content_begin(queue_writer *w)
+{
+    if (w->in_content || w->content_done)
+        log_panic("queue_writer_content_begin: content already begun");
+    w->in_content = 1;
+    /* "M20:" then the placeholder digits. */
+    w->mark_offset = queue_writer_offset(w) + 4;
+    queue_writer_record_str(w, QREC_CONTENT, "00000000000000000000");
+}
+
+void queue_writer_line(queue_writer *w, const char *line, size_t len)
+{
+    if (!w->in_content)
+        log_panic("queue_writer_line: outside content");
+    queue_writer_record(w, QREC_LINE, line, len);
+    w->content_size += len + 2;
+}
+
+void queue_writer_content_end(queue_writer *w)
+{
+    if (!w->in_content)
+        log_panic("queue_writer_content_end: content not begun");
+    w->in_content = 0;
+    w->content_done = 1;
+    off_t x_offset = queue_writer_offset(w);
+    char digits[QUEUE_MARK_DIGITS + 1];
+    snprintf(digits, sizeof(digits), "%020lld", (long long)x_offset);
+    char size[32];
+    snprintf(size, sizeof(size), "%zu", w->content_size);
+    queue_writer_record_str(w, QREC_XEND, size);
+    if (w->error)
+        return;
+    if (w->mark_offset >= w->flushed) {
+        memcpy(w->buf.data + (w->mark_offset - w->flushed), digits, QUEUE_MARK_DIGITS);
+    } else {
+        ssize_t n;
+        do
+            n = pwrite(w->fd, digits, QUEUE_MARK_DIGITS, w->mark_offset);
+        while (n < 0 && errno == EINTR);
+        if (n != QUEUE_MARK_DIGITS)
+            queue_writer_fail(w, "pwrite", n < 0 ? errno : EIO);
+    }
+}
+
+size_t queue_writer_content_size(const queue_writer *w)
+{
+    return w->content_size;
+}
+
+int queue_writer_commit(queue_writer *w, strbuf *err)
+{
+    if (w->committed) {
+        if (err)
+            strbuf_set_str(err, "queue file already committed");
+        errno = EINVAL;
+        return -1;
+    }
+    if (!w->content_done)
+        queue_writer_fail(w, "commit before end of content", EINVAL);
+    queue_writer_record(w, QREC_END, "", 0);
+    queue_writer_flush(w);
+    if (!w->error && fsync(w->fd) < 0)
+        queue_writer_fail(w, "fsync", errno);
+    /* close() can report a delayed write error on some filesystems. */
+    if (close(w->fd) < 0)
+        queue_writer_fail(w, "close", errno);
+    w->fd = -1;
+    w->committed = 1;
+
+    strbuf final;
+    strbuf_init(&final);
+    queue_path(&final, w->queue_name, w->qid);
+    int renamed = 0;
+    if (!w->error) {
+        /* NOREPLACE: never overwrite an existing message, however unlikely
+         * an id collision is.  Fall back where the filesystem lacks it. */
+        int rc = renameat2(AT_FDCWD, w->tmp_path.data, AT_FDCWD, final.data,
+                           RENAME_NOREPLACE);
+        if (rc < 0 && (errno == EINVAL || errno == ENOSYS))
+            rc = rename(w->tmp_path.data, final.data);
+        if (rc < 0)
+            queue_writer_fail(w, "rename", errno);
+        else
+            renamed = 1;
+    }
+    if (!w->error) {
+        strbuf dir;
+        strbuf_init(&dir);
+        const char *slash = strrchr(final.data, '/');
+        strbuf_set(&dir, final.data, (size_t)(slash - final.data));
+        if (fsync_dir(dir.data) < 0)
+            queue_writer_fail(w, "fsync directory", errno);
+        strbuf_release(&dir);
+    }
+    if (w->error) {
+        /* Leave nothing behind: the client will be told to try again. */
+        unlink(renamed ? final.data : w->tmp_path.data);
+        if (err)
+            strbuf_printf(err, "queue file %s: %s: %s", w->qid, w->error_op,
+                          strerror(w->error));
+        strbuf_release(&final);
+        errno = w->error;
+        return -1;
+    }
+    strbuf_release(&final);
+    return 0;
+}
+
+void queue_writer_abort(queue_writer *w)
+{
+    if (!w)
+        return;
+    if (!w->committed) {
+        if (w->fd >= 0)
+            close(w->fd);
+        unlink(w->tmp_path.data);
+    }
+    strbuf_release(&w->tmp_path);
+    strbuf_release(&w->buf);
+    xfree(w->queue_name);
+    xfree(w);
+}
