@@ -1011,6 +1011,15 @@ static void line_param_name(const char *line, size_t len, strbuf *name)
     strbuf_set(name, line, i);
 }
 
+/* "name = value\n", or "name =\n" for an empty value (no trailing blank). */
+static void append_assignment(strbuf *out, const char *name, const char *value)
+{
+    if (*value)
+        strbuf_appendf(out, "%s = %s\n", name, value);
+    else
+        strbuf_appendf(out, "%s =\n", name);
+}
+
 static int write_file_atomically(const char *dir, const char *path, const strbuf *content,
                                  const struct stat *old, strbuf *err)
 {
@@ -1155,7 +1164,7 @@ int config_edit(const char *dir, char **assignments, int count, strbuf *err)
             if (match < 0)
                 strbuf_append(&out, start, full_len);
             else if (!written[match]) {
-                strbuf_appendf(&out, "%s = %s\n", names[match], values[match]);
+                append_assignment(&out, names[match], values[match]);
                 written[match] = 1;
             }
             /* else: a later duplicate of a replaced name is removed */
@@ -1168,7 +1177,7 @@ int config_edit(const char *dir, char **assignments, int count, strbuf *err)
             continue;
         if (out.len > 0 && out.data[out.len - 1] != '\n')
             strbuf_append_char(&out, '\n');
-        strbuf_appendf(&out, "%s = %s\n", names[i], values[i]);
+        append_assignment(&out, names[i], values[i]);
     }
     rc = write_file_atomically(dir, strbuf_str(&path), &out, exists ? &st : NULL, err);
 done:

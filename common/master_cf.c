@@ -28,6 +28,11 @@
  *             the daemon's own option parser never has to guess.  Words
  *             after the options (pipe-style "argv=/bin/x -o y") are
  *             passed on untouched and are not overrides.
+ *             Postfix 3 grouping: an argument that starts with '{' runs to
+ *             the matching '}' and may hold blanks; it is passed on as its
+ *             content without the braces and the blanks next to them.
+ *             "-o { name = value }" is accepted and passed to the child
+ *             as "-o" "name=value".
  * The same service name with the same type twice is an error.  NUL bytes are
  * refused.  On error the list is left NULL and nothing leaks.
  */
@@ -57,15 +62,18 @@ static const struct {
 
 struct word_list {
     char **words;
+    char *grouped;              /* 1 = the word was a { ... } group */
     int count, cap;
 };
 
-static void words_add(struct word_list *wl, const char *s, size_t len)
+static void words_add(struct word_list *wl, const char *s, size_t len, int grouped)
 {
     if (wl->count + 1 >= wl->cap) {
         wl->cap = wl->cap ? wl->cap * 2 : 16;
         wl->words = xrealloc(wl->words, (size_t) wl->cap * sizeof(*wl->words));
+        wl->grouped = xrealloc(wl->grouped, (size_t) wl->cap);
     }
+    wl->grouped[wl->count] = (char) grouped;
     wl->words[wl->count++] = xstrndup(s, len);
     wl->words[wl->count] = NULL;
 }
@@ -75,21 +83,55 @@ static void words_free(struct word_list *wl)
     for (int i = 0; i < wl->count; i++)
         xfree(wl->words[i]);
     xfree(wl->words);
+    xfree(wl->grouped);
     memset(wl, 0, sizeof(*wl));
 }
 
-static void split_words(const char *text, size_t len, struct word_list *wl)
+/*
+ * Split a logical line into words.  From the command on (word index 7), a
+ * word that starts with '{' runs to the matching '}' (Postfix 3 syntax for
+ * arguments with blanks) and becomes its content with the braces and the
+ * blanks next to them removed.  Returns 0, or -1 with the reason in why.
+ */
+static int split_words(const char *text, size_t len, struct word_list *wl, strbuf *why)
 {
     size_t i = 0;
     for (;;) {
         while (i < len && isspace((unsigned char) text[i]))
             i++;
         if (i >= len)
-            break;
+            return 0;
         size_t start = i;
+        if (text[i] == '{' && wl->count >= MASTER_CF_FIELDS - 1) {
+            int nesting = 0;
+            for (; i < len; i++) {
+                if (text[i] == '{')
+                    nesting++;
+                else if (text[i] == '}' && --nesting == 0)
+                    break;
+            }
+            if (i >= len) {
+                strbuf_printf(why, "missing '}' in argument: %.*s", (int) (len - start),
+                              text + start);
+                return -1;
+            }
+            size_t end = i++;
+            if (i < len && !isspace((unsigned char) text[i])) {
+                strbuf_printf(why, "text after '}' in argument: %.*s", (int) (end + 1 - start),
+                              text + start);
+                return -1;
+            }
+            start++;
+            while (start < end && isspace((unsigned char) text[start]))
+                start++;
+            while (end > start && isspace((unsigned char) text[end - 1]))
+                end--;
+            words_add(wl, text + start, end - start, 1);
+            continue;
+        }
         while (i < len && !isspace((unsigned char) text[i]))
             i++;
-        words_add(wl, text + start, i - start);
+        words_add(wl, text + start, i - start, 0);
     }
 }
 
@@ -321,7 +363,8 @@ static struct master_service *parse_entry(struct word_list *wl, const char *file
     /* Options come before the first non-option word, as getopt sees them:
      * pipe(8)-style "argv=/bin/prog -o x" arguments are not overrides. */
     for (int i = 1; i < s->argc; i++) {
-        if (s->argv[i][0] != '-' || strcmp(s->argv[i], "--") == 0)
+        if (wl->grouped[MASTER_CF_FIELDS - 1 + i] || s->argv[i][0] != '-'
+            || strcmp(s->argv[i], "--") == 0)
             break;
         if (strcmp(s->argv[i], "-o") != 0) {
             if (strncmp(s->argv[i], "-o", 2) == 0) {
@@ -336,18 +379,47 @@ static struct master_service *parse_entry(struct word_list *wl, const char *file
             goto fail;
         }
         const char *nv = s->argv[++i];
-        const char *eq = strchr(nv, '=');
-        if (eq == NULL || !valid_param_name(nv, (size_t) (eq - nv))) {
-            strbuf_printf(err, "%s, line %d: bad -o argument (need name=value): %s",
-                          file, line, nv);
-            goto fail;
+        size_t name_len, value_at;
+        if (wl->grouped[MASTER_CF_FIELDS - 1 + i]) {
+            /* "-o { name = value }": blanks allowed around '='.  The child
+             * gets the usual one-word "name=value" form. */
+            name_len = 0;
+            while (nv[name_len] && (isalnum((unsigned char) nv[name_len]) || nv[name_len] == '_'))
+                name_len++;
+            value_at = name_len;
+            while (isspace((unsigned char) nv[value_at]))
+                value_at++;
+            if (name_len == 0 || nv[value_at] != '=') {
+                strbuf_printf(err, "%s, line %d: bad -o argument (need { name = value }): {%s}",
+                              file, line, nv);
+                goto fail;
+            }
+            value_at++;
+            while (isspace((unsigned char) nv[value_at]))
+                value_at++;
+            strbuf normal;
+            strbuf_init(&normal);
+            strbuf_printf(&normal, "%.*s=%s", (int) name_len, nv, nv + value_at);
+            xfree(s->argv[i]);
+            s->argv[i] = strbuf_detach(&normal, NULL);
+            nv = s->argv[i];
+            value_at = name_len + 1;
+        } else {
+            const char *eq = strchr(nv, '=');
+            if (eq == NULL || !valid_param_name(nv, (size_t) (eq - nv))) {
+                strbuf_printf(err, "%s, line %d: bad -o argument (need name=value): %s",
+                              file, line, nv);
+                goto fail;
+            }
+            name_len = (size_t) (eq - nv);
+            value_at = name_len + 1;
         }
         s->override_names = xrealloc(s->override_names,
                                      (size_t) (s->noverrides + 1) * sizeof(char *));
         s->override_values = xrealloc(s->override_values,
                                       (size_t) (s->noverrides + 1) * sizeof(char *));
-        s->override_names[s->noverrides] = xstrndup(nv, (size_t) (eq - nv));
-        s->override_values[s->noverrides] = xstrdup(eq + 1);
+        s->override_names[s->noverrides] = xstrndup(nv, name_len);
+        s->override_values[s->noverrides] = xstrdup(nv + value_at);
         s->noverrides++;
     }
     return s;
@@ -361,7 +433,15 @@ static int add_entry(const strbuf *logical, const char *name, int line,
                      struct master_service **head, struct master_service **tail, strbuf *err)
 {
     struct word_list wl = { 0 };
-    split_words(logical->data, logical->len, &wl);
+    strbuf why;
+    strbuf_init(&why);
+    if (split_words(logical->data, logical->len, &wl, &why) < 0) {
+        strbuf_printf(err, "%s, line %d: %s", name, line, strbuf_str(&why));
+        strbuf_release(&why);
+        words_free(&wl);
+        return -1;
+    }
+    strbuf_release(&why);
     struct master_service *s = parse_entry(&wl, name, line, err);
     words_free(&wl);
     if (s == NULL)

@@ -771,12 +771,12 @@ START_TEST(edit_creates_missing_file)
 {
     char *dir = xstrdup("/tmp/postern-config-test.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    char *assign[] = { "relayhost=[mx]:2525" };
+    char *assign[] = { "relayhost=[mx]:2525", "recipient_delimiter=" };
     strbuf err;
     strbuf_init(&err);
-    ck_assert_int_eq(config_edit(dir, assign, 1, &err), 0);
+    ck_assert_int_eq(config_edit(dir, assign, 2, &err), 0);
     char *after = read_main_cf(dir);
-    ck_assert_str_eq(after, "relayhost = [mx]:2525\n");
+    ck_assert_str_eq(after, "relayhost = [mx]:2525\nrecipient_delimiter =\n");
     xfree(after);
     strbuf_release(&err);
     remove_dir(dir);

@@ -363,12 +363,62 @@ START_TEST(long_entry)
 }
 END_TEST
 
+START_TEST(brace_groups)
+{
+    struct master_service *list = NULL;
+    strbuf err;
+    strbuf_init(&err);
+    const char *text =
+        "submission inet n - n - - smtpd\n"
+        "  -o { smtpd_client_restrictions = permit_sasl_authenticated, reject }\n"
+        "  -o {syslog_name=postern/sub}\n"
+        "  -o { empty_value = }\n"
+        "  -o plain=one\n"
+        "  { an argument {with} blanks } last\n";
+    ck_assert_int_eq(master_cf_parse(text, "m", &list, &err), 0);
+    ck_assert_int_eq(list->noverrides, 4);
+    ck_assert_str_eq(list->override_names[0], "smtpd_client_restrictions");
+    ck_assert_str_eq(list->override_values[0], "permit_sasl_authenticated, reject");
+    ck_assert_str_eq(list->override_names[1], "syslog_name");
+    ck_assert_str_eq(list->override_values[1], "postern/sub");
+    ck_assert_str_eq(list->override_names[2], "empty_value");
+    ck_assert_str_eq(list->override_values[2], "");
+    ck_assert_str_eq(list->override_values[3], "one");
+    ck_assert_int_eq(list->argc, 11);
+    ck_assert_str_eq(list->argv[2], "smtpd_client_restrictions=permit_sasl_authenticated, reject");
+    ck_assert_str_eq(list->argv[4], "syslog_name=postern/sub");
+    ck_assert_str_eq(list->argv[6], "empty_value=");
+    ck_assert_str_eq(list->argv[9], "an argument {with} blanks");
+    ck_assert_str_eq(list->argv[10], "last");
+    master_cf_free(list);
+
+    ck_assert_str_eq(fails("x unix - - - - - cmd -o { a = b\n"),
+                     "/x/master.cf, line 1: missing '}' in argument: { a = b");
+    ck_assert_str_eq(fails("x unix - - - - - cmd -o { a = b }c\n"),
+                     "/x/master.cf, line 1: text after '}' in argument: { a = b }");
+    ck_assert_str_eq(fails("x unix - - - - - cmd -o { a b }\n"),
+                     "/x/master.cf, line 1: bad -o argument (need { name = value }): {a b}");
+    ck_assert_str_eq(fails("x unix - - - - - cmd -o { = b }\n"),
+                     "/x/master.cf, line 1: bad -o argument (need { name = value }): {= b}");
+    /* Braces in the first seven columns are not groups. */
+    ck_assert_str_eq(fails("{x y} unix - - - - - cmd\n"),
+                     "/x/master.cf, line 1: bad transport type: y}");
+    /* A group ends the options: a later -o is an ordinary argument. */
+    ck_assert_int_eq(master_cf_parse("x unix - - - - - cmd { -v } -o a=b\n", "m", &list, &err), 0);
+    ck_assert_int_eq(list->noverrides, 0);
+    ck_assert_str_eq(list->argv[1], "-v");
+    master_cf_free(list);
+    strbuf_release(&err);
+}
+END_TEST
+
 START_TEST(random_input_never_crashes)
 {
     static const char *pieces[] = {
         "smtp", "inet", "unix", "fifo", "pass", "x", "n", "y", "-", "0", "60?", "100",
         "cmd", "-o", "a=b", "=", "[::1]:25", "127.0.0.1:", ":", "?", " ", "\t", "\n",
-        "\n  ", "#", "\x80", "-oa=b", "--", "argv=/bin/x", "9999999999"
+        "\n  ", "#", "\x80", "-oa=b", "--", "argv=/bin/x", "9999999999", "{", "}",
+        "{ a = b }", "{a=", "}x"
     };
     unsigned state = 4242;
     strbuf text, err;
@@ -415,6 +465,7 @@ Suite *master_cf_suite(void)
     tcase_add_test(tc, override_syntax);
     tcase_add_test(tc, nul_and_empty);
     tcase_add_test(tc, long_entry);
+    tcase_add_test(tc, brace_groups);
     tcase_add_test(tc, random_input_never_crashes);
     suite_add_tcase(s, tc);
     return s;
