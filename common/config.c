@@ -39,6 +39,15 @@
  *   - config_str(), config_raw() and config_is_set() also accept
  *     user-defined names; any other name not in params.def log_panic()s.
  *   - config_override(name, NULL) removes an override.
+ *   - config_load() sets config_directory to the directory it read (a
+ *     config_directory line in main.cf cannot point elsewhere).
+ *   - config_edit() validates every assignment (name, expansion syntax,
+ *     type) before touching the file; replaces the first entry of a name
+ *     (with its continuation lines) in place and deletes later duplicates;
+ *     appends new names at the end in argument order; keeps the file's
+ *     mode (and owner, when run as root); writes a temporary file in the
+ *     same directory, fsyncs it, renames it over main.cf and fsyncs the
+ *     directory.  A missing main.cf is created.
  *   - Computed defaults: an empty myhostname is gethostname(), made
  *     fully qualified by appending ".localdomain" when it has no dot; an
  *     empty mydomain is myhostname minus its first label ("localdomain"
