@@ -244,6 +244,8 @@ END_TEST
 
 START_TEST(load_crlf_and_no_final_newline)
 {
+    ck_assert_int_eq(load_str("mail_name = a # not a comment\n"), 0);
+    ck_assert_str_eq(config_str("mail_name"), "a # not a comment");
     ck_assert_int_eq(load_str("mail_name = crlf\r\nmax_use = 3"), 0);
     ck_assert_str_eq(config_str("mail_name"), "crlf");
     ck_assert_int_eq(config_int("max_use"), 3);
