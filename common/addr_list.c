@@ -16,8 +16,10 @@
  * nested comments with quoted-pairs, folding whitespace (CR/LF anywhere
  * between tokens counts as space), empty list elements ("a,,b").
  * Refused (element skipped, result -1): NUL and other controls, invalid
- * UTF-8, unbalanced quotes/comments/brackets, local part > 64 octets,
- * invalid domains.  Never reads past len, never modifies value.
+ * UTF-8, unbalanced quotes/comments/brackets, local part > 64 octets (in
+ * its quoted form), addresses over 254 octets, invalid domains: every
+ * address passed to cb is one addr_parse_path() accepts as "<addr>" with
+ * ADDR_UTF8 and gives back unchanged.  Never reads past len, never modifies value.
  */
 #include <string.h>
 
@@ -50,9 +52,12 @@ static void token_push(struct token_list *tl, enum token_type type,
     struct token *t = &tl->tok[tl->count++];
     t->type = type;
     t->special = special;
-    t->text = text ? xmemdup(text, len + 1) : NULL;
-    if (t->text)
+    t->text = NULL;
+    if (text) {                 /* text is not NUL-terminated: copy len */
+        t->text = xmalloc(len + 1);
+        memcpy(t->text, text, len);
         t->text[len] = '\0';
+    }
     t->len = len;
 }
 
@@ -98,20 +103,25 @@ static void tokenize(const char *v, size_t len, struct token_list *tl)
             if (skip_comment(v, len, &p) < 0)
                 token_push(tl, TOK_BAD, 0, NULL, 0);
         } else if (c == '"') {
-            int ok = 0;
+            int closed = 0, bad = 0;
             strbuf_reset(&text);
             for (p++; p < len; ) {
                 unsigned char q = (unsigned char) v[p];
                 if (q == '"') {
-                    ok = 1;
+                    closed = 1;
                     p++;
                     break;
+                }
+                if (q == '\\' && p + 1 < len
+                    && (unsigned char) v[p + 1] >= 0x80) {
+                    p++;        /* "\" before UTF-8: checked as UTF-8 below */
+                    continue;
                 }
                 if (q == '\\' && p + 1 < len) {
                     q = (unsigned char) v[p + 1];
                     p += 2;
                     if (q < 0x20 || q == 0x7F)
-                        ok = -1;
+                        bad = 1;
                     strbuf_append_char(&text, q);
                     continue;
                 }
@@ -122,19 +132,21 @@ static void tokenize(const char *v, size_t len, struct token_list *tl)
                 if (q >= 0x80) {
                     size_t k = utf8_step(v, len, p);
                     if (k == 0) {
-                        ok = -1;
+                        bad = 1;
                         k = 1;
                     }
                     strbuf_append(&text, v + p, k);
                     p += k;
                     continue;
                 }
-                if ((q < 0x20 && q != '\t') || q == 0x7F)
-                    ok = -1;
+                if (q == '\t')
+                    q = ' ';    /* whitespace; envelopes cannot hold TAB */
+                else if (q < 0x20 || q == 0x7F)
+                    bad = 1;
                 strbuf_append_char(&text, q);
                 p++;
             }
-            if (ok == 1)
+            if (closed && !bad)
                 token_push(tl, TOK_QSTRING, 0, strbuf_str(&text), text.len);
             else
                 token_push(tl, TOK_BAD, 0, NULL, 0);
@@ -210,9 +222,13 @@ static int build_addr_spec(const struct token *tok, size_t a, size_t b,
         }
         break;
     }
-    if (local.len == 0 || local.len > 64)
+    if (local.len == 0)
         goto done;
+    /* the same limits as an envelope path: 64 octets of local part as it
+     * is written (quoted if it must be), 256 for "<addr>" */
     addr_quote_local_n(strbuf_str(&local), local.len, out);
+    if (out->len > 64)
+        goto done;
     if (i == b) {
         rc = 0;                 /* bare local name */
         goto done;
@@ -239,7 +255,7 @@ static int build_addr_spec(const struct token *tok, size_t a, size_t b,
             break;
         }
     }
-    if (i != b)
+    if (i != b || out->len + 2 > 256)
         goto done;
     if (addr_domain_problem(out->data + domain_start,
                             out->len - domain_start, 1) != NULL)

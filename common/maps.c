@@ -25,6 +25,9 @@
  *  - Keys are lowercased before lookup in tables marked MAP_FOLD_CASE
  *    (hash, btree, texthash, inline, unix); the caller's key is never
  *    modified.
+ *  - Text files hold "key value" lines (postmap format); "key: value"
+ *    (aliases(5) format) is read the same way, the colon dropped, so one
+ *    reader serves texthash:, hash: tables and alias files.
  *  - Text files: a line starting with blanks continues the previous one;
  *    lines whose first non-blank byte is '#' and blank lines are skipped
  *    (a continuation may follow them); lines may be any length; a NUL
@@ -64,7 +67,12 @@ int map_split_key_value(const char *line, strbuf *key, strbuf *value,
     const char *k = p;
     while (*p && *p != ' ' && *p != '\t')
         p++;
-    strbuf_set(key, k, (size_t) (p - k));
+    size_t klen = (size_t) (p - k);
+    /* aliases(5) style "name: value": the colon is not part of the key
+     * (an IPv6 key ending in "::" keeps its colons) */
+    if (klen > 1 && k[klen - 1] == ':' && k[klen - 2] != ':')
+        klen--;
+    strbuf_set(key, k, klen);
     while (*p == ' ' || *p == '\t')
         p++;
     strbuf_set_str(value, p);

@@ -4,7 +4,10 @@
  * helpers (split, quote, fqdn, domain checks) and header address lists.
  */
 #include <check.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "addr.h"
 #include "mem.h"
@@ -464,6 +467,189 @@ START_TEST(list_malformed)
 }
 END_TEST
 
+/* ---- bounds and properties ----------------------------------------------- */
+
+/* n bytes of s placed right before an inaccessible page: reading one byte
+ * past them faults. */
+struct guarded {
+    char *map;
+    size_t map_len;
+    char *data;
+};
+
+static void guarded_place(struct guarded *g, const char *s, size_t n)
+{
+    size_t page = (size_t) sysconf(_SC_PAGESIZE);
+    size_t pages = (n + page - 1) / page + 1;
+    g->map_len = pages * page;
+    g->map = mmap(NULL, g->map_len, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ck_assert_ptr_ne(g->map, MAP_FAILED);
+    ck_assert_int_eq(mprotect(g->map + (pages - 1) * page, page, PROT_NONE), 0);
+    g->data = g->map + (pages - 1) * page - n;
+    memcpy(g->data, s, n);
+}
+
+static void guarded_free(struct guarded *g)
+{
+    munmap(g->map, g->map_len);
+}
+
+static void count_only(const char *addr, void *ctx)
+{
+    (*(int *) ctx)++;
+}
+
+static const char *const bounded_inputs[] = {
+    "<user@example.com>", "<\"john doe\"@example.com>", "<@a,@b:u@d.org>",
+    "<u@[192.0.2.1]>", "<u@[IPv6:2001:db8::1]>", "<>", "<\"a\\\"b\"@x>",
+    "user@x.org", "<a@b> SIZE=10", "<\"unterminated", "<\"esc\\",
+    "<u@[1.2.3.4", "<jos\xc3\xa9@x.org>", "<a\xe2\x82",
+    "\"Doe, John\" <john@x.org>, jane@y.org (c (nested)", "Team: a@b, c@d;",
+    "(comment", "a@[1.2", "<@a,@b", "a . b @ c",
+};
+
+START_TEST(parsers_stay_within_len)
+{
+    strbuf out, err;
+    strbuf_init(&out);
+    strbuf_init(&err);
+    for (size_t i = 0; i < sizeof(bounded_inputs) / sizeof(*bounded_inputs); i++) {
+        const char *in = bounded_inputs[i];
+        size_t full = strlen(in);
+        /* every prefix, so each parser state meets the end of input */
+        for (size_t n = 0; n <= full; n++) {
+            struct guarded g;
+            guarded_place(&g, in, n);
+            for (int flags = 0; flags < 8; flags++) {
+                long rc = addr_parse_path(g.data, n, flags, &out, &err);
+                ck_assert(rc <= (long) n);
+            }
+            int count = 0;
+            addr_list_parse(g.data, n, count_only, &count);
+            guarded_free(&g);
+        }
+    }
+    strbuf_release(&out);
+    strbuf_release(&err);
+}
+END_TEST
+
+/* Small deterministic generator (xorshift) for reproducible random input. */
+static uint32_t rng_state = 2463534242u;
+
+static uint32_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 17;
+    rng_state ^= rng_state << 5;
+    return rng_state;
+}
+
+static void random_address_text(strbuf *sb)
+{
+    static const char *const pieces[] = {
+        "<", ">", "@", "\"", "\\", ".", "[", "]", ":", ",", ";", "(", ")",
+        " ", "\t", "\r\n", "a", "Zq", "x.org", "IPv6:", "::1", "192.0.2.1",
+        "\xc3\xa9", "\xc3", "\xff", "-", "+", "%", "!", "user", "\x01",
+        "postmaster", "@a.b,@c:", "\"q q\"",
+    };
+    strbuf_reset(sb);
+    int n = (int) (rng() % 12);
+    for (int i = 0; i < n; i++)
+        strbuf_append_str(sb, pieces[rng() % (sizeof(pieces) / sizeof(*pieces))]);
+    if (rng() % 16 == 0)
+        strbuf_append(sb, "\0", 1);
+}
+
+static int has_forbidden_byte(const strbuf *sb, int allow_8bit)
+{
+    for (size_t i = 0; i < sb->len; i++) {
+        unsigned char c = (unsigned char) sb->data[i];
+        if (c < 0x20 || c == 0x7F || (c >= 0x80 && !allow_8bit))
+            return 1;
+    }
+    return 0;
+}
+
+/* Whatever the path parser accepts is clean and re-parses to itself. */
+START_TEST(path_output_reparses_to_itself)
+{
+    strbuf in, out, err, again, out2;
+    strbuf_init(&in);
+    strbuf_init(&out);
+    strbuf_init(&err);
+    strbuf_init(&again);
+    strbuf_init(&out2);
+    int accepted = 0;
+    for (int iter = 0; iter < 200000; iter++) {
+        random_address_text(&in);
+        int flags = (int) (rng() % 8);
+        long rc = addr_parse_path(in.data ? in.data : "", in.len, flags, &out, &err);
+        if (rc < 0) {
+            ck_assert_uint_gt(err.len, 0);
+            continue;
+        }
+        accepted++;
+        ck_assert(rc <= (long) in.len);
+        ck_assert_msg(!has_forbidden_byte(&out, flags & ADDR_UTF8),
+                      "\"%s\" gave unclean \"%s\"", strbuf_str(&in), strbuf_str(&out));
+        strbuf_printf(&again, "<%s>", strbuf_str(&out));
+        long rc2 = addr_parse_path(again.data, again.len, flags, &out2, &err);
+        ck_assert_msg(rc2 == (long) again.len, "\"%s\" -> \"%s\" does not re-parse: %s",
+                      strbuf_str(&in), strbuf_str(&out), strbuf_str(&err));
+        ck_assert_str_eq(strbuf_str(&out2), strbuf_str(&out));
+    }
+    ck_assert_int_gt(accepted, 100);      /* the generator does reach valid paths */
+    strbuf_release(&in);
+    strbuf_release(&out);
+    strbuf_release(&err);
+    strbuf_release(&again);
+    strbuf_release(&out2);
+}
+END_TEST
+
+struct reparse_ctx {
+    int delivered;
+    const char *source;
+};
+
+static void reparse_as_path(const char *addr, void *ctx)
+{
+    struct reparse_ctx *rc = ctx;
+    strbuf path, out, err;
+    strbuf_init(&path);
+    strbuf_init(&out);
+    strbuf_init(&err);
+    strbuf_printf(&path, "<%s>", addr);
+    long n = addr_parse_path(path.data, path.len, ADDR_UTF8, &out, &err);
+    ck_assert_msg(n == (long) path.len, "list \"%s\" gave \"%s\": %s", rc->source,
+                  addr, strbuf_str(&err));
+    ck_assert_str_eq(strbuf_str(&out), addr);
+    rc->delivered++;
+    strbuf_release(&path);
+    strbuf_release(&out);
+    strbuf_release(&err);
+}
+
+/* Every address the header parser delivers is a valid envelope address. */
+START_TEST(list_output_is_valid_path)
+{
+    strbuf in;
+    strbuf_init(&in);
+    int total = 0;
+    for (int iter = 0; iter < 100000; iter++) {
+        random_address_text(&in);
+        struct reparse_ctx ctx = { 0, strbuf_str(&in) };
+        int rc = addr_list_parse(in.data ? in.data : "", in.len, reparse_as_path, &ctx);
+        ck_assert(rc == -1 || rc == ctx.delivered);
+        total += ctx.delivered;
+    }
+    ck_assert_int_gt(total, 100);
+    strbuf_release(&in);
+}
+END_TEST
+
 Suite *addr_suite(void)
 {
     Suite *s = suite_create("addr");
@@ -488,6 +674,12 @@ Suite *addr_suite(void)
     tcase_add_test(tc, list_comments_and_quotes);
     tcase_add_test(tc, list_groups);
     tcase_add_test(tc, list_malformed);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("robustness");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, parsers_stay_within_len);
+    tcase_add_test(tc, path_output_reparses_to_itself);
+    tcase_add_test(tc, list_output_is_valid_path);
     suite_add_tcase(s, tc);
     return s;
 }

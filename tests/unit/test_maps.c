@@ -530,7 +530,7 @@ START_TEST(addr_search_order)
             strbuf_appendf(&content, "%s form%d\n", forms[i], i);
         char *path = write_file("order", strbuf_str(&content));
         maps *ms = open_list("texthash:%s%s", path, "");
-        char want[8];
+        char want[24];
         snprintf(want, sizeof(want), "form%d", first);
         expect_addr(ms, "User+Ext@Example.COM", "+", 0, 1, want);
         maps_close(ms);
