@@ -46,7 +46,7 @@ struct qf_src {
     FILE *fp;
     off_t base;                 /* file offset of chunk[0] */
     size_t len, pos;            /* valid bytes in chunk, next one to use */
-    char chunk[QF_CHUNK];
+    char *chunk;                /* QF_CHUNK bytes; fd sources only */
     int io_errno;
 };
 
@@ -57,6 +57,13 @@ static void qf_src_fd(struct qf_src *in, int fd, off_t offset)
     in->base = offset;
     in->len = in->pos = 0;
     in->io_errno = 0;
+    in->chunk = xmalloc(QF_CHUNK);
+}
+
+static void qf_src_release(struct qf_src *in)
+{
+    xfree(in->chunk);
+    in->chunk = NULL;
 }
 
 static off_t qf_tell(const struct qf_src *in)
@@ -77,7 +84,7 @@ static int qf_refill(struct qf_src *in)
     in->len = in->pos = 0;
     ssize_t n;
     do
-        n = pread(in->fd, in->chunk, sizeof(in->chunk), in->base);
+        n = pread(in->fd, in->chunk, QF_CHUNK, in->base);
     while (n < 0 && errno == EINTR);
     if (n < 0) {
         in->io_errno = errno;
@@ -109,7 +116,7 @@ static long qf_read(struct qf_src *in, strbuf *out, size_t n)
 {
     size_t got = 0;
     if (in->fp) {
-        char buf[QF_CHUNK];
+        char buf[8192];
         while (got < n) {
             size_t want = n - got < sizeof(buf) ? n - got : sizeof(buf);
             size_t r = fread(buf, 1, want, in->fp);
@@ -219,15 +226,8 @@ io_error:
 
 int queue_record_read(FILE *fp, int *type, strbuf *data, strbuf *err)
 {
-    struct qf_src *in = xmalloc(sizeof(*in));
-    in->fp = fp;
-    in->fd = -1;
-    in->base = 0;
-    in->len = in->pos = 0;
-    in->io_errno = 0;
-    int rc = qf_record(in, type, data, NULL, QUEUE_RECORD_MAX_LEN, err);
-    xfree(in);
-    return rc;
+    struct qf_src in = { .fd = -1, .fp = fp };
+    return qf_record(&in, type, data, NULL, QUEUE_RECORD_MAX_LEN, err);
 }
 
 /* ---- envelope ---------------------------------------------------------- */
@@ -504,7 +504,8 @@ int queue_message_load(int fd, const char *qid, struct queue_message *msg, strbu
 {
     memset(msg, 0, sizeof(*msg));
     msg->qid = xstrdup(qid ? qid : "");
-    struct qf_src *in = xmalloc(sizeof(*in));
+    struct qf_src src;
+    struct qf_src *in = &src;
     qf_src_fd(in, fd, 0);
     struct qf_load ld = { .msg = msg, .err = err };
     strbuf data;
@@ -516,7 +517,7 @@ int queue_message_load(int fd, const char *qid, struct queue_message *msg, strbu
     xfree(ld.notify);
     xfree(ld.orcpt);
     strbuf_release(&data);
-    xfree(in);
+    qf_src_release(in);
     if (rc < 0)
         queue_message_free(msg);
     return rc;
@@ -558,7 +559,7 @@ struct queue_content_reader {
 
 queue_content_reader *queue_content_open(int fd, const struct queue_message *msg)
 {
-    queue_content_reader *r = xmalloc(sizeof(*r));
+    queue_content_reader *r = xcalloc(1, sizeof(*r));
     qf_src_fd(&r->in, fd, msg->content_offset);
     r->end = msg->content_end;
     return r;
@@ -595,6 +596,9 @@ int queue_content_next(queue_content_reader *r, strbuf *line, strbuf *err)
 
 void queue_content_close(queue_content_reader *r)
 {
+    if (!r)
+        return;
+    qf_src_release(&r->in);
     xfree(r);
 }
 

@@ -304,6 +304,15 @@ START_TEST(garbage_never_crashes)
         ck_assert(n >= -1 && n <= (long)len);
         if (n < 0)
             ck_assert_ptr_nonnull(why);
+        if (n > 0) {
+            /* Canonical format: re-encoding gives back the same bytes. */
+            strbuf enc;
+            strbuf_init(&enc);
+            ipc_encode(d, &enc);
+            ck_assert_uint_eq(enc.len, (size_t)n);
+            ck_assert_int_eq(memcmp(enc.data, p, enc.len), 0);
+            strbuf_release(&enc);
+        }
         xfree(p);
     }
     ipc_record_free(d);
