@@ -43,8 +43,24 @@
 #ifndef POSTERN_SERVER_H
 #define POSTERN_SERVER_H
 
+#include <stdint.h>
+
 #define SERVER_LISTEN_FD 3
 #define SERVER_STATUS_FD 4
+
+/*
+ * The status message a child writes to SERVER_STATUS_FD: two native-endian
+ * 32-bit integers {pid, status}, 8 bytes, one write(2) (atomic on a pipe).
+ * A child reports IDLE once when it is ready to accept, BUSY when it has
+ * accepted a client and IDLE again when done.  From Python:
+ * os.write(4, struct.pack("=ii", os.getpid(), 1)).
+ */
+#define SERVER_STATUS_IDLE 1
+#define SERVER_STATUS_BUSY 2
+struct server_status_msg {
+    int32_t pid;
+    int32_t status;
+};
 
 enum server_mode { SERVER_SINGLE, SERVER_EVENT };
 

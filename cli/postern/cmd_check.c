@@ -1,0 +1,149 @@
+/*
+ * cmd_check.c - `postern check`: is this instance able to run?
+ *
+ * Checks, each reported as "postern: warning: ..." or "postern: error: ..."
+ * naming the file, line or path concerned:
+ *   - main.cf parses (errors name file and line); parameters the table
+ *     does not know are warnings (a typo is the usual cause);
+ *   - master.cf parses; each service's program exists in daemon_directory
+ *     (missing: a warning, the master skips such a service) and is
+ *     executable (a file that is not: an error);
+ *   - queue_directory exists, is a directory, is not group or world
+ *     writable; private/ (when present) is not accessible to others; as
+ *     root: owned by root, with private/ owned by mail_owner;
+ *   - as root: mail_owner and setgid_group exist and mail_owner is not root.
+ * Exit 0 when there is no error (warnings allowed), 1 otherwise.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "master_cf.h"
+#include "postern.h"
+#include "strbuf.h"
+
+static int check_errors;
+
+static void check_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void check_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("postern: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    check_errors++;
+}
+
+static void check_unknown(const char *name, const char *file, int line, void *ctx)
+{
+    (void)ctx;
+    postern_warning("%s, line %d: unknown parameter %s", file, line, name);
+}
+
+static void check_programs(const struct master_service *list, const char *cf_path)
+{
+    const char *daemon_dir = config_str("daemon_directory");
+    strbuf p;
+    strbuf_init(&p);
+    for (; list; list = list->next) {
+        const char *cmd = list->argv[0];
+        if (cmd[0] == '/')
+            strbuf_set_str(&p, cmd);
+        else
+            strbuf_printf(&p, "%s/%s", daemon_dir, cmd);
+        struct stat st;
+        if (stat(strbuf_str(&p), &st) < 0)
+            postern_warning("%s, line %d: service %s: program %s: %s", cf_path,
+                            list->line, list->name, strbuf_str(&p), strerror(errno));
+        else if (!S_ISREG(st.st_mode) || access(strbuf_str(&p), X_OK) < 0)
+            check_error("%s, line %d: service %s: program %s is not executable",
+                        cf_path, list->line, list->name, strbuf_str(&p));
+    }
+    strbuf_release(&p);
+}
+
+static void check_spool(uid_t owner)
+{
+    const char *qdir = config_str("queue_directory");
+    struct stat st;
+    if (stat(qdir, &st) < 0) {
+        check_error("queue_directory %s: %s", qdir, strerror(errno));
+        return;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        check_error("queue_directory %s is not a directory", qdir);
+        return;
+    }
+    if (st.st_mode & 022)
+        check_error("queue_directory %s is group or world writable (mode %03o)",
+                    qdir, (unsigned)(st.st_mode & 07777));
+    if (geteuid() == 0 && st.st_uid != 0)
+        check_error("queue_directory %s is owned by uid %ld, not root", qdir,
+                    (long)st.st_uid);
+    strbuf p;
+    strbuf_init(&p);
+    strbuf_printf(&p, "%s/private", qdir);
+    if (stat(strbuf_str(&p), &st) == 0) {
+        if (st.st_mode & 07)
+            check_error("%s is accessible to others (mode %03o); it must be 0700",
+                        strbuf_str(&p), (unsigned)(st.st_mode & 07777));
+        if (geteuid() == 0 && st.st_uid != owner)
+            check_error("%s is owned by uid %ld, not mail_owner (uid %ld)",
+                        strbuf_str(&p), (long)st.st_uid, (long)owner);
+    }
+    strbuf_release(&p);
+}
+
+int postern_cmd_check(int argc, char **argv)
+{
+    if (argc != 1)
+        postern_fatal("usage: postern check");
+    strbuf err;
+    strbuf_init(&err);
+    if (config_load(postern_config_dir(), &err) < 0) {
+        check_error("%s", strbuf_str(&err));
+        return 1;
+    }
+    config_unknown(check_unknown, NULL);
+
+    uid_t owner = getuid();
+    if (geteuid() == 0) {
+        const char *user = config_str("mail_owner");
+        const char *group = config_str("setgid_group");
+        struct passwd *pw = getpwnam(user);
+        if (!pw)
+            check_error("mail_owner %s: no such user (create it: useradd --system "
+                        "--user-group --no-create-home --home-dir /nonexistent "
+                        "--shell /usr/sbin/nologin %s)", user, user);
+        else if (pw->pw_uid == 0)
+            check_error("mail_owner %s has uid 0: the daemons must not run as root", user);
+        else
+            owner = pw->pw_uid;
+        if (!getgrnam(group))
+            check_error("setgid_group %s: no such group (create it: groupadd --system %s)",
+                        group, group);
+    }
+
+    strbuf cf_path;
+    strbuf_init(&cf_path);
+    strbuf_printf(&cf_path, "%s/master.cf", config_dir());
+    struct master_service *list = NULL;
+    strbuf_reset(&err);
+    if (master_cf_load(strbuf_str(&cf_path), &list, &err) < 0) {
+        check_error("%s", strbuf_str(&err));
+    } else {
+        check_programs(list, strbuf_str(&cf_path));
+        master_cf_free(list);
+    }
+    check_spool(owner);
+    strbuf_release(&cf_path);
+    strbuf_release(&err);
+    return check_errors ? 1 : 0;
+}

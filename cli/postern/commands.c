@@ -1,0 +1,18 @@
+/*
+ * commands.c - the table of postern's subcommands: one row each.
+ * Add a row (and a cmd_NAME.c with its handler) to add a command; the
+ * usage text is printed by `postern` without arguments.
+ */
+#include <stddef.h>
+
+#include "postern.h"
+
+const struct postern_command postern_commands[] = {
+    { "start", postern_cmd_start, "start" },
+    { "stop", postern_cmd_stop, "stop" },
+    { "reload", postern_cmd_reload, "reload" },
+    { "status", postern_cmd_status, "status" },
+    { "check", postern_cmd_check, "check" },
+    { "init", postern_cmd_init, "init DIR [--port N]" },
+    { NULL, NULL, NULL },
+};

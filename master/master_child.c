@@ -1,0 +1,269 @@
+/*
+ * master_child.c - forking, tracking, reaping and throttling children.
+ *
+ * Interface (master.h): master_child_spawn, master_child_read_status,
+ * master_child_reap, master_child_retire_all, master_child_stop_all,
+ * master_wakeup_send, master_child_count.
+ *
+ * Process accounting follows Postfix: a freshly forked child counts as
+ * idle (it will accept the pending connection), so the master does not
+ * fork again for the same connection; it becomes busy when it reports
+ * BUSY on the status pipe and idle again with IDLE.  The master forks only
+ * when a connection is pending, no child of the service is idle and
+ * maxproc allows (master.c decides; this file does the work).
+ *
+ * A child that exits without ever having reported a status (it failed
+ * before it could serve: bad program, bad configuration, exec failure)
+ * throttles its service for service_throttle_time: no fork loop.
+ * Abnormal deaths are logged as Postfix does:
+ *   warning: process /path/smtpd pid 123 exit status 1
+ *   warning: process /path/smtpd pid 123 killed by signal 9
+ * except the SIGTERM the master itself sent to a retiring child.
+ *
+ * The child's environment is cleaned: only import_environment names (NAME
+ * or NAME=value) and POSTERN_CONFIG_DIR.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "master.h"
+#include "mem.h"
+#include "server.h"
+
+struct master_child *master_children;
+
+int master_child_count(void)
+{
+    int n = 0;
+    for (struct master_child *c = master_children; c; c = c->next)
+        n++;
+    return n;
+}
+
+static struct master_child *find_child(pid_t pid)
+{
+    for (struct master_child *c = master_children; c; c = c->next)
+        if (c->pid == pid)
+            return c;
+    return NULL;
+}
+
+/* The cleaned environment for children (built in the parent: no malloc
+ * between fork and exec). */
+static char **child_environment(void)
+{
+    int n = 0;
+    char **names = config_list(config_str("import_environment"), &n);
+    char **env = xcalloc((size_t)n + 2, sizeof(char *));
+    int k = 0;
+    strbuf sb;
+    strbuf_init(&sb);
+    for (int i = 0; i < n; i++) {
+        if (strchr(names[i], '=')) {
+            env[k++] = xstrdup(names[i]);
+        } else if (strcmp(names[i], "POSTERN_CONFIG_DIR") != 0) {
+            const char *v = getenv(names[i]);
+            if (v) {
+                strbuf_printf(&sb, "%s=%s", names[i], v);
+                env[k++] = xstrdup(strbuf_str(&sb));
+            }
+        }
+    }
+    strbuf_printf(&sb, "POSTERN_CONFIG_DIR=%s", config_dir());
+    env[k++] = xstrdup(strbuf_str(&sb));
+    env[k] = NULL;
+    strbuf_release(&sb);
+    config_list_free(names);
+    return env;
+}
+
+static void free_environment(char **env)
+{
+    for (char **e = env; *e; e++)
+        xfree(*e);
+    xfree(env);
+}
+
+void master_child_spawn(struct master_svc *svc)
+{
+    char **env = child_environment();
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_warning("fork: %m -- service %s throttled", svc->name);
+        svc->throttle_until = master_now_ms() + 1000LL * config_time("service_throttle_time");
+        free_environment(env);
+        return;
+    }
+    if (pid == 0) {
+        /* Child: listener on 3, status pipe on 4, default signals. */
+        int lfd = fcntl(svc->listen_fd, F_DUPFD_CLOEXEC, 10);
+        int sfd = fcntl(svc->status_wr, F_DUPFD_CLOEXEC, 10);
+        if (lfd < 0 || sfd < 0 || dup2(lfd, SERVER_LISTEN_FD) < 0
+            || dup2(sfd, SERVER_STATUS_FD) < 0)
+            _exit(127);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        signal(SIGHUP, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGCHLD, SIG_DFL);
+        execve(svc->program, svc->argv, env);
+        log_warning("exec %s: %m", svc->program);
+        _exit(127);
+    }
+    free_environment(env);
+    struct master_child *c = xcalloc(1, sizeof(*c));
+    c->pid = pid;
+    c->svc = svc;
+    c->program = xstrdup(svc->program);
+    c->idle = 1;
+    c->started = master_now_ms();
+    c->next = master_children;
+    master_children = c;
+    svc->total++;
+    svc->idle++;
+    log_debug("service %s: started pid %ld", svc->name, (long)pid);
+}
+
+void master_child_read_status(struct master_svc *svc)
+{
+    struct server_status_msg msg;
+    for (;;) {
+        ssize_t n = read(svc->status_rd, &msg, sizeof(msg));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n != (ssize_t)sizeof(msg))
+            return;                     /* EAGAIN, or a torn message: ignore */
+        struct master_child *c = find_child((pid_t)msg.pid);
+        if (!c || c->retiring || !c->svc)
+            continue;
+        c->reported = 1;
+        if (msg.status == SERVER_STATUS_IDLE && !c->idle) {
+            c->idle = 1;
+            c->svc->idle++;
+        } else if (msg.status == SERVER_STATUS_BUSY && c->idle) {
+            c->idle = 0;
+            c->svc->idle--;
+        }
+    }
+}
+
+static void unlink_child(struct master_child *gone)
+{
+    for (struct master_child **p = &master_children; *p; p = &(*p)->next) {
+        if (*p == gone) {
+            *p = gone->next;
+            break;
+        }
+    }
+    if (gone->svc && !gone->retiring) {
+        gone->svc->total--;
+        if (gone->idle)
+            gone->svc->idle--;
+    }
+    xfree(gone->program);
+    xfree(gone);
+}
+
+void master_child_reap(void)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        struct master_child *c = find_child(pid);
+        if (!c)
+            continue;
+        if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+            log_warning("process %s pid %ld exit status %d", c->program,
+                        (long)pid, WEXITSTATUS(status));
+        else if (WIFSIGNALED(status) && !(c->retiring && WTERMSIG(status) == SIGTERM))
+            log_warning("process %s pid %ld killed by signal %d", c->program,
+                        (long)pid, WTERMSIG(status));
+        if (c->svc && !c->retiring && !c->reported) {
+            long long t = config_time("service_throttle_time");
+            log_warning("%s: bad command startup -- throttling for %lld seconds",
+                        c->program, t);
+            c->svc->throttle_until = master_now_ms() + 1000LL * t;
+        }
+        unlink_child(c);
+    }
+}
+
+void master_child_retire_all(void)
+{
+    for (struct master_child *c = master_children; c; c = c->next) {
+        if (c->svc && !c->retiring) {
+            c->svc->total--;
+            if (c->idle)
+                c->svc->idle--;
+        }
+        c->retiring = 1;
+        c->svc = NULL;
+        (void)kill(c->pid, SIGTERM);
+    }
+}
+
+void master_child_stop_all(int grace_ms, int sigfd)
+{
+    master_child_retire_all();
+    long long deadline = master_now_ms() + grace_ms;
+    while (master_children && master_now_ms() < deadline) {
+        struct pollfd pfd = { .fd = sigfd, .events = POLLIN };
+        (void)poll(&pfd, 1, 100);
+        if (pfd.revents & POLLIN) {
+            char buf[64];
+            while (read(sigfd, buf, sizeof(buf)) > 0)
+                ;
+        }
+        master_child_reap();
+    }
+    for (struct master_child *c = master_children; c; c = c->next) {
+        log_warning("process %s pid %ld did not stop: killing it", c->program,
+                    (long)c->pid);
+        (void)kill(c->pid, SIGKILL);
+    }
+    while (master_children) {
+        int status;
+        pid_t pid = waitpid(-1, &status, 0);
+        if (pid < 0 && errno == EINTR)
+            continue;
+        if (pid < 0)
+            break;
+        struct master_child *c = find_child(pid);
+        if (c)
+            unlink_child(c);
+    }
+}
+
+/* Connect to the service's own listener and send {request=wakeup}; a
+ * connect that would block (backlog full) is skipped, not waited for. */
+void master_wakeup_send(struct master_svc *svc)
+{
+    static const char record[] = "request 6\nwakeup\n\n";
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(svc->listen_fd, (struct sockaddr *)&ss, &len) < 0)
+        return;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    if (connect(fd, (struct sockaddr *)&ss, len) < 0) {
+        log_debug("wakeup %s: %m", svc->name);
+        close(fd);
+        return;
+    }
+    if (write(fd, record, sizeof(record) - 1) < 0)
+        log_debug("wakeup %s: %m", svc->name);
+    close(fd);
+}

@@ -1,0 +1,269 @@
+"""master, the daemon skeleton and postern start/stop/reload/status/init.
+
+Most tests run the tiny echo_service.py (a Python stand-in for a daemon,
+reporting busy/idle on fd 4 like the skeleton) or echo_daemon.c (a daemon
+on the real skeleton, compiled by the harness) as absolute master.cf
+commands, so they do not depend on smtpd & co.
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+import harness
+from harness import Instance, wait_for
+
+ECHO = os.path.join(harness.HERE, "echo_service.py")
+
+
+def echo_line(port, maxproc="-", extra=""):
+    return "127.0.0.1:%d inet n - n - %s %s %s" % (port, maxproc, ECHO, extra)
+
+
+class Client:
+    """A line-oriented connection to an echo service."""
+
+    def __init__(self, port, timeout=10):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.file = self.sock.makefile("rwb", buffering=0)
+
+    def greeting(self, timeout=10):
+        self.sock.settimeout(timeout)
+        line = self.file.readline()
+        assert line.startswith(b"220 "), line
+        return int(line.split()[2])            # the serving child's pid
+
+    def has_greeting_within(self, seconds):
+        self.sock.settimeout(seconds)
+        try:
+            return bool(self.file.readline())
+        except socket.timeout:
+            return False
+
+    def say(self, text):
+        self.sock.settimeout(10)
+        self.file.write(text.encode() + b"\r\n")
+        return self.file.readline().decode().rstrip("\r\n")
+
+    def close(self):
+        # makefile() holds the fd open: close both, or the peer never sees EOF
+        for x in (self.file, self.sock):
+            try:
+                x.close()
+            except OSError:
+                pass
+
+
+def test_start_status_stop_leaves_nothing():
+    eport = harness.free_port()
+    with Instance(master_cf_append=echo_line(eport)) as inst:
+        r = inst.postern("status")
+        assert r.returncode == 0 and "is running" in r.stderr, r.stderr
+        inst.wait_log(r"postern/master\[\d+\]: daemon started -- version \S+, "
+                      r"configuration %s$" % re.escape(inst.dir))
+        c = Client(eport)
+        child = c.greeting()
+        assert c.say("hello") == "250 hello"
+        c.close()
+        assert child in inst.pids()
+        master = inst.master_pid()
+        assert master > 0
+        r = inst.postern("stop")
+        assert r.returncode == 0, r.stderr
+        # stop returns once the master is gone; nothing of the instance stays
+        assert inst.pids() == [], inst.pids()
+        assert not harness.port_accepts(eport)
+        assert not os.path.exists(os.path.join(inst.dir, "spool", "pid", "master.pid"))
+        assert re.search(r"terminating on signal 15", inst.log())
+        r = inst.postern("status")
+        assert r.returncode == 1 and "not running" in r.stderr, r.stderr
+        r = inst.postern("stop")
+        assert r.returncode == 1 and "not running" in r.stderr
+
+
+def test_second_start_refused():
+    with Instance() as inst:
+        pid = inst.master_pid()
+        r = inst.postern("start")
+        assert r.returncode == 1
+        assert "postern: fatal: the mail system is already running" in r.stderr, r.stderr
+        # the master itself refuses too, naming the running one
+        r = inst.run([os.path.join(inst.build, "libexec", "master"), "-c", inst.dir])
+        assert r.returncode == 1
+        assert "already running (pid %d)" % pid in r.stderr, r.stderr
+        assert inst.master_pid() == pid
+
+
+def test_missing_program_is_skipped_once():
+    eport = harness.free_port()
+    with Instance(master_cf_append="nosuch unix n - n - - no-such-daemon\n"
+                                   + echo_line(eport)) as inst:
+        c = Client(eport)
+        c.greeting()
+        c.close()
+        text = inst.log()
+        assert len(re.findall(r"warning: service nosuch: program \S+/no-such-daemon not found",
+                              text)) == 1, text
+
+
+def test_reload_applies_master_cf_while_session_stays():
+    e1, e2 = harness.free_port(), harness.free_port()
+    with Instance(master_cf_append=echo_line(e1, maxproc="1")) as inst:
+        a = Client(e1)
+        a_pid = a.greeting()
+        assert a.say("before") == "250 before"
+        # maxproc 1: with A busy, a second client waits in the backlog
+        b = Client(e1)
+        assert not b.has_greeting_within(1.0)
+        b.close()
+
+        with open(os.path.join(inst.dir, "master.cf")) as f:
+            text = f.read()
+        text = text.replace(echo_line(e1, maxproc="1"), echo_line(e1, maxproc="2"))
+        with open(os.path.join(inst.dir, "master.cf"), "w") as f:
+            f.write(text + echo_line(e2) + "\n")
+        r = inst.postern("reload")
+        assert r.returncode == 0, r.stderr
+        inst.wait_log(r"reload -- version")
+
+        # the new service answers
+        wait_for(lambda: harness.port_accepts(e2), 10, what="the added service")
+        n = Client(e2)
+        n.greeting()
+        n.close()
+        # maxproc is now 2: two new sessions at once, while A still runs
+        c, d = Client(e1), Client(e1)
+        c_pid, d_pid = c.greeting(), d.greeting()
+        assert len({a_pid, c_pid, d_pid}) == 3
+        # the established session was not cut
+        assert a.say("after") == "250 after"
+        assert a.say("QUIT") == "221 bye"
+        for x in (a, c, d):
+            x.close()
+        # A's child had been told to exit once done with its session
+        wait_for(lambda: a_pid not in inst.pids(), 10, what="the retired child to exit")
+
+
+def test_reload_removes_a_service():
+    e1, e2 = harness.free_port(), harness.free_port()
+    with Instance(master_cf_append=echo_line(e1) + "\n" + echo_line(e2)) as inst:
+        c = Client(e2)
+        c.greeting()
+        c.close()
+        with open(os.path.join(inst.dir, "master.cf")) as f:
+            text = f.read()
+        with open(os.path.join(inst.dir, "master.cf"), "w") as f:
+            f.write(text.replace(echo_line(e2), ""))
+        assert inst.postern("reload").returncode == 0
+        wait_for(lambda: not harness.port_accepts(e2), 10, what="the removed listener to close")
+        c = Client(e1)
+        c.greeting()
+        c.close()
+
+
+def test_killed_child_is_replaced():
+    eport = harness.free_port()
+    with Instance(master_cf_append=echo_line(eport)) as inst:
+        c = Client(eport)
+        first = c.greeting()
+        assert c.say("QUIT") == "221 bye"
+        c.close()
+        os.kill(first, signal.SIGKILL)
+        inst.wait_log(r"warning: process %s pid %d killed by signal 9" % (re.escape(ECHO), first))
+        c = Client(eport)
+        second = c.greeting()
+        assert second != first
+        assert c.say("still here") == "250 still here"
+        c.close()
+        assert "throttling" not in inst.log()
+
+
+def test_failing_service_is_throttled():
+    eport = harness.free_port()
+    with Instance(conf={"service_throttle_time": "2s"},
+                  master_cf_append="127.0.0.1:%d inet n - n - - /bin/false" % eport) as inst:
+        # A pending connection makes the master start /bin/false, which dies
+        # before it reports ready: throttled for 2 s, then tried again.
+        s = socket.create_connection(("127.0.0.1", eport), timeout=5)
+        try:
+            start = time.monotonic()
+            pattern = r"warning: process /bin/false pid \d+ exit status 1"
+            wait_for(lambda: len(re.findall(pattern, inst.log())) >= 2, 10,
+                     what="a retry after the throttle time")
+            assert "/bin/false: bad command startup -- throttling" in inst.log()
+            # Watch a fixed window: a fork loop would start hundreds.
+            time.sleep(max(0.0, start + 5 - time.monotonic()))
+            starts = len(re.findall(pattern, inst.log()))
+            elapsed = time.monotonic() - start
+            assert starts <= elapsed / 2 + 2, (starts, elapsed)
+        finally:
+            s.close()
+
+
+def test_skeleton_max_use_wakeup_and_standalone():
+    with Instance(start=False) as inst:
+        daemon = harness.build_echo_daemon(os.path.join(inst.tmp, "echo-daemon"))
+        eport = harness.free_port()
+        inst.append_master_cf(
+            "127.0.0.1:%d inet n - n - 1 %s -o max_use=2\n" % (eport, daemon)
+            + "echowake unix n - n 1 1 %s\n" % daemon)
+        r = inst.postern("start")
+        assert r.returncode == 0, r.stderr
+        pids = []
+        for _ in range(3):
+            c = Client(eport)
+            pids.append(c.greeting())
+            assert c.say("QUIT") == "221 bye"
+            c.close()
+        # maxproc 1: the second client waits for the same child
+        assert pids[0] == pids[1], pids          # one child, two clients
+        assert pids[2] != pids[1], pids          # max_use=2: a new child
+        inst.wait_log(r"postern/echo-daemon\[\d+\]: wakeup received")
+        assert re.search(r"echo-daemon\[\d+\]: ready uid=%d chrooted=0" % os.stat(inst.dir).st_uid,
+                         inst.log())
+        # -S: one client on stdin/stdout, no master
+        r = inst.run([daemon, "-S", "-c", inst.dir], input="hi\r\nQUIT\r\n", timeout=20)
+        assert r.returncode == 0, r.stderr
+        assert "250 hi\n221 bye\n" in r.stdout, r.stdout
+
+
+def test_root_instance_chroots_and_drops_privileges():
+    if not harness.is_root():
+        print("skipped: needs root")
+        return
+    import pwd
+    postern_uid = None
+    with Instance(as_root=True, start=False) as inst:
+        daemon = harness.build_echo_daemon(os.path.join(inst.tmp, "echo-daemon"))
+        eport = harness.free_port()
+        inst.append_master_cf("127.0.0.1:%d inet n - y - - %s\n" % (eport, daemon))
+        r = inst.postern("start")
+        assert r.returncode == 0, r.stderr
+        postern_uid = pwd.getpwnam("postern").pw_uid
+        c = Client(eport)
+        pid = c.greeting()
+        with open("/proc/%d/status" % pid) as f:
+            status = f.read()
+        uids = re.search(r"^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", status, re.M).groups()
+        assert all(int(u) == postern_uid for u in uids), uids
+        assert os.readlink("/proc/%d/root" % pid) == os.path.join(inst.dir, "spool")
+        assert c.say("QUIT") == "221 bye"
+        c.close()
+        # the master itself stays root
+        with open("/proc/%d/status" % inst.master_pid()) as f:
+            assert re.search(r"^Uid:\s+0\s", f.read(), re.M)
+
+
+def test_init_refuses_existing_and_check_passes():
+    with Instance(start=False) as inst:
+        r = inst.run([harness.POSTERN, "init", inst.dir])
+        assert r.returncode == 1 and "already exists" in r.stderr, r.stderr
+        r = inst.postern("check")
+        assert r.returncode == 0, r.stderr
+        with open(os.path.join(inst.dir, "main.cf"), "a") as f:
+            f.write("this line is broken\n")
+        r = inst.postern("check")
+        assert r.returncode == 1
+        assert "main.cf, line" in r.stderr, r.stderr
