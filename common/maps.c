@@ -5,6 +5,8 @@
  * Interface: see maps.h (public) and maps_internal.h (for the types).
  *
  * Contract and decisions:
+ *  - "proxy:type:name" opens type:name directly (there is no proxymap
+ *    service), so Postfix settings such as proxy:unix:passwd.byname work.
  *  - A list ("hash:/a, regexp:/b  inline:{x=y, z=w}") is split on commas
  *    and blanks outside braces; an empty list opens as zero tables
  *    (maps_count() == 0, every lookup says "not found").
@@ -245,6 +247,19 @@ void kv_table_free(struct kv_table *t)
 
 map *map_open(const char *spec, strbuf *err)
 {
+    /* Postfix's proxy: goes through proxymap; we have none, so the process
+     * opens the inner table itself (it must be reachable from a chroot). */
+    const char *inner = spec;
+    while (strncmp(inner, "proxy:", 6) == 0)
+        inner += 6;
+    if (inner != spec) {
+        map *m = map_open(inner, err);
+        if (m) {
+            xfree(m->spec);
+            m->spec = xstrdup(spec);
+        }
+        return m;
+    }
     const char *colon = strchr(spec, ':');
     if (!colon || colon == spec) {
         strbuf_printf(err, "%s: expected type:name", spec);
@@ -428,7 +443,7 @@ int maps_lookup_addr_ex(maps *ms, const char *addr, const char *delim,
     }
     /* 3. user+ext, 4. user (the bare local part, for local domains) */
     if (!(flags & MAPS_ADDR_NO_USER)) {
-        if (at) {
+        if (at && local_len > 0) {
             strbuf_set(&key, addr, local_len);
             if ((rc = maps_find(ms, strbuf_str(&key), 1, out)) != 0)
                 goto done;

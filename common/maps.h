@@ -7,6 +7,7 @@
  * lines, IPv4 and IPv6, first match wins), regexp: (POSIX extended,
  * Postfix's "/pattern/flags result" and "!/pattern/" lines, flags i and x
  * ... ; $1..$9 substitution in results), unix:passwd.byname (system users).
+ * "proxy:type:name" is accepted and opens type:name directly.
  * Text files: "key value" lines, '#' comments, leading-whitespace
  * continuation lines, keys lowercased (hash/texthash are case-folded).
  *

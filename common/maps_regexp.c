@@ -24,7 +24,8 @@
  * "FILE: line N: reason": bad regex (regerror text), unterminated
  * pattern, unknown flag, missing result, text after an "if" condition,
  * "endif" without "if", missing "endif", "$N" beyond the pattern's groups
- * or in a negated rule, any other '$'.  Patterns come only from the file
+ * or in a negated rule, any other '$', and patterns whose repetitions
+ * would make regcomp build a huge automaton ("too complex").  Patterns come only from the file
  * (never from the key).  Lookups: first matching rule wins; the key is
  * matched whole (regexec on the C string), unanchored unless the pattern
  * anchors itself.
@@ -63,6 +64,119 @@ static struct regexp_rule *new_rule(struct regexp_table *t)
     struct regexp_rule *r = &t->rules[t->count];
     memset(r, 0, sizeof(*r));
     return r;
+}
+
+/*
+ * glibc's regcomp copies a sub-expression once per repetition ("(a{9}){9}"
+ * holds 81 copies, "a++++..." doubles per '+'), so a typo can eat all
+ * memory at open.  Estimate the compiled size - atoms times the repeat
+ * counts around them - and refuse patterns above REGEXP_MAX_NODES.
+ */
+#define REGEXP_MAX_NODES 20000
+
+static size_t saturating_mul(size_t a, size_t b)
+{
+    if (a != 0 && b > REGEXP_MAX_NODES * 4 / a)
+        return REGEXP_MAX_NODES * 4;
+    return a * b;
+}
+
+/* Skip a bracket expression starting after '['; returns the index after ']'. */
+static size_t skip_bracket(const char *p, size_t i)
+{
+    if (p[i] == '^')
+        i++;
+    if (p[i] == ']')
+        i++;
+    while (p[i] && p[i] != ']') {
+        if (p[i] == '[' && (p[i + 1] == ':' || p[i + 1] == '.' || p[i + 1] == '=')) {
+            char kind = p[i + 1];
+            i += 2;
+            while (p[i] && !(p[i] == kind && p[i + 1] == ']'))
+                i++;
+            if (p[i])
+                i += 2;
+            continue;
+        }
+        i++;
+    }
+    return p[i] ? i + 1 : i;
+}
+
+/* The repeat factor of the quantifiers at p[*i] (1 if none); moves *i. */
+static size_t quantifier_factor(const char *p, size_t *i)
+{
+    size_t factor = 1;
+    for (;;) {
+        char c = p[*i];
+        if (c == '*' || c == '?') {
+            (*i)++;
+        } else if (c == '+') {
+            factor = saturating_mul(factor, 2);
+            (*i)++;
+        } else if (c == '{' && p[*i + 1] >= '0' && p[*i + 1] <= '9') {
+            size_t j = *i + 1, lo = 0, hi = 0;
+            while (p[j] >= '0' && p[j] <= '9' && lo <= REGEXP_MAX_NODES)
+                lo = lo * 10 + (size_t) (p[j++] - '0');
+            hi = lo;
+            if (p[j] == ',') {
+                j++;
+                if (p[j] >= '0' && p[j] <= '9') {
+                    hi = 0;
+                    while (p[j] >= '0' && p[j] <= '9' && hi <= REGEXP_MAX_NODES)
+                        hi = hi * 10 + (size_t) (p[j++] - '0');
+                } else {
+                    hi = lo + 1;
+                }
+            }
+            while (p[j] >= '0' && p[j] <= '9')
+                j++;
+            if (p[j] != '}')
+                return factor;  /* not a bound; regcomp judges it */
+            *i = j + 1;
+            factor = saturating_mul(factor, (hi > lo ? hi : lo) + 1);
+        } else {
+            return factor;
+        }
+    }
+}
+
+static int regexp_too_complex(const char *p)
+{
+    size_t stack[64];           /* cost of each open group */
+    size_t depth = 0, total = 0, i = 0;
+    stack[0] = 0;
+    while (p[i]) {
+        size_t atom;
+        if (p[i] == '(') {
+            if (++depth >= sizeof(stack) / sizeof(*stack))
+                return 1;
+            stack[depth] = 0;
+            i++;
+            continue;
+        }
+        if (p[i] == ')' && depth > 0) {
+            atom = stack[depth--] + 1;
+            i++;
+        } else if (p[i] == '[') {
+            i = skip_bracket(p, i + 1);
+            atom = 1;
+        } else if (p[i] == '\\' && p[i + 1]) {
+            i += 2;
+            atom = 1;
+        } else {
+            i++;
+            atom = 1;
+        }
+        atom = saturating_mul(atom, quantifier_factor(p, &i));
+        stack[depth] += atom;
+        if (stack[depth] > REGEXP_MAX_NODES)
+            return 1;
+    }
+    while (depth > 0)
+        stack[depth - 1] += stack[depth], depth--;
+    total = stack[0];
+    return total > REGEXP_MAX_NODES;
 }
 
 /*
@@ -119,6 +233,12 @@ static int parse_pattern(const char **pp, struct regexp_rule *rule, strbuf *err)
             strbuf_release(&pattern);
             return -1;
         }
+    }
+    if (regexp_too_complex(strbuf_str(&pattern))) {
+        strbuf_printf(err, "regexp /%s/ too complex (repetitions nest too deep)",
+                      strbuf_str(&pattern));
+        strbuf_release(&pattern);
+        return -1;
     }
     int rc = regcomp(&rule->re, strbuf_str(&pattern), cflags);
     if (rc != 0) {

@@ -130,6 +130,28 @@ START_TEST(texthash_good)
 }
 END_TEST
 
+START_TEST(alias_file_format)
+{
+    /* aliases(5) "name: value" reads like "name value" */
+    map *m = open_file_map("texthash", "aliases",
+        "postmaster: root\n"
+        "MAILER-DAEMON:\tpostmaster\n"
+        "team: alice,\n"
+        "\tbob, |\"/usr/bin/logger x\"\n"
+        "2001:db8:: ipv6-key-keeps-colons\n"
+        "a:b value-of-a-colon-b\n");
+    expect_lookup(m, "postmaster", 1, "root");
+    expect_lookup(m, "postmaster:", 0, "");
+    expect_lookup(m, "mailer-daemon", 1, "postmaster");
+    expect_lookup(m, "team", 1, "alice, bob, |\"/usr/bin/logger x\"");
+    expect_lookup(m, "2001:db8::", 1, "ipv6-key-keeps-colons");
+    expect_lookup(m, "a:b", 1, "value-of-a-colon-b");
+    map_close(m);
+    expect_open_error("texthash", "aliases2", "root: admin\nempty:\n",
+                      "line 2: missing value");
+}
+END_TEST
+
 START_TEST(texthash_bad)
 {
     expect_open_error("texthash", "t1", "a b\nlonely\nc d\n", "line 2: missing value");
@@ -179,6 +201,18 @@ START_TEST(inline_and_static)
     expect_lookup(m, "x", 1, "relay via here");
     map_close(m);
 
+    m = map_open("proxy:static:{ via proxy }", &err);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_str_eq(map_spec(m), "proxy:static:{ via proxy }");
+    expect_lookup(m, "x", 1, "via proxy");
+    map_close(m);
+
+    strbuf_reset(&err);
+    ck_assert_ptr_null(map_open("proxy:nosuch:thing", &err));
+    ck_assert_ptr_nonnull(strstr(strbuf_str(&err), "unsupported map type"));
+    strbuf_reset(&err);
+    ck_assert_ptr_null(map_open("pcre:/etc/x", &err));
+    ck_assert_ptr_nonnull(strstr(strbuf_str(&err), "unsupported map type"));
     strbuf_reset(&err);
     ck_assert_ptr_null(map_open("nosuch:thing", &err));
     ck_assert_ptr_nonnull(strstr(strbuf_str(&err), "unsupported map type"));
@@ -409,6 +443,18 @@ START_TEST(regexp_bad)
     expect_open_error("regexp", "r12", "if /a/\nendif x\n", "line 2: text after endif");
     expect_open_error("regexp", "r13", "/a/ ${1\n",
                       "line 1: '$' in result must be $$ or $1..$9");
+    /* nested repetitions that would make regcomp blow up */
+    expect_open_error("regexp", "r15", "/a+++++++++++++++++++++++++++++++++++++++/ x\n",
+                      "line 1: regexp /a+++++++++++++++++++++++++++++++++++++++/ "
+                      "too complex (repetitions nest too deep)");
+    expect_open_error("regexp", "r16", "/((a{100}){100}){100}/ x\n",
+                      "line 1: regexp /((a{100}){100}){100}/ too complex "
+                      "(repetitions nest too deep)");
+    map *m = open_file_map("regexp", "r17",
+                           "/^(ab){1,50}[]a{}]+x{2,}$/ ok\n/[[:alpha:]{]+(c)/ $1\n");
+    expect_lookup(m, "ababaxx", 1, "ok");
+    expect_lookup(m, "a{c", 1, "c");
+    map_close(m);
     /* continuation lines count from the line where the rule starts */
     expect_open_error("regexp", "r14", "/a/ x\n\n/b/q\n  result\n",
                       "line 3: unknown regexp flag 'q'");
@@ -557,6 +603,8 @@ START_TEST(addr_search_order)
     /* unqualified address: user+ext then user */
     expect_addr(ms, "user+ext", "+", 0, 1, "form-user");
     expect_addr(ms, "nobody@nowhere.org", "+", 0, 0, "");
+    /* an address without a local part tries only itself and @domain */
+    expect_addr(ms, "@example.com", "+", 0, 1, "catchall");
     /* the '@' inside a quoted local part is not the domain separator */
     expect_addr(ms, "\"x@example.com\"", "+", 0, 0, "");
     maps_close(ms);
@@ -579,6 +627,7 @@ Suite *maps_suite(void)
     tcase_add_checked_fixture(tc, setup_dir, remove_dir);
     tcase_add_test(tc, texthash_good);
     tcase_add_test(tc, texthash_bad);
+    tcase_add_test(tc, alias_file_format);
     tcase_add_test(tc, inline_and_static);
     tcase_add_test(tc, hash_build_lookup);
     tcase_add_test(tc, btree_build_lookup);
