@@ -19,6 +19,11 @@
  *   - The M record holds a 20-digit placeholder written at content_begin
  *     and patched in place (in the buffer, or with pwrite once flushed) by
  *     content_end with the offset of the X record.
+ *   - Callers write V T S A N O R (and L inside the content) with
+ *     queue_writer_record; M, X and E come only from content_begin,
+ *     content_end and commit.  Breaking the order (no V first, a non-L
+ *     record inside the content, M/X/E by hand) is a programming error and
+ *     panics: the file would be rejected by every reader.
  *   - Always call queue_writer_abort() to free the writer, also after a
  *     commit (successful or not): it then only frees.  queue_writer_id()
  *     stays valid until then.
@@ -52,6 +57,7 @@ struct queue_writer {
     off_t flushed;              /* bytes already written to fd */
     off_t mark_offset;          /* offset of the M placeholder digits, or -1 */
     size_t content_size;        /* content bytes counted with CRLF */
+    int wrote_version;          /* a record was written (V must be first) */
     int in_content;
     int content_done;
     int committed;              /* 1 after commit (ok or failed): file handled */
@@ -167,10 +173,9 @@ static off_t queue_writer_offset(const queue_writer *w)
     return w->flushed + (off_t)w->buf.len;
 }
 
-void queue_writer_record(queue_writer *w, int type, const void *data, size_t len)
+/* Append one record to the buffer, no order checks. */
+static void queue_writer_put(queue_writer *w, int type, const void *data, size_t len)
 {
-    if (type < 'A' || type > 'Z')
-        log_panic("queue_writer_record: bad record type %d", type);
     if (w->error || w->committed)
         return;
     if (len > QUEUE_RECORD_MAXLEN) {
@@ -184,6 +189,25 @@ void queue_writer_record(queue_writer *w, int type, const void *data, size_t len
         queue_writer_flush(w);
 }
 
+void queue_writer_record(queue_writer *w, int type, const void *data, size_t len)
+{
+    /* Misuse would produce a file every reader rejects (and the mail
+     * would go to corrupt/ after being acknowledged), so stop at the bug. */
+    if (type == 0 || !strchr("VTSANORL", type))
+        log_panic("queue_writer_record: record type %d is not for callers "
+                  "(M, X and E come from content_begin/content_end/commit)", type);
+    if (type == QREC_LINE) {
+        queue_writer_line(w, data, len);
+        return;
+    }
+    if (w->in_content)
+        log_panic("queue_writer_record: %c record inside the content", type);
+    if (!w->wrote_version && type != QREC_VERSION)
+        log_panic("queue_writer_record: first record must be V, not %c", type);
+    w->wrote_version = 1;
+    queue_writer_put(w, type, data, len);
+}
+
 void queue_writer_record_str(queue_writer *w, int type, const char *s)
 {
     queue_writer_record(w, type, s, strlen(s));
@@ -193,17 +217,19 @@ void queue_writer_content_begin(queue_writer *w)
 {
     if (w->in_content || w->content_done)
         log_panic("queue_writer_content_begin: content already begun");
+    if (!w->wrote_version)
+        log_panic("queue_writer_content_begin: no envelope written");
     w->in_content = 1;
     /* "M20:" then the placeholder digits. */
     w->mark_offset = queue_writer_offset(w) + 4;
-    queue_writer_record_str(w, QREC_CONTENT, "00000000000000000000");
+    queue_writer_put(w, QREC_CONTENT, "00000000000000000000", QUEUE_MARK_DIGITS);
 }
 
 void queue_writer_line(queue_writer *w, const char *line, size_t len)
 {
     if (!w->in_content)
         log_panic("queue_writer_line: outside content");
-    queue_writer_record(w, QREC_LINE, line, len);
+    queue_writer_put(w, QREC_LINE, line, len);
     w->content_size += len + 2;
 }
 
@@ -218,7 +244,7 @@ void queue_writer_content_end(queue_writer *w)
     snprintf(digits, sizeof(digits), "%020lld", (long long)x_offset);
     char size[32];
     snprintf(size, sizeof(size), "%zu", w->content_size);
-    queue_writer_record_str(w, QREC_XEND, size);
+    queue_writer_put(w, QREC_XEND, size, strlen(size));
     if (w->error)
         return;
     if (w->mark_offset >= w->flushed) {
@@ -248,7 +274,7 @@ int queue_writer_commit(queue_writer *w, strbuf *err)
     }
     if (!w->content_done)
         queue_writer_fail(w, "commit before end of content", EINVAL);
-    queue_writer_record(w, QREC_END, "", 0);
+    queue_writer_put(w, QREC_END, "", 0);
     queue_writer_flush(w);
     if (!w->error && fsync(w->fd) < 0)
         queue_writer_fail(w, "fsync", errno);

@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -930,6 +931,49 @@ START_TEST(mutated_files_never_crash)
 }
 END_TEST
 
+/* Writer misuse panics (SIGABRT) instead of writing a file no reader
+ * would accept. */
+static queue_writer *misuse_writer(void)
+{
+    strbuf err;
+    strbuf_init(&err);
+    queue_writer *w = queue_writer_create("incoming", &err);
+    ck_assert_ptr_nonnull(w);
+    strbuf_release(&err);
+    return w;
+}
+
+START_TEST(writer_panics_on_end_by_hand)
+{
+    queue_writer *w = misuse_writer();
+    queue_writer_record_str(w, QREC_VERSION, "1");
+    queue_writer_record(w, QREC_END, "", 0);
+}
+END_TEST
+
+START_TEST(writer_panics_on_record_inside_content)
+{
+    queue_writer *w = misuse_writer();
+    queue_writer_record_str(w, QREC_VERSION, "1");
+    queue_writer_content_begin(w);
+    queue_writer_record_str(w, QREC_RCPT, "-x@y");
+}
+END_TEST
+
+START_TEST(writer_panics_without_version_first)
+{
+    queue_writer *w = misuse_writer();
+    queue_writer_record_str(w, QREC_SENDER, "x@y");
+}
+END_TEST
+
+START_TEST(writer_panics_on_unknown_type)
+{
+    queue_writer *w = misuse_writer();
+    queue_writer_record_str(w, 'Q', "x");
+}
+END_TEST
+
 Suite *queue_suite(void)
 {
     Suite *s = suite_create("queue");
@@ -959,5 +1003,15 @@ Suite *queue_suite(void)
     tcase_add_test(tc, record_reader_generic);
     tcase_add_test(tc, mutated_files_never_crash);
     suite_add_tcase(s, tc);
+
+    /* Unchecked fixture: the spool is made and removed in the runner,
+     * since a test that aborts never runs a checked teardown. */
+    TCase *tm = tcase_create("writer_misuse");
+    tcase_add_unchecked_fixture(tm, spool_setup, spool_teardown);
+    tcase_add_test_raise_signal(tm, writer_panics_on_end_by_hand, SIGABRT);
+    tcase_add_test_raise_signal(tm, writer_panics_on_record_inside_content, SIGABRT);
+    tcase_add_test_raise_signal(tm, writer_panics_without_version_first, SIGABRT);
+    tcase_add_test_raise_signal(tm, writer_panics_on_unknown_type, SIGABRT);
+    suite_add_tcase(s, tm);
     return s;
 }
