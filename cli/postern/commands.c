@@ -14,5 +14,6 @@ const struct postern_command postern_commands[] = {
     { "status", postern_cmd_status, "status" },
     { "check", postern_cmd_check, "check" },
     { "init", postern_cmd_init, "init DIR [--port N]" },
+    { "map", postern_cmd_map, "map build TYPE:FILE... | map query [-a] [-d DELIMS] MAPS KEY" },
     { NULL, NULL, NULL },
 };

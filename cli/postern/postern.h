@@ -44,5 +44,6 @@ int postern_cmd_reload(int argc, char **argv);
 int postern_cmd_status(int argc, char **argv);
 int postern_cmd_check(int argc, char **argv);
 int postern_cmd_init(int argc, char **argv);
+int postern_cmd_map(int argc, char **argv);
 
 #endif
