@@ -95,6 +95,13 @@ int fsync_dir(const char *path);
 int queue_scan(const char *queue_name,
                int (*fn)(const char *qid, void *ctx), void *ctx);
 
+/* Remove temporary files (".tmp-*", left by a writer that crashed) older
+ * than max_age seconds from a queue directory.  Returns how many were
+ * removed, or -1 (errno) if the directory cannot be read.  Pick max_age
+ * well above the longest possible write (e.g. a day): a live writer may be
+ * silent for as long as its client's timeout. */
+int queue_purge_temp(const char *queue_name, long max_age);
+
 /* --- writing (cleanup) -------------------------------------------------- */
 typedef struct queue_writer queue_writer;
 /* Create incoming/.tmp-* and learn the queue id.  NULL + err on failure. */

@@ -3,7 +3,7 @@
  * directory fsync and scanning.
  *
  * Interface (queue.h): queue_path, queue_dirs_create, queue_move,
- * fsync_dir, queue_scan.  Also queue_is_hashed() for the other queue_*.c.
+ * fsync_dir, queue_scan, queue_purge_temp.  Also queue_is_hashed() for the other queue_*.c.
  *
  * Contract:
  *   - deferred/ defer/ bounce/ trace/ are hashed one level by qid[13], the
@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -220,4 +221,30 @@ int queue_scan(const char *queue_name,
     strbuf_release(&path);
     errno = saved;
     return rc;
+}
+
+int queue_purge_temp(const char *queue_name, long max_age)
+{
+    DIR *d = opendir(queue_name);
+    if (!d)
+        return -1;
+    int dfd = dirfd(d);
+    time_t now = time(NULL);
+    int removed = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, ".tmp-", 5) != 0)
+            continue;
+        struct stat st;
+        if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (now - st.st_mtime < max_age)
+            continue;
+        if (unlinkat(dfd, de->d_name, 0) == 0) {
+            log_info("removed stale temporary file %s/%s", queue_name, de->d_name);
+            removed++;
+        }
+    }
+    closedir(d);
+    return removed;
 }

@@ -5,6 +5,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -347,10 +348,16 @@ START_TEST(stream_round_trip)
 END_TEST
 
 /* A record bigger than the socket buffers: a child reads while we write. */
+/* Runs twice: _i = 0 with blocking sockets, _i = 1 with O_NONBLOCK ones
+ * (the stream must treat EAGAIN as "wait again"). */
 START_TEST(stream_large_record)
 {
     int sv[2];
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    if (_i == 1) {
+        fcntl(sv[0], F_SETFL, O_NONBLOCK);
+        fcntl(sv[1], F_SETFL, O_NONBLOCK);
+    }
     ipc_record *r = ipc_record_new();
     char *chunk = xmalloc(BIG);
     for (int i = 0; i < BIG; i++)
@@ -656,7 +663,7 @@ Suite *ipc_suite(void)
     TCase *ts = tcase_create("stream");
     tcase_set_timeout(ts, 20);
     tcase_add_test(ts, stream_round_trip);
-    tcase_add_test(ts, stream_large_record);
+    tcase_add_loop_test(ts, stream_large_record, 0, 2);
     tcase_add_test(ts, stream_byte_by_byte);
     tcase_add_test(ts, stream_timeout);
     tcase_add_test(ts, stream_timeout_mid_record);

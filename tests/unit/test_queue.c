@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mem.h"
@@ -931,6 +933,62 @@ START_TEST(mutated_files_never_crash)
 }
 END_TEST
 
+/* A write error (here EFBIG from RLIMIT_FSIZE, standing in for ENOSPC)
+ * makes commit fail with that errno and leaves nothing in the queue. */
+START_TEST(write_error_keeps_errno_and_removes_file)
+{
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit rl = { .rlim_cur = 100000, .rlim_max = RLIM_INFINITY };
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+    strbuf err;
+    strbuf_init(&err);
+    queue_writer *w = queue_writer_create("incoming", &err);
+    ck_assert_ptr_nonnull(w);
+    queue_writer_record_str(w, QREC_VERSION, "1");
+    queue_writer_record_str(w, QREC_TIME, "1 0");
+    queue_writer_record_str(w, QREC_SENDER, "a@b");
+    queue_writer_record_str(w, QREC_RCPT, "-c@d");
+    queue_writer_content_begin(w);
+    char line[1000];
+    memset(line, 'x', sizeof(line));
+    for (int i = 0; i < 300; i++)
+        queue_writer_line(w, line, sizeof(line));
+    queue_writer_content_end(w);
+    errno = 0;
+    ck_assert_int_eq(queue_writer_commit(w, &err), -1);
+    ck_assert_int_eq(errno, EFBIG);
+    ck_assert_msg(strstr(strbuf_str(&err), "write") != NULL, "err: %s", strbuf_str(&err));
+    ck_assert_int_eq(count_entries("incoming"), 0);
+    queue_writer_abort(w);
+    ck_assert_int_eq(count_entries("incoming"), 0);
+    strbuf_release(&err);
+}
+END_TEST
+
+START_TEST(purge_stale_temp_files)
+{
+    write_whole("incoming/.tmp-1-0", "old", 3);
+    write_whole("incoming/.tmp-1-1", "new", 3);
+    write_whole("incoming/.other", "old", 3);
+    char *qid = write_sample();
+    struct timespec old[2] = { { .tv_sec = time(NULL) - 7200 }, { .tv_sec = time(NULL) - 7200 } };
+    ck_assert_int_eq(utimensat(AT_FDCWD, "incoming/.tmp-1-0", old, 0), 0);
+    ck_assert_int_eq(utimensat(AT_FDCWD, "incoming/.other", old, 0), 0);
+    strbuf p;
+    strbuf_init(&p);
+    queue_path(&p, "incoming", qid);
+    ck_assert_int_eq(utimensat(AT_FDCWD, p.data, old, 0), 0);
+    ck_assert_int_eq(queue_purge_temp("incoming", 3600), 1);
+    ck_assert_int_eq(access("incoming/.tmp-1-0", F_OK), -1);
+    ck_assert_int_eq(access("incoming/.tmp-1-1", F_OK), 0);
+    ck_assert_int_eq(access("incoming/.other", F_OK), 0);
+    ck_assert_int_eq(access(p.data, F_OK), 0);      /* real messages stay */
+    ck_assert_int_eq(queue_purge_temp("nosuchqueue", 1), -1);
+    strbuf_release(&p);
+    xfree(qid);
+}
+END_TEST
+
 /* Writer misuse panics (SIGABRT) instead of writing a file no reader
  * would accept. */
 static queue_writer *misuse_writer(void)
@@ -1002,6 +1060,8 @@ Suite *queue_suite(void)
     tcase_add_test(tc, content_reader_rejects_bad_content);
     tcase_add_test(tc, record_reader_generic);
     tcase_add_test(tc, mutated_files_never_crash);
+    tcase_add_test(tc, write_error_keeps_errno_and_removes_file);
+    tcase_add_test(tc, purge_stale_temp_files);
     suite_add_tcase(s, tc);
 
     /* Unchecked fixture: the spool is made and removed in the runner,
