@@ -1,6 +1,6 @@
 /*
- * header.c - RFC 5322 header field recognition, unfolding, date and
- * Message-Id formatting, and address-list rewriting.  See header.h.
+ * header.c - RFC 5322 header field recognition, unfolding, Message-Id
+ * formatting, and address-list rewriting.  See header.h.
  *
  * The address-list walker is deliberately tolerant: it only needs to find
  * where each addr-spec is so a caller can replace it, and copies anything it
@@ -10,7 +10,6 @@
  */
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "header.h"
 
@@ -96,36 +95,6 @@ size_t header_parse_block(const char *text, size_t len,
     if (have_cur)
         cb(text + cur_start, cur_end - cur_start, ctx);
     return pos;
-}
-
-void header_format_date(time_t t, strbuf *out)
-{
-    static const char days[7][4] = {
-        "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
-    static const char months[12][4] = {
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-    struct tm tm;
-
-    strbuf_reset(out);
-    localtime_r(&t, &tm);
-    long off = tm.tm_gmtoff / 60;
-    char sign = '+';
-    if (off < 0) {
-        sign = '-';
-        off = -off;
-    }
-    strbuf_printf(out, "%s, %d %s %d %02d:%02d:%02d %c%02ld%02ld",
-                  days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
-                  tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                  sign, off / 60, off % 60);
-    /* The zone abbreviation is only a comment; leave it out when it could
-     * break the comment syntax. */
-    const char *zone = tm.tm_zone;
-    if (zone && *zone && strlen(zone) < 16
-        && strspn(zone, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                        "0123456789+-") == strlen(zone))
-        strbuf_appendf(out, " (%s)", zone);
 }
 
 void header_format_message_id(const char *id, const char *host, strbuf *out)

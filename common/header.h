@@ -19,10 +19,8 @@
  *       included, without the final LF).  Parsing stops at the first empty
  *       line or the first line that is neither a header nor a continuation;
  *       returns the offset where it stopped (the body start).
- *   header_format_date(t, out)          RFC 5322 date in local time:
- *       "Thu, 1 Jan 1970 00:00:00 +0000 (UTC)" (English names whatever the
- *       locale; the zone abbreviation comment is left out when unknown).
  *   header_format_message_id(id, host, out)   "<id@host>".
+ *   (Dates: mail_date_format() in mail_date.h.)
  *   header_addr_rewrite(value, len, fn, ctx, out)
  *       Walk an RFC 5322 address list (the value of To:, From:, ...) and
  *       call fn for each addr-spec (the text inside <...>, or a bare
@@ -34,13 +32,12 @@
  *       comment, bracket or '<'); out then holds an unchanged copy.
  *
  * Contract: pure functions, no I/O, never read past len; inputs are never
- * modified.  The date formatter uses localtime_r (honours TZ).
+ * modified.
  */
 #ifndef POSTERN_HEADER_H
 #define POSTERN_HEADER_H
 
 #include <stddef.h>
-#include <time.h>
 #include "strbuf.h"
 
 size_t header_name_length(const char *line, size_t len, size_t *value_off);
@@ -51,7 +48,6 @@ size_t header_parse_block(const char *text, size_t len,
                           void (*cb)(const char *raw, size_t rawlen, void *ctx),
                           void *ctx);
 
-void header_format_date(time_t t, strbuf *out);
 void header_format_message_id(const char *id, const char *host, strbuf *out);
 
 typedef int (*header_addr_fn)(const char *addr, size_t len,
