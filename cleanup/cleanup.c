@@ -1,0 +1,488 @@
+/*
+ * cleanup.c - the cleanup daemon: main(), settings, the enqueue conversation.
+ *
+ * Conversation (doc/internals.md, "enqueue"), one per connection:
+ *   1. create incoming/.tmp-* and send {queue_id=QID}, or {status=4
+ *      dsn=4.3.0|4.3.1 reason=...} when no queue file can be created;
+ *   2. read the envelope {request=enqueue, sender=, rcpt=..., ...}, write
+ *      V T S A... and the envelope recipients (rewritten, expanded,
+ *      de-duplicated: cleanup_envelope.c);
+ *   3. read {data=...} records (cleanup_message.c) until {end=1};
+ *   4. commit (fsync file, rename to incoming/QID, fsync incoming/) and
+ *      reply {status=0, queue_id=QID} [held=1 | discarded=1]; or throw the
+ *      file away and reply {status=4|5, dsn=, reason=}.  ENOSPC/EDQUOT
+ *      gives 4.3.1 "Insufficient system storage".
+ *   5. after the reply, wake qmgr ({request=wakeup} to public/qmgr; a qmgr
+ *      that is down is not an error: it scans incoming/ when it starts).
+ * A client that goes away before {end=1}, or breaks the protocol, leaves
+ * nothing in the queue.
+ *
+ * HOLD (header/body_checks) commits into incoming/ and then moves the file
+ * to hold/ (queue_move: rename + fsync of both directories) without waking
+ * qmgr.  The queue id is fixed before the content is seen, so the file
+ * cannot be created in hold/ directly; the short window in incoming/ is
+ * why qmgr is not woken, and a qmgr scan that wins the race only means the
+ * message is delivered instead of held (logged).
+ *
+ * A table that cannot be opened (header_checks, canonical maps, ...) makes
+ * every message fail with 4.3.5 and an error in the log, rather than a
+ * crash loop: mail waits in the client's queue until the table is fixed.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "config.h"
+#include "ipc.h"
+#include "log.h"
+#include "mem.h"
+#include "server.h"
+
+struct cleanup_config cleanup_cfg;
+
+/* Timeout for the qmgr wakeup; the message is safe either way. */
+#define QMGR_WAKEUP_TIMEOUT 2
+
+/* --- outcome ---------------------------------------------------------------- */
+
+void cleanup_fail(struct cleanup_state *st, int status, const char *dsn,
+                  const char *fmt, ...)
+{
+    if (st->status != 0)
+        return;
+    st->status = status;
+    snprintf(st->dsn, sizeof(st->dsn), "%s", dsn);
+    va_list ap;
+    va_start(ap, fmt);
+    strbuf_reset(&st->reason);
+    strbuf_vappendf(&st->reason, fmt, ap);
+    va_end(ap);
+}
+
+int cleanup_writing(const struct cleanup_state *st)
+{
+    return st->status == 0 && !st->discard;
+}
+
+/* --- settings ----------------------------------------------------------------- */
+
+static void config_problem(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void config_problem(const char *fmt, ...)
+{
+    strbuf msg;
+    strbuf_init(&msg);
+    va_list ap;
+    va_start(ap, fmt);
+    strbuf_vappendf(&msg, fmt, ap);
+    va_end(ap);
+    log_error("%s", strbuf_str(&msg));
+    if (!cleanup_cfg.config_error)
+        cleanup_cfg.config_error = strbuf_detach(&msg, NULL);
+    strbuf_release(&msg);
+}
+
+static maps *open_tables(const char *param)
+{
+    const char *spec = config_str(param);
+    if (!*spec)
+        return NULL;
+    strbuf err;
+    strbuf_init(&err);
+    maps *m = maps_open(spec, &err);
+    if (!m)
+        config_problem("%s: %s", param, strbuf_str(&err));
+    strbuf_release(&err);
+    return m;
+}
+
+/* Tables are opened before the chroot: their files live outside it. */
+static void cleanup_pre_jail(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    cleanup_cfg.header_checks = open_tables("header_checks");
+    cleanup_cfg.body_checks = open_tables("body_checks");
+    cleanup_cfg.canonical = open_tables("canonical_maps");
+    cleanup_cfg.sender_canonical = open_tables("sender_canonical_maps");
+    cleanup_cfg.recipient_canonical = open_tables("recipient_canonical_maps");
+    cleanup_cfg.virtual_alias = open_tables("virtual_alias_maps");
+    const char *vdomains = config_str("virtual_alias_domains");
+    if (*vdomains) {
+        strbuf err;
+        strbuf_init(&err);
+        cleanup_cfg.virtual_domains = domain_list_open(vdomains, &err);
+        if (!cleanup_cfg.virtual_domains)
+            config_problem("virtual_alias_domains: %s", strbuf_str(&err));
+        strbuf_release(&err);
+    }
+}
+
+static int positive_int(const char *param)
+{
+    long long v = config_int(param);
+    if (v < 0 || v > 1000000000LL) {
+        config_problem("%s: bad value %lld", param, v);
+        return 0;
+    }
+    return (int)v;
+}
+
+static void cleanup_post_jail(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    static char hostbuf[256];
+    const char *host = config_str("myhostname");
+    if (!*host) {
+        if (gethostname(hostbuf, sizeof(hostbuf) - 1) != 0)
+            snprintf(hostbuf, sizeof(hostbuf), "localhost");
+        host = hostbuf;
+    }
+    cleanup_cfg.myhostname = host;
+    const char *domain = config_str("mydomain");
+    if (!*domain) {
+        const char *dot = strchr(host, '.');
+        domain = dot ? dot + 1 : "";
+    }
+    cleanup_cfg.mydomain = domain;
+    const char *origin = config_str("myorigin");
+    cleanup_cfg.myorigin = *origin ? origin : host;
+    cleanup_cfg.delim = config_str("recipient_delimiter");
+    cleanup_cfg.append_dot_mydomain = config_bool("append_dot_mydomain");
+    cleanup_cfg.message_size_limit = config_size("message_size_limit");
+    cleanup_cfg.header_size_limit = (size_t)positive_int("header_size_limit");
+    cleanup_cfg.hopcount_limit = positive_int("hopcount_limit");
+    cleanup_cfg.body_checks_size_limit = (size_t)positive_int("body_checks_size_limit");
+    cleanup_cfg.virtual_recursion_limit = positive_int("virtual_alias_recursion_limit");
+    cleanup_cfg.virtual_expansion_limit = positive_int("virtual_alias_expansion_limit");
+    cleanup_cfg.dup_limit = (size_t)positive_int("duplicate_filter_limit");
+    cleanup_cfg.undisclosed_header = config_str("undisclosed_recipients_header");
+    long long t = config_time("ipc_timeout");
+    cleanup_cfg.ipc_timeout = t > 0 && t < 86400 ? (int)t : 3600;
+}
+
+/* --- the conversation --------------------------------------------------------- */
+
+static void reply_error(ipc_stream *out, const char *qid, int status,
+                        const char *dsn, const char *reason)
+{
+    ipc_record *r = ipc_record_new();
+    ipc_record_add_int(r, "status", status);
+    ipc_record_add_str(r, "dsn", dsn);
+    ipc_record_add_str(r, "reason", reason);
+    if (qid)
+        ipc_record_add_str(r, "queue_id", qid);
+    if (ipc_send(out, r) < 0)
+        log_debug("reply to client failed: %s", ipc_error(out));
+    ipc_record_free(r);
+}
+
+static char *attr_dup(const ipc_record *r, const char *name)
+{
+    const char *v = ipc_record_get_str(r, name);
+    return v ? xstrdup(v) : NULL;
+}
+
+/* 1 when the comma list has word (case-insensitive). */
+static int flag_set(const char *flags, const char *word)
+{
+    if (!flags)
+        return 0;
+    size_t wl = strlen(word);
+    for (const char *p = flags; *p;) {
+        size_t n = strcspn(p, ", \t");
+        if (n == wl && strncasecmp(p, word, n) == 0)
+            return 1;
+        p += n;
+        p += strspn(p, ", \t");
+    }
+    return 0;
+}
+
+static const char *const envelope_attrs[] = {
+    "client_name", "client_addr", "helo_name", "protocol", "sasl_method",
+    "sasl_username", "envid", "ret", "origin", NULL };
+
+/* Check an attribute value for the queue file: no NUL or line breaks. */
+static int attr_value_ok(const strbuf *v)
+{
+    return v->len == strlen(strbuf_str(v)) && !memchr(v->data ? v->data : "", '\n', v->len)
+           && !memchr(v->data ? v->data : "", '\r', v->len);
+}
+
+/* Take the envelope record: write V T S A R.  0 ok, -1 protocol error. */
+static int take_envelope(struct cleanup_state *st, const ipc_record *env)
+{
+    const char *request = ipc_record_get_str(env, "request");
+    const char *sender = ipc_record_get_str(env, "sender");
+    if (!request || strcmp(request, "enqueue") != 0 || !sender) {
+        log_warning("%s: bad envelope record (request=%s, sender %s)", st->qid,
+                    request ? request : "(none)", sender ? "present" : "missing");
+        return -1;
+    }
+    for (size_t i = 0; i < env->n; i++) {
+        if (!attr_value_ok(&env->attrs[i].value)) {
+            log_warning("%s: envelope attribute %s holds NUL or line break", st->qid,
+                        env->attrs[i].name);
+            return -1;
+        }
+    }
+    const char *flags = ipc_record_get_str(env, "flags");
+    st->flag_local = flag_set(flags, "local");
+    st->flag_extract = flag_set(flags, "extract");
+    st->origin = attr_dup(env, "origin");
+    st->client_name = attr_dup(env, "client_name");
+    st->client_addr = attr_dup(env, "client_addr");
+    st->helo_name = attr_dup(env, "helo_name");
+    st->protocol = attr_dup(env, "protocol");
+    st->fullname = attr_dup(env, "fullname");
+
+    cleanup_set_sender(st, sender);
+
+    queue_writer *w = st->writer;
+    queue_writer_record_str(w, QREC_VERSION, "1");
+    /* Arrival time as encoded in the queue id: 9 hex digits of seconds,
+     * 5 of microseconds. */
+    char usec_hex[6];
+    memcpy(usec_hex, st->qid + 9, 5);
+    usec_hex[5] = '\0';
+    char tbuf[64];
+    snprintf(tbuf, sizeof(tbuf), "%lld %ld", queue_id_time(st->qid),
+             strtol(usec_hex, NULL, 16));
+    queue_writer_record_str(w, QREC_TIME, tbuf);
+    queue_writer_record_str(w, QREC_SENDER, st->sender);
+
+    strbuf a;
+    strbuf_init(&a);
+    for (const char *const *name = envelope_attrs; *name; name++) {
+        const char *v = ipc_record_get_str(env, *name);
+        if (!v)
+            continue;
+        strbuf_printf(&a, "%s=%s", *name, v);
+        queue_writer_record(w, QREC_ATTR, a.data, a.len);
+    }
+    strbuf_release(&a);
+
+    /* notify= and orcpt= apply to the rcpt that follows them. */
+    const char *notify = NULL, *orcpt = NULL;
+    for (size_t i = 0; i < env->n; i++) {
+        const char *name = env->attrs[i].name;
+        const char *value = strbuf_str(&env->attrs[i].value);
+        if (strcmp(name, "notify") == 0) {
+            notify = value;
+        } else if (strcmp(name, "orcpt") == 0) {
+            orcpt = value;
+        } else if (strcmp(name, "rcpt") == 0) {
+            cleanup_add_rcpt(st, value, orcpt, notify, 0);
+            notify = orcpt = NULL;
+        }
+    }
+    return 0;
+}
+
+static void wake_qmgr(void)
+{
+    ipc_record *req = ipc_record_new();
+    ipc_record *reply = ipc_record_new();
+    ipc_build(req, "request", "wakeup", NULL);
+    if (ipc_call("public/qmgr", QMGR_WAKEUP_TIMEOUT, req, reply) < 0)
+        log_debug("qmgr wakeup failed: %s", strerror(errno));
+    ipc_record_free(req);
+    ipc_record_free(reply);
+}
+
+static void state_free(struct cleanup_state *st)
+{
+    if (st->writer)
+        queue_writer_abort(st->writer);
+    cleanup_envelope_free(st);
+    cleanup_message_free(st);
+    strbuf_release(&st->reason);
+    strbuf_release(&st->scratch);
+    xfree(st->sender);
+    xfree(st->fullname);
+    xfree(st->origin);
+    xfree(st->client_name);
+    xfree(st->client_addr);
+    xfree(st->helo_name);
+    xfree(st->protocol);
+    xfree(st->first_rcpt);
+}
+
+/* Read records until {end=1}.  0 at end, -1 when the client went away or
+ * broke the protocol (logged). */
+static int take_content(struct cleanup_state *st, ipc_stream *in, ipc_record *r)
+{
+    for (;;) {
+        int rc = ipc_recv(in, r);
+        if (rc != 0) {
+            log_info("%s: client went away before end of message (%s); nothing queued",
+                     st->qid, rc > 0 ? "end of input" : ipc_error(in));
+            return -1;
+        }
+        int known = 0;
+        for (size_t i = 0; i < r->n; i++) {
+            if (strcmp(r->attrs[i].name, "data") == 0) {
+                known = 1;
+                const strbuf *v = &r->attrs[i].value;
+                if (v->len > 0)
+                    cleanup_message_data(st, v->data, v->len);
+            }
+        }
+        if (ipc_record_get(r, "end"))
+            return 0;
+        if (!known) {
+            log_warning("%s: unexpected record from client (%s...); nothing queued",
+                        st->qid, r->n ? r->attrs[0].name : "empty");
+            return -1;
+        }
+    }
+}
+
+static void log_failure(struct cleanup_state *st)
+{
+    if (st->failure_logged)
+        return;
+    log_info("%s: %s: %s %s; from=<%s>%s%s%s", st->qid,
+             st->status == 5 ? "reject" : "defer", st->dsn, strbuf_str(&st->reason),
+             st->sender ? st->sender : "",
+             st->first_rcpt ? " to=<" : "", st->first_rcpt ? st->first_rcpt : "",
+             st->first_rcpt ? ">" : "");
+}
+
+static void cleanup_serve(int client_fd)
+{
+    /* Streams close their fd: work on duplicates.  In standalone mode (-S)
+     * the client is stdin, and replies go to stdout. */
+    int in_fd = dup(client_fd);
+    int out_fd = client_fd == 0 ? dup(1) : -1;
+    if (in_fd < 0 || (client_fd == 0 && out_fd < 0)) {
+        log_warning("dup: %s", strerror(errno));
+        if (in_fd >= 0)
+            close(in_fd);
+        return;
+    }
+    ipc_stream *in = ipc_stream_open(in_fd, cleanup_cfg.ipc_timeout);
+    ipc_stream *out = out_fd >= 0 ? ipc_stream_open(out_fd, cleanup_cfg.ipc_timeout) : in;
+    ipc_record *r = ipc_record_new();
+
+    struct cleanup_state st;
+    memset(&st, 0, sizeof(st));
+    strbuf_init(&st.reason);
+    strbuf_init(&st.scratch);
+    cleanup_envelope_init(&st);
+    cleanup_message_init(&st);
+    st.arrival = time(NULL);
+
+    if (cleanup_cfg.config_error) {
+        log_warning("refusing mail: %s", cleanup_cfg.config_error);
+        reply_error(out, NULL, 4, "4.3.5", "Error: server configuration error");
+        goto done;
+    }
+
+    strbuf err;
+    strbuf_init(&err);
+    st.writer = queue_writer_create("incoming", &err);
+    if (!st.writer) {
+        int disk_full = errno == ENOSPC || errno == EDQUOT;
+        log_warning("%s", strbuf_str(&err));
+        strbuf_release(&err);
+        if (disk_full)
+            reply_error(out, NULL, 4, "4.3.1", "Insufficient system storage");
+        else
+            reply_error(out, NULL, 4, "4.3.0", "Error: queue file write error");
+        goto done;
+    }
+    strbuf_release(&err);
+    st.qid = queue_writer_id(st.writer);
+
+    ipc_build(r, "queue_id", st.qid, NULL);
+    if (ipc_send(out, r) < 0) {
+        log_debug("%s: client went away: %s", st.qid, ipc_error(out));
+        goto done;
+    }
+
+    int rc = ipc_recv(in, r);
+    if (rc != 0) {
+        log_debug("%s: client went away before the envelope", st.qid);
+        goto done;
+    }
+    if (take_envelope(&st, r) < 0) {
+        reply_error(out, st.qid, 4, "4.3.0", "Error: protocol error");
+        goto done;
+    }
+    if (take_content(&st, in, r) < 0)
+        goto done;
+    cleanup_message_end(&st);
+
+    if (st.status == 0 && !st.discard && st.nrcpt == 0)
+        cleanup_fail(&st, 5, "5.1.0", st.flag_extract
+                     ? "No recipient addresses found in message header"
+                     : "No recipients specified");
+    if (st.status != 0) {
+        log_failure(&st);
+        reply_error(out, st.qid, st.status, st.dsn, strbuf_str(&st.reason));
+        goto done;
+    }
+    if (st.discard) {
+        ipc_build(r, "status", "0", "queue_id", st.qid, "discarded", "1", NULL);
+        ipc_send(out, r);
+        goto done;
+    }
+
+    strbuf_init(&err);
+    if (queue_writer_commit(st.writer, &err) < 0) {
+        int disk_full = errno == ENOSPC || errno == EDQUOT;
+        log_warning("%s", strbuf_str(&err));
+        strbuf_release(&err);
+        if (disk_full)
+            reply_error(out, st.qid, 4, "4.3.1", "Insufficient system storage");
+        else
+            reply_error(out, st.qid, 4, "4.3.0", "Error: queue file write error");
+        goto done;
+    }
+    strbuf_release(&err);
+
+    int held = 0;
+    if (st.hold) {
+        if (queue_move(st.qid, "incoming", "hold") == 0)
+            held = 1;
+        else
+            log_warning("%s: cannot move to hold queue: %s; the message stays queued",
+                        st.qid, strerror(errno));
+    }
+    ipc_build(r, "status", "0", "queue_id", st.qid, NULL);
+    if (held)
+        ipc_record_add_str(r, "held", "1");
+    if (ipc_send(out, r) < 0)
+        log_warning("%s: queued, but the client went away before the reply: %s",
+                    st.qid, ipc_error(out));
+    if (!held)
+        wake_qmgr();
+
+done:
+    state_free(&st);
+    ipc_record_free(r);
+    if (out != in)
+        ipc_stream_close(out);
+    ipc_stream_close(in);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct server_spec spec = {
+        .program = "cleanup",
+        .mode = SERVER_SINGLE,
+        .pre_jail = cleanup_pre_jail,
+        .post_jail = cleanup_post_jail,
+        .serve = cleanup_serve,
+    };
+    return server_main(argc, argv, &spec);
+}

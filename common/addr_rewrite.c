@@ -1,0 +1,286 @@
+/*
+ * addr_rewrite.c - canonical mapping, virtual alias expansion and domain
+ * lists.  See addr_rewrite.h for the interface and the loop rules.
+ */
+#include <string.h>
+#include <strings.h>
+
+#include "addr_rewrite.h"
+#include "mem.h"
+
+/* --- address lists -------------------------------------------------------- */
+
+void addr_list_init(struct addr_list *l)
+{
+    l->addrs = NULL;
+    l->n = l->cap = 0;
+}
+
+void addr_list_add(struct addr_list *l, const char *addr)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 8;
+        l->addrs = xrealloc(l->addrs, l->cap * sizeof(*l->addrs));
+    }
+    l->addrs[l->n++] = xstrdup(addr);
+}
+
+/* Addresses compare case-insensitively: the domain always is, and Postfix
+ * folds the local part for table lookups too. */
+int addr_list_contains(const struct addr_list *l, const char *addr)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcasecmp(l->addrs[i], addr) == 0)
+            return 1;
+    return 0;
+}
+
+static void addr_list_pop(struct addr_list *l)
+{
+    if (l->n > 0)
+        xfree(l->addrs[--l->n]);
+}
+
+void addr_list_release(struct addr_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        xfree(l->addrs[i]);
+    xfree(l->addrs);
+    addr_list_init(l);
+}
+
+void addr_list_split(const char *value, void (*fn)(const char *addr, void *ctx),
+                     void *ctx)
+{
+    strbuf item;
+    strbuf_init(&item);
+    int quoted = 0;
+    for (const char *p = value;; p++) {
+        char c = *p;
+        if (c == '\0' || (!quoted && (c == ',' || c == ' ' || c == '\t'
+                                      || c == '\r' || c == '\n'))) {
+            if (item.len > 0)
+                fn(strbuf_str(&item), ctx);
+            strbuf_reset(&item);
+            if (c == '\0')
+                break;
+            continue;
+        }
+        if (c == '"')
+            quoted = !quoted;
+        else if (c == '\\' && quoted && p[1] != '\0')
+            strbuf_append_char(&item, *p++);
+        strbuf_append_char(&item, *p);
+    }
+    strbuf_release(&item);
+}
+
+/* A result "@domain" keeps the local part of the address looked up. */
+static void apply_result(const char *addr, const char *result, strbuf *out)
+{
+    if (result[0] == '@') {
+        const char *at = strrchr(addr, '@');
+        size_t local_len = at ? (size_t)(at - addr) : strlen(addr);
+        strbuf_set(out, addr, local_len);
+        strbuf_append_str(out, result);
+    } else {
+        strbuf_set_str(out, result);
+    }
+}
+
+static void collect_result(const char *addr, void *ctx)
+{
+    addr_list_add(ctx, addr);
+}
+
+int addr_map_one(maps *ms, const char *addr, const char *delim, strbuf *out)
+{
+    strbuf value;
+    strbuf_init(&value);
+    int rc = maps_lookup_addr(ms, addr, delim, &value);
+    if (rc == 1) {
+        struct addr_list items;
+        addr_list_init(&items);
+        addr_list_split(strbuf_str(&value), collect_result, &items);
+        if (items.n == 0)
+            rc = 0;
+        else
+            apply_result(addr, items.addrs[0], out);
+        addr_list_release(&items);
+    }
+    strbuf_release(&value);
+    return rc;
+}
+
+/* --- virtual alias expansion --------------------------------------------- */
+
+struct expansion {
+    maps *ms;
+    const struct virtual_opts *opts;
+    struct addr_list *out;
+    struct addr_list path;      /* addresses being expanded (loop check) */
+    struct addr_list done;      /* addresses fully expanded already */
+    size_t visits;
+    strbuf *err;
+};
+
+static int add_final(struct expansion *ex, const char *addr)
+{
+    if (addr_list_contains(ex->out, addr))
+        return 0;
+    if (ex->opts->expansion_limit > 0
+        && ex->out->n >= (size_t)ex->opts->expansion_limit) {
+        strbuf_printf(ex->err, "unreasonable virtual_alias_maps map expansion size for %s",
+                      ex->path.n ? ex->path.addrs[0] : addr);
+        return -3;
+    }
+    addr_list_add(ex->out, addr);
+    return 0;
+}
+
+static int expand_one(struct expansion *ex, const char *addr, int depth)
+{
+    if (ex->opts->recursion_limit > 0 && depth > ex->opts->recursion_limit) {
+        strbuf_printf(ex->err, "unreasonable virtual_alias_maps map nesting for %s",
+                      ex->path.n ? ex->path.addrs[0] : addr);
+        return -2;
+    }
+    /* Every distinct address costs one lookup; bound the total so a
+     * pathological table cannot make us work forever. */
+    size_t budget = 2 * (size_t)(ex->opts->expansion_limit > 0 ? ex->opts->expansion_limit : 1000)
+                    + (size_t)(ex->opts->recursion_limit > 0 ? ex->opts->recursion_limit : 1000);
+    if (++ex->visits > budget) {
+        strbuf_printf(ex->err, "unreasonable virtual_alias_maps map expansion size for %s",
+                      ex->path.n ? ex->path.addrs[0] : addr);
+        return -3;
+    }
+
+    strbuf value;
+    strbuf_init(&value);
+    int rc = maps_lookup_addr(ex->ms, addr, ex->opts->delim, &value);
+    if (rc < 0) {
+        strbuf_printf(ex->err, "virtual_alias_maps lookup error for %s", addr);
+        strbuf_release(&value);
+        return -1;
+    }
+    if (rc == 0) {
+        strbuf_release(&value);
+        return add_final(ex, addr);
+    }
+
+    struct addr_list items;
+    addr_list_init(&items);
+    addr_list_split(strbuf_str(&value), collect_result, &items);
+    strbuf_release(&value);
+    if (items.n == 0) {
+        addr_list_release(&items);
+        return add_final(ex, addr);
+    }
+
+    addr_list_add(&ex->path, addr);
+    strbuf next;
+    strbuf_init(&next);
+    int result = 0;
+    for (size_t i = 0; i < items.n && result == 0; i++) {
+        apply_result(addr, items.addrs[i], &next);
+        if (ex->opts->canon)
+            ex->opts->canon(&next, ex->opts->canon_ctx);
+        const char *item = strbuf_str(&next);
+        if (strcasecmp(item, addr) == 0 || addr_list_contains(&ex->path, item)) {
+            /* Expands to itself, or a loop closes here: keep it as is. */
+            result = add_final(ex, item);
+        } else if (addr_list_contains(&ex->done, item)) {
+            /* Already expanded on another branch: its results are in. */
+            continue;
+        } else {
+            char *copy = xstrdup(item);
+            result = expand_one(ex, copy, depth + 1);
+            xfree(copy);
+        }
+    }
+    strbuf_release(&next);
+    addr_list_pop(&ex->path);
+    if (result == 0)
+        addr_list_add(&ex->done, addr);
+    addr_list_release(&items);
+    return result;
+}
+
+int virtual_alias_expand(maps *ms, const char *addr,
+                         const struct virtual_opts *opts,
+                         struct addr_list *out, strbuf *err)
+{
+    struct expansion ex = { .ms = ms, .opts = opts, .out = out, .err = err };
+    addr_list_init(&ex.path);
+    addr_list_init(&ex.done);
+    int rc = expand_one(&ex, addr, 0);
+    addr_list_release(&ex.path);
+    addr_list_release(&ex.done);
+    return rc;
+}
+
+/* --- domain lists -------------------------------------------------------- */
+
+struct domain_list {
+    struct addr_list names;     /* plain domain names */
+    maps **tables;
+    size_t ntables;
+};
+
+static void domain_list_collect(const char *item, void *ctx)
+{
+    addr_list_add(ctx, item);
+}
+
+domain_list *domain_list_open(const char *list, strbuf *err)
+{
+    domain_list *dl = xcalloc(1, sizeof(*dl));
+    struct addr_list items;
+    addr_list_init(&items);
+    addr_list_init(&dl->names);
+    addr_list_split(list, domain_list_collect, &items);
+    for (size_t i = 0; i < items.n; i++) {
+        const char *item = items.addrs[i];
+        if (strchr(item, ':') && item[0] != '[') {
+            maps *m = maps_open(item, err);
+            if (!m) {
+                addr_list_release(&items);
+                domain_list_free(dl);
+                return NULL;
+            }
+            dl->tables = xrealloc(dl->tables, (dl->ntables + 1) * sizeof(*dl->tables));
+            dl->tables[dl->ntables++] = m;
+        } else {
+            addr_list_add(&dl->names, item);
+        }
+    }
+    addr_list_release(&items);
+    return dl;
+}
+
+int domain_list_match(domain_list *dl, const char *domain)
+{
+    if (addr_list_contains(&dl->names, domain))
+        return 1;
+    strbuf value;
+    strbuf_init(&value);
+    int result = 0;
+    for (size_t i = 0; i < dl->ntables && result == 0; i++) {
+        int rc = maps_lookup(dl->tables[i], domain, &value);
+        if (rc != 0)
+            result = rc;
+    }
+    strbuf_release(&value);
+    return result;
+}
+
+void domain_list_free(domain_list *dl)
+{
+    if (!dl)
+        return;
+    addr_list_release(&dl->names);
+    for (size_t i = 0; i < dl->ntables; i++)
+        maps_close(dl->tables[i]);
+    xfree(dl->tables);
+    xfree(dl);
+}

@@ -1,0 +1,78 @@
+/*
+ * addr_rewrite.h - table-driven address rewriting: canonical (one address
+ * to one) and virtual alias expansion (one address to many), as cleanup
+ * applies them; reusable by anything that must predict cleanup's result
+ * (smtpd recipient validation, postern map query).
+ *
+ * Interface:
+ *   addr_map_one(maps, addr, delim, out)
+ *       One lookup with maps_lookup_addr() (Postfix's search order).  The
+ *       result's first address (comma/blank separated) replaces addr; a
+ *       result "@domain" keeps addr's local part (catch-all domain move).
+ *       Returns 1 rewritten (out = new address), 0 no match, -1 temporary
+ *       lookup error.
+ *   virtual_alias_expand(maps, addr, opts, out, err)
+ *       Expand addr recursively: a found address is replaced by every
+ *       address of its result, each expanded in turn.  An address whose
+ *       result contains itself stays (the "expand to yourself plus others"
+ *       idiom); an address seen again further down the same branch (a loop
+ *       such as a -> b -> a) stops there and stays too.  Duplicates are
+ *       kept once, in first-seen order.  Returns 0 with out->addrs filled
+ *       (an address without a mapping gives itself), -1 temporary lookup
+ *       error, -2 nesting deeper than opts->recursion_limit, -3 more than
+ *       opts->expansion_limit addresses; err says which address.
+ *       opts->canon (optional) is applied to every result address before
+ *       it is compared or looked up (cleanup uses it to append @$myorigin).
+ *   addr_list_split(value, fn, ctx)  split a table result on commas and
+ *       blanks outside double quotes.
+ *   domain_list_open(list, err) / domain_list_match(dl, domain) /
+ *   domain_list_free(dl)   a Postfix domain list such as
+ *       virtual_alias_domains: names compared case-insensitively,
+ *       "type:table" entries looked up with the domain as key.  open returns
+ *       NULL + err when a table cannot be opened; match returns 1 in the
+ *       list, 0 not, -1 temporary lookup error.
+ *
+ * Contract: no I/O beyond the maps; inputs never modified; bounded work
+ * (every loop is limited by the two limits).
+ */
+#ifndef POSTERN_ADDR_REWRITE_H
+#define POSTERN_ADDR_REWRITE_H
+
+#include <stddef.h>
+#include "maps.h"
+#include "strbuf.h"
+
+struct addr_list {
+    char **addrs;
+    size_t n;
+    size_t cap;
+};
+
+void addr_list_init(struct addr_list *l);
+void addr_list_add(struct addr_list *l, const char *addr);
+int addr_list_contains(const struct addr_list *l, const char *addr);
+void addr_list_release(struct addr_list *l);
+
+int addr_map_one(maps *ms, const char *addr, const char *delim, strbuf *out);
+
+struct virtual_opts {
+    const char *delim;          /* recipient_delimiter */
+    int recursion_limit;        /* virtual_alias_recursion_limit */
+    int expansion_limit;        /* virtual_alias_expansion_limit */
+    void (*canon)(strbuf *addr, void *ctx);
+    void *canon_ctx;
+};
+
+int virtual_alias_expand(maps *ms, const char *addr,
+                         const struct virtual_opts *opts,
+                         struct addr_list *out, strbuf *err);
+
+void addr_list_split(const char *value, void (*fn)(const char *addr, void *ctx),
+                     void *ctx);
+
+typedef struct domain_list domain_list;
+domain_list *domain_list_open(const char *list, strbuf *err);
+int domain_list_match(domain_list *dl, const char *domain);
+void domain_list_free(domain_list *dl);
+
+#endif
