@@ -113,6 +113,16 @@ static void cleanup_pre_jail(int argc, char **argv)
     cleanup_cfg.sender_canonical = open_tables("sender_canonical_maps");
     cleanup_cfg.recipient_canonical = open_tables("recipient_canonical_maps");
     cleanup_cfg.virtual_alias = open_tables("virtual_alias_maps");
+    strbuf locals;
+    strbuf_init(&locals);
+    strbuf_printf(&locals, "%s, %s", config_str("myorigin"), config_str("mydestination"));
+    strbuf lerr;
+    strbuf_init(&lerr);
+    cleanup_cfg.local_domains = domain_list_open(strbuf_str(&locals), &lerr);
+    if (!cleanup_cfg.local_domains)
+        config_problem("mydestination: %s", strbuf_str(&lerr));
+    strbuf_release(&lerr);
+    strbuf_release(&locals);
     const char *vdomains = config_str("virtual_alias_domains");
     if (*vdomains) {
         strbuf err;

@@ -45,6 +45,7 @@ struct cleanup_config {
     maps *recipient_canonical;
     maps *virtual_alias;
     domain_list *virtual_domains;
+    domain_list *local_domains;  /* $myorigin, $mydestination */
     const char *myhostname;
     const char *myorigin;
     const char *mydomain;
@@ -91,9 +92,9 @@ struct cleanup_state {
     size_t nrcpt;
     char *first_rcpt;           /* for log lines */
     struct cleanup_seen_set *seen;
-    struct addr_list late_addr;   /* recipients found in the content, */
-    struct addr_list late_orcpt;  /* written after X ("" = none) */
-    struct addr_list late_notify;
+    struct addr_vec late_addr;   /* recipients found in the content, */
+    struct addr_vec late_orcpt;  /* written after X ("" = none) */
+    struct addr_vec late_notify;
 
     /* content */
     strbuf line;                /* partial line across data records */
@@ -108,8 +109,8 @@ struct cleanup_state {
     size_t header_bytes;
     int seen_from, seen_date, seen_msgid, seen_to_cc;
     int hops;
-    struct addr_list extract_plain;   /* To/Cc/Bcc values (extract) */
-    struct addr_list extract_resent;  /* Resent-To/Cc/Bcc values */
+    struct addr_vec extract_plain;   /* To/Cc/Bcc values (extract) */
+    struct addr_vec extract_resent;  /* Resent-To/Cc/Bcc values */
     size_t body_checked;
 
     /* outcome */
@@ -133,6 +134,8 @@ void cleanup_out_line(struct cleanup_state *st, const char *line, size_t len);
 /* cleanup_envelope.c */
 void cleanup_envelope_init(struct cleanup_state *st);
 void cleanup_envelope_free(struct cleanup_state *st);
+/* 1 if domain is local ($myorigin or $mydestination). */
+int cleanup_is_local(const char *domain, void *ctx);
 /* Qualify a bare address with @$myorigin (and .$mydomain), in place. */
 void cleanup_qualify(strbuf *addr);
 /* Sender: qualify, sender_canonical_maps, canonical_maps; sets st->sender. */

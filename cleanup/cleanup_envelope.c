@@ -20,6 +20,7 @@
  */
 #include <ctype.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cleanup.h"
 #include "header.h"
@@ -104,18 +105,18 @@ static void seen_free(struct cleanup_seen_set *set)
 void cleanup_envelope_init(struct cleanup_state *st)
 {
     st->seen = xcalloc(1, sizeof(*st->seen));
-    addr_list_init(&st->late_addr);
-    addr_list_init(&st->late_orcpt);
-    addr_list_init(&st->late_notify);
+    addr_vec_init(&st->late_addr);
+    addr_vec_init(&st->late_orcpt);
+    addr_vec_init(&st->late_notify);
 }
 
 void cleanup_envelope_free(struct cleanup_state *st)
 {
     seen_free(st->seen);
     st->seen = NULL;
-    addr_list_release(&st->late_addr);
-    addr_list_release(&st->late_orcpt);
-    addr_list_release(&st->late_notify);
+    addr_vec_release(&st->late_addr);
+    addr_vec_release(&st->late_orcpt);
+    addr_vec_release(&st->late_notify);
 }
 
 /* --- rewriting ------------------------------------------------------------ */
@@ -141,6 +142,21 @@ void cleanup_qualify(strbuf *addr)
     }
 }
 
+int cleanup_is_local(const char *domain, void *ctx)
+{
+    (void)ctx;
+    if (strcasecmp(domain, cleanup_cfg.myorigin) == 0)
+        return 1;
+    return cleanup_cfg.local_domains && domain_list_match(cleanup_cfg.local_domains, domain) == 1;
+}
+
+/* Lookup flags for addr: bare "user" keys only match local addresses. */
+static int lookup_flags(const char *addr)
+{
+    const char *at = strrchr(addr, '@');
+    return at && !cleanup_is_local(at + 1, NULL) ? MAPS_ADDR_NO_USER : 0;
+}
+
 static void qualify_cb(strbuf *addr, void *ctx)
 {
     (void)ctx;
@@ -155,7 +171,8 @@ static int canonical_step(struct cleanup_state *st, maps *tables, const char *na
         return 0;
     strbuf out;
     strbuf_init(&out);
-    int rc = addr_map_one(tables, strbuf_str(addr), cleanup_cfg.delim, &out);
+    int rc = addr_map_one(tables, strbuf_str(addr), cleanup_cfg.delim,
+                          lookup_flags(strbuf_str(addr)), &out);
     if (rc < 0) {
         log_warning("%s: %s lookup error for %s", st->qid, name, strbuf_str(addr));
         cleanup_fail(st, 4, "4.3.0", "Error: %s lookup error", name);
@@ -223,9 +240,9 @@ static void add_final_rcpt(struct cleanup_state *st, const char *addr,
         return;
     }
     if (late) {
-        addr_list_add(&st->late_addr, addr);
-        addr_list_add(&st->late_orcpt, orcpt ? orcpt : "");
-        addr_list_add(&st->late_notify, notify ? notify : "");
+        addr_vec_add(&st->late_addr, addr);
+        addr_vec_add(&st->late_orcpt, orcpt ? orcpt : "");
+        addr_vec_add(&st->late_notify, notify ? notify : "");
     } else {
         write_rcpt(st, addr, orcpt, notify);
     }
@@ -261,9 +278,10 @@ void cleanup_add_rcpt(struct cleanup_state *st, const char *addr_in,
         .recursion_limit = cleanup_cfg.virtual_recursion_limit,
         .expansion_limit = cleanup_cfg.virtual_expansion_limit,
         .canon = qualify_cb,
+        .is_local = cleanup_is_local,
     };
-    struct addr_list out;
-    addr_list_init(&out);
+    struct addr_vec out;
+    addr_vec_init(&out);
     strbuf err;
     strbuf_init(&err);
     int rc = virtual_alias_expand(cleanup_cfg.virtual_alias, strbuf_str(&addr),
@@ -288,7 +306,7 @@ void cleanup_add_rcpt(struct cleanup_state *st, const char *addr_in,
         }
     }
     strbuf_release(&err);
-    addr_list_release(&out);
+    addr_vec_release(&out);
     strbuf_release(&addr);
 }
 

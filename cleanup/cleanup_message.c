@@ -51,8 +51,8 @@ void cleanup_message_init(struct cleanup_state *st)
     strbuf_init(&st->line);
     strbuf_init(&st->cur_header);
     st->phase = PHASE_HEADERS;
-    addr_list_init(&st->extract_plain);
-    addr_list_init(&st->extract_resent);
+    addr_vec_init(&st->extract_plain);
+    addr_vec_init(&st->extract_resent);
 }
 
 void cleanup_message_free(struct cleanup_state *st)
@@ -64,8 +64,8 @@ void cleanup_message_free(struct cleanup_state *st)
     xfree(st->headers);
     st->headers = NULL;
     st->nheaders = st->headers_cap = 0;
-    addr_list_release(&st->extract_plain);
-    addr_list_release(&st->extract_resent);
+    addr_vec_release(&st->extract_plain);
+    addr_vec_release(&st->extract_resent);
 }
 
 void cleanup_out_line(struct cleanup_state *st, const char *line, size_t len)
@@ -188,7 +188,7 @@ static void process_header(struct cleanup_state *st, const char *raw, size_t len
             strbuf unfolded;
             strbuf_init(&unfolded);
             header_unfold(value, value_len, &unfolded);
-            addr_list_add(resent ? &st->extract_resent : &st->extract_plain,
+            addr_vec_add(resent ? &st->extract_resent : &st->extract_plain,
                           strbuf_str(&unfolded));
             strbuf_release(&unfolded);
         }
@@ -314,7 +314,7 @@ static void end_of_headers(struct cleanup_state *st)
     }
 
     if (st->flag_extract) {
-        struct addr_list *from = st->extract_resent.n ? &st->extract_resent : &st->extract_plain;
+        struct addr_vec *from = st->extract_resent.n ? &st->extract_resent : &st->extract_plain;
         for (size_t i = 0; i < from->n; i++) {
             if (addr_list_parse(from->addrs[i], strlen(from->addrs[i]), extract_cb, st) < 0)
                 log_warning("%s: malformed address list in header: %.200s; "

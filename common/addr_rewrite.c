@@ -10,13 +10,13 @@
 
 /* --- address lists -------------------------------------------------------- */
 
-void addr_list_init(struct addr_list *l)
+void addr_vec_init(struct addr_vec *l)
 {
     l->addrs = NULL;
     l->n = l->cap = 0;
 }
 
-void addr_list_add(struct addr_list *l, const char *addr)
+void addr_vec_add(struct addr_vec *l, const char *addr)
 {
     if (l->n == l->cap) {
         l->cap = l->cap ? 2 * l->cap : 8;
@@ -27,7 +27,7 @@ void addr_list_add(struct addr_list *l, const char *addr)
 
 /* Addresses compare case-insensitively: the domain always is, and Postfix
  * folds the local part for table lookups too. */
-int addr_list_contains(const struct addr_list *l, const char *addr)
+int addr_vec_contains(const struct addr_vec *l, const char *addr)
 {
     for (size_t i = 0; i < l->n; i++)
         if (strcasecmp(l->addrs[i], addr) == 0)
@@ -35,21 +35,21 @@ int addr_list_contains(const struct addr_list *l, const char *addr)
     return 0;
 }
 
-static void addr_list_pop(struct addr_list *l)
+static void addr_vec_pop(struct addr_vec *l)
 {
     if (l->n > 0)
         xfree(l->addrs[--l->n]);
 }
 
-void addr_list_release(struct addr_list *l)
+void addr_vec_release(struct addr_vec *l)
 {
     for (size_t i = 0; i < l->n; i++)
         xfree(l->addrs[i]);
     xfree(l->addrs);
-    addr_list_init(l);
+    addr_vec_init(l);
 }
 
-void addr_list_split(const char *value, void (*fn)(const char *addr, void *ctx),
+void addr_result_split(const char *value, void (*fn)(const char *addr, void *ctx),
                      void *ctx)
 {
     strbuf item;
@@ -90,23 +90,24 @@ static void apply_result(const char *addr, const char *result, strbuf *out)
 
 static void collect_result(const char *addr, void *ctx)
 {
-    addr_list_add(ctx, addr);
+    addr_vec_add(ctx, addr);
 }
 
-int addr_map_one(maps *ms, const char *addr, const char *delim, strbuf *out)
+int addr_map_one(maps *ms, const char *addr, const char *delim, int flags,
+                 strbuf *out)
 {
     strbuf value;
     strbuf_init(&value);
-    int rc = maps_lookup_addr(ms, addr, delim, &value);
+    int rc = maps_lookup_addr_ex(ms, addr, delim, flags, &value);
     if (rc == 1) {
-        struct addr_list items;
-        addr_list_init(&items);
-        addr_list_split(strbuf_str(&value), collect_result, &items);
+        struct addr_vec items;
+        addr_vec_init(&items);
+        addr_result_split(strbuf_str(&value), collect_result, &items);
         if (items.n == 0)
             rc = 0;
         else
             apply_result(addr, items.addrs[0], out);
-        addr_list_release(&items);
+        addr_vec_release(&items);
     }
     strbuf_release(&value);
     return rc;
@@ -117,16 +118,16 @@ int addr_map_one(maps *ms, const char *addr, const char *delim, strbuf *out)
 struct expansion {
     maps *ms;
     const struct virtual_opts *opts;
-    struct addr_list *out;
-    struct addr_list path;      /* addresses being expanded (loop check) */
-    struct addr_list done;      /* addresses fully expanded already */
+    struct addr_vec *out;
+    struct addr_vec path;      /* addresses being expanded (loop check) */
+    struct addr_vec done;      /* addresses fully expanded already */
     size_t visits;
     strbuf *err;
 };
 
 static int add_final(struct expansion *ex, const char *addr)
 {
-    if (addr_list_contains(ex->out, addr))
+    if (addr_vec_contains(ex->out, addr))
         return 0;
     if (ex->opts->expansion_limit > 0
         && ex->out->n >= (size_t)ex->opts->expansion_limit) {
@@ -134,7 +135,7 @@ static int add_final(struct expansion *ex, const char *addr)
                       ex->path.n ? ex->path.addrs[0] : addr);
         return -3;
     }
-    addr_list_add(ex->out, addr);
+    addr_vec_add(ex->out, addr);
     return 0;
 }
 
@@ -157,7 +158,13 @@ static int expand_one(struct expansion *ex, const char *addr, int depth)
 
     strbuf value;
     strbuf_init(&value);
-    int rc = maps_lookup_addr(ex->ms, addr, ex->opts->delim, &value);
+    int flags = 0;
+    if (ex->opts->is_local) {
+        const char *at = strrchr(addr, '@');
+        if (at && !ex->opts->is_local(at + 1, ex->opts->is_local_ctx))
+            flags = MAPS_ADDR_NO_USER;
+    }
+    int rc = maps_lookup_addr_ex(ex->ms, addr, ex->opts->delim, flags, &value);
     if (rc < 0) {
         strbuf_printf(ex->err, "virtual_alias_maps lookup error for %s", addr);
         strbuf_release(&value);
@@ -168,16 +175,16 @@ static int expand_one(struct expansion *ex, const char *addr, int depth)
         return add_final(ex, addr);
     }
 
-    struct addr_list items;
-    addr_list_init(&items);
-    addr_list_split(strbuf_str(&value), collect_result, &items);
+    struct addr_vec items;
+    addr_vec_init(&items);
+    addr_result_split(strbuf_str(&value), collect_result, &items);
     strbuf_release(&value);
     if (items.n == 0) {
-        addr_list_release(&items);
+        addr_vec_release(&items);
         return add_final(ex, addr);
     }
 
-    addr_list_add(&ex->path, addr);
+    addr_vec_add(&ex->path, addr);
     strbuf next;
     strbuf_init(&next);
     int result = 0;
@@ -186,10 +193,10 @@ static int expand_one(struct expansion *ex, const char *addr, int depth)
         if (ex->opts->canon)
             ex->opts->canon(&next, ex->opts->canon_ctx);
         const char *item = strbuf_str(&next);
-        if (strcasecmp(item, addr) == 0 || addr_list_contains(&ex->path, item)) {
+        if (strcasecmp(item, addr) == 0 || addr_vec_contains(&ex->path, item)) {
             /* Expands to itself, or a loop closes here: keep it as is. */
             result = add_final(ex, item);
-        } else if (addr_list_contains(&ex->done, item)) {
+        } else if (addr_vec_contains(&ex->done, item)) {
             /* Already expanded on another branch: its results are in. */
             continue;
         } else {
@@ -199,68 +206,96 @@ static int expand_one(struct expansion *ex, const char *addr, int depth)
         }
     }
     strbuf_release(&next);
-    addr_list_pop(&ex->path);
+    addr_vec_pop(&ex->path);
     if (result == 0)
-        addr_list_add(&ex->done, addr);
-    addr_list_release(&items);
+        addr_vec_add(&ex->done, addr);
+    addr_vec_release(&items);
     return result;
 }
 
 int virtual_alias_expand(maps *ms, const char *addr,
                          const struct virtual_opts *opts,
-                         struct addr_list *out, strbuf *err)
+                         struct addr_vec *out, strbuf *err)
 {
     struct expansion ex = { .ms = ms, .opts = opts, .out = out, .err = err };
-    addr_list_init(&ex.path);
-    addr_list_init(&ex.done);
+    addr_vec_init(&ex.path);
+    addr_vec_init(&ex.done);
     int rc = expand_one(&ex, addr, 0);
-    addr_list_release(&ex.path);
-    addr_list_release(&ex.done);
+    addr_vec_release(&ex.path);
+    addr_vec_release(&ex.done);
     return rc;
 }
 
 /* --- domain lists -------------------------------------------------------- */
 
 struct domain_list {
-    struct addr_list names;     /* plain domain names */
+    struct addr_vec names;     /* plain domain names */
     maps **tables;
     size_t ntables;
 };
 
 static void domain_list_collect(const char *item, void *ctx)
 {
-    addr_list_add(ctx, item);
+    addr_vec_add(ctx, item);
+}
+
+/* Split a parameter list on commas and blanks outside {...} (so that
+ * "inline:{ a=b, c=d }" stays one item). */
+static void list_split_braced(const char *list, void (*fn)(const char *, void *),
+                              void *ctx)
+{
+    strbuf item;
+    strbuf_init(&item);
+    int depth = 0;
+    for (const char *p = list;; p++) {
+        char c = *p;
+        if (c == '\0' || (depth == 0 && (c == ',' || c == ' ' || c == '\t'
+                                         || c == '\r' || c == '\n'))) {
+            if (item.len > 0)
+                fn(strbuf_str(&item), ctx);
+            strbuf_reset(&item);
+            if (c == '\0')
+                break;
+            continue;
+        }
+        if (c == '{')
+            depth++;
+        else if (c == '}' && depth > 0)
+            depth--;
+        strbuf_append_char(&item, c);
+    }
+    strbuf_release(&item);
 }
 
 domain_list *domain_list_open(const char *list, strbuf *err)
 {
     domain_list *dl = xcalloc(1, sizeof(*dl));
-    struct addr_list items;
-    addr_list_init(&items);
-    addr_list_init(&dl->names);
-    addr_list_split(list, domain_list_collect, &items);
+    struct addr_vec items;
+    addr_vec_init(&items);
+    addr_vec_init(&dl->names);
+    list_split_braced(list, domain_list_collect, &items);
     for (size_t i = 0; i < items.n; i++) {
         const char *item = items.addrs[i];
         if (strchr(item, ':') && item[0] != '[') {
             maps *m = maps_open(item, err);
             if (!m) {
-                addr_list_release(&items);
+                addr_vec_release(&items);
                 domain_list_free(dl);
                 return NULL;
             }
             dl->tables = xrealloc(dl->tables, (dl->ntables + 1) * sizeof(*dl->tables));
             dl->tables[dl->ntables++] = m;
         } else {
-            addr_list_add(&dl->names, item);
+            addr_vec_add(&dl->names, item);
         }
     }
-    addr_list_release(&items);
+    addr_vec_release(&items);
     return dl;
 }
 
 int domain_list_match(domain_list *dl, const char *domain)
 {
-    if (addr_list_contains(&dl->names, domain))
+    if (addr_vec_contains(&dl->names, domain))
         return 1;
     strbuf value;
     strbuf_init(&value);
@@ -278,7 +313,7 @@ void domain_list_free(domain_list *dl)
 {
     if (!dl)
         return;
-    addr_list_release(&dl->names);
+    addr_vec_release(&dl->names);
     for (size_t i = 0; i < dl->ntables; i++)
         maps_close(dl->tables[i]);
     xfree(dl->tables);

@@ -5,8 +5,10 @@
  * (smtpd recipient validation, postern map query).
  *
  * Interface:
- *   addr_map_one(maps, addr, delim, out)
- *       One lookup with maps_lookup_addr() (Postfix's search order).  The
+ *   addr_map_one(maps, addr, delim, flags, out)
+ *       One lookup with maps_lookup_addr_ex() (Postfix's search order;
+ *       flags MAPS_ADDR_NO_USER when addr's domain is not local, so bare
+ *       "user" keys only match local addresses, as in Postfix).  The
  *       result's first address (comma/blank separated) replaces addr; a
  *       result "@domain" keeps addr's local part (catch-all domain move).
  *       Returns 1 rewritten (out = new address), 0 no match, -1 temporary
@@ -23,7 +25,11 @@
  *       opts->expansion_limit addresses; err says which address.
  *       opts->canon (optional) is applied to every result address before
  *       it is compared or looked up (cleanup uses it to append @$myorigin).
- *   addr_list_split(value, fn, ctx)  split a table result on commas and
+ *       opts->is_local (optional) says whether a domain is local; bare
+ *       "user" keys are tried only for local addresses (all when NULL).
+ *   addr_vec_*: a small owned vector of strings; contains() compares
+ *       case-insensitively.
+ *   addr_result_split(value, fn, ctx)  split a table result on commas and
  *       blanks outside double quotes.
  *   domain_list_open(list, err) / domain_list_match(dl, domain) /
  *   domain_list_free(dl)   a Postfix domain list such as
@@ -42,18 +48,20 @@
 #include "maps.h"
 #include "strbuf.h"
 
-struct addr_list {
+/* An ordered vector of address strings (owned copies). */
+struct addr_vec {
     char **addrs;
     size_t n;
     size_t cap;
 };
 
-void addr_list_init(struct addr_list *l);
-void addr_list_add(struct addr_list *l, const char *addr);
-int addr_list_contains(const struct addr_list *l, const char *addr);
-void addr_list_release(struct addr_list *l);
+void addr_vec_init(struct addr_vec *l);
+void addr_vec_add(struct addr_vec *l, const char *addr);
+int addr_vec_contains(const struct addr_vec *l, const char *addr);
+void addr_vec_release(struct addr_vec *l);
 
-int addr_map_one(maps *ms, const char *addr, const char *delim, strbuf *out);
+int addr_map_one(maps *ms, const char *addr, const char *delim, int flags,
+                 strbuf *out);
 
 struct virtual_opts {
     const char *delim;          /* recipient_delimiter */
@@ -61,13 +69,15 @@ struct virtual_opts {
     int expansion_limit;        /* virtual_alias_expansion_limit */
     void (*canon)(strbuf *addr, void *ctx);
     void *canon_ctx;
+    int (*is_local)(const char *domain, void *ctx);
+    void *is_local_ctx;
 };
 
 int virtual_alias_expand(maps *ms, const char *addr,
                          const struct virtual_opts *opts,
-                         struct addr_list *out, strbuf *err);
+                         struct addr_vec *out, strbuf *err);
 
-void addr_list_split(const char *value, void (*fn)(const char *addr, void *ctx),
+void addr_result_split(const char *value, void (*fn)(const char *addr, void *ctx),
                      void *ctx);
 
 typedef struct domain_list domain_list;
