@@ -369,18 +369,16 @@ static void log_failure(struct cleanup_state *st)
 
 static void cleanup_serve(int client_fd)
 {
-    /* Streams close their fd: work on duplicates.  In standalone mode (-S)
-     * the client is stdin, and replies go to stdout. */
+    /* The stream closes its fd: work on a duplicate (the skeleton closes
+     * the client's).  In standalone mode (-S) the skeleton hands us a
+     * socket too. */
     int in_fd = dup(client_fd);
-    int out_fd = client_fd == 0 ? dup(1) : -1;
-    if (in_fd < 0 || (client_fd == 0 && out_fd < 0)) {
+    if (in_fd < 0) {
         log_warning("dup: %s", strerror(errno));
-        if (in_fd >= 0)
-            close(in_fd);
         return;
     }
     ipc_stream *in = ipc_stream_open(in_fd, cleanup_cfg.ipc_timeout);
-    ipc_stream *out = out_fd >= 0 ? ipc_stream_open(out_fd, cleanup_cfg.ipc_timeout) : in;
+    ipc_stream *out = in;
     ipc_record *r = ipc_record_new();
 
     struct cleanup_state st;
@@ -480,8 +478,6 @@ static void cleanup_serve(int client_fd)
 done:
     state_free(&st);
     ipc_record_free(r);
-    if (out != in)
-        ipc_stream_close(out);
     ipc_stream_close(in);
 }
 

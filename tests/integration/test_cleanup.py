@@ -1,0 +1,710 @@
+"""Integration tests for the cleanup daemon.
+
+cleanup runs for real, in the skeleton's standalone mode (-S: one enqueue
+conversation on stdin, which is one end of a socketpair), against a fresh
+spool; the test speaks the enqueue conversation of doc/internals.md as
+smtpd or pickup would, then reads the queue file cleanup wrote and checks
+every record.  A fake qmgr listening on public/qmgr records wakeups.
+"""
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(os.path.dirname(HERE))
+BUILD = os.environ.get("POSTERN_BUILD", os.path.join(TOP, "build"))
+CLEANUP = os.path.join(BUILD, "libexec", "cleanup")
+QUEUES = ("maildrop", "incoming", "active", "deferred", "hold", "corrupt",
+          "defer", "bounce", "trace", "private", "public")
+
+
+# --- the two wire formats ----------------------------------------------------
+
+def ipc_encode(attrs):
+    out = bytearray()
+    for name, value in attrs:
+        if isinstance(value, str):
+            value = value.encode()
+        out += b"%s %d\n" % (name.encode(), len(value)) + value + b"\n"
+    return bytes(out + b"\n")
+
+
+class IpcReader:
+    def __init__(self, sock, timeout=10):
+        self.sock = sock
+        self.sock.settimeout(timeout)
+        self.buf = b""
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError("peer closed")
+        self.buf += data
+
+    def _line(self):
+        while b"\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line
+
+    def _take(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def record(self):
+        attrs = []
+        while True:
+            line = self._line()
+            if line == b"":
+                return attrs
+            name, length = line.split(b" ")
+            value = self._take(int(length))
+            assert self._take(1) == b"\n"
+            attrs.append((name.decode(), value.decode(errors="replace")))
+
+
+def rec_get(rec, name):
+    for n, v in rec:
+        if n == name:
+            return v
+    return None
+
+
+def read_queue_file(path):
+    """Parse a queue file into [(type, bytes)], checking the framing."""
+    with open(path, "rb") as f:
+        data = f.read()
+    recs = []
+    pos = 0
+    while pos < len(data):
+        m = re.compile(rb"([A-Z])(0|[1-9][0-9]{0,8}):").match(data, pos)
+        assert m, "bad record at offset %d: %r" % (pos, data[pos:pos + 20])
+        start = m.end()
+        end = start + int(m.group(2))
+        assert data[end:end + 1] == b"\n", "record at %d not LF-terminated" % pos
+        recs.append((m.group(1).decode(), data[start:end], pos))
+        pos = end + 1
+    return recs
+
+
+class QueueFile:
+    def __init__(self, path):
+        self.path = path
+        self.recs = read_queue_file(path)
+        types = [t for t, _, _ in self.recs]
+        assert types[0] == "V" and self.recs[0][1] == b"1"
+        assert types[1] == "T"
+        assert types[2] == "S"
+        assert types[-1] == "E", "no E record: incomplete file"
+        m_index = types.index("M")
+        x_index = types.index("X")
+        # M holds the offset of X
+        assert int(self.recs[m_index][1]) == self.recs[x_index][2]
+        self.sender = self.recs[2][1].decode()
+        self.attrs = dict(r[1].decode().split("=", 1) for r in self.recs if r[0] == "A")
+        self.lines = [r[1] for r in self.recs[m_index + 1:x_index]]
+        assert all(r[0] == "L" for r in self.recs[m_index + 1:x_index])
+        self.size = int(self.recs[x_index][1])
+        assert self.size == sum(len(l) + 2 for l in self.lines)
+
+        def rcpts(recs):
+            out, notify, orcpt = [], None, None
+            for t, d, _ in recs:
+                if t == "N":
+                    notify = d.decode()
+                elif t == "O":
+                    orcpt = d.decode()
+                elif t == "R":
+                    assert d[:1] in (b"-", b"D")
+                    out.append((d[1:].decode(), orcpt, notify))
+                    notify = orcpt = None
+            return out
+        self.rcpts_before = rcpts(self.recs[:m_index])
+        self.rcpts_after = rcpts(self.recs[x_index + 1:])
+        self.rcpts = [r[0] for r in self.rcpts_before + self.rcpts_after]
+
+    def text(self):
+        return b"\n".join(self.lines).decode(errors="replace")
+
+    def headers(self):
+        out = []
+        for line in self.lines:
+            if line == b"":
+                break
+            if line[:1] in (b" ", b"\t") and out:
+                out[-1] += "\n" + line.decode()
+            else:
+                out.append(line.decode())
+        return out
+
+    def header(self, name):
+        found = [h for h in self.headers() if h.lower().startswith(name.lower() + ":")]
+        return found
+
+
+# --- a spool and a fake qmgr ---------------------------------------------------
+
+class FakeQmgr:
+    """Accepts on public/qmgr, records each request, replies status=0."""
+
+    def __init__(self, path):
+        self.requests = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.stop = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                rec = IpcReader(conn, 5).record()
+                self.requests.append(rec)
+                conn.sendall(ipc_encode([("status", "0")]))
+            except Exception:
+                pass
+            finally:
+                conn.close()
+
+    def close(self):
+        self.stop = True
+        self.thread.join(2)
+        self.sock.close()
+
+
+class Spool:
+    def __init__(self, conf=None, files=None, qmgr=True):
+        self.dir = tempfile.mkdtemp(prefix="postern-cleanup-test.")
+        self.spool = os.path.join(self.dir, "spool")
+        for q in QUEUES:
+            os.makedirs(os.path.join(self.spool, q), mode=0o700)
+        for name, text in (files or {}).items():
+            with open(os.path.join(self.dir, name), "w") as f:
+                f.write(text)
+        settings = {
+            "queue_directory": self.spool,
+            "maillog_file": os.path.join(self.dir, "maillog"),
+            "myhostname": "mx.example.org",
+            "mydomain": "example.org",
+            "myorigin": "example.org",
+            "mydestination": "$myhostname, localhost",
+            "ipc_timeout": "20s",
+        }
+        settings.update(conf or {})
+        with open(os.path.join(self.dir, "main.cf"), "w") as f:
+            for k, v in settings.items():
+                f.write("%s = %s\n" % (k, str(v).replace("DIR", self.dir)))
+        self.qmgr = FakeQmgr(os.path.join(self.spool, "public", "qmgr")) if qmgr else None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.qmgr:
+            self.qmgr.close()
+        if os.environ.get("KEEP") != "1":
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log(self):
+        try:
+            with open(os.path.join(self.dir, "maillog"), errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def files(self, queue):
+        """Every entry in a queue directory, dot-files included."""
+        out = []
+        for root, _, names in os.walk(os.path.join(self.spool, queue)):
+            out += [os.path.join(root, n) for n in names]
+        return out
+
+    def queue_file(self, qid):
+        for q in ("incoming", "hold", "active", "deferred"):
+            for path in self.files(q):
+                if os.path.basename(path) == qid:
+                    return QueueFile(path)
+        raise AssertionError("queue file %s not found; log:\n%s" % (qid, self.log()))
+
+    def start(self):
+        parent, child = socket.socketpair()
+        proc = subprocess.Popen([CLEANUP, "-S", "-c", self.dir], stdin=child,
+                                stdout=subprocess.DEVNULL,
+                                env=dict(os.environ, POSTERN_CONFIG_DIR=self.dir))
+        child.close()
+        return proc, parent, IpcReader(parent)
+
+    def enqueue(self, envelope, content, chunk=65536, end=True):
+        """One conversation; returns (first reply, final reply)."""
+        proc, sock, reader = self.start()
+        try:
+            first = reader.record()
+            if rec_get(first, "queue_id") is None:
+                return first, None
+            sock.sendall(ipc_encode([("request", "enqueue")] + list(envelope)))
+            if isinstance(content, str):
+                content = content.encode()
+            for i in range(0, len(content), chunk):
+                sock.sendall(ipc_encode([("data", content[i:i + chunk])]))
+            if not end:
+                return first, None
+            sock.sendall(ipc_encode([("end", "1")]))
+            final = reader.record()
+            return first, final
+        finally:
+            sock.close()
+            assert proc.wait(timeout=20) == 0, "cleanup exited %s; log:\n%s" % (
+                proc.returncode, self.log())
+
+    def wait_for(self, fn, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if fn():
+                return True
+            time.sleep(0.05)
+        return fn()
+
+
+def ok(final):
+    assert final is not None and rec_get(final, "status") == "0", final
+    return rec_get(final, "queue_id")
+
+
+SMTP_ENV = [("origin", "smtp"), ("sender", "alice@example.com"),
+            ("client_name", "client.example.net"), ("client_addr", "192.0.2.7"),
+            ("helo_name", "client.example.net"), ("protocol", "ESMTP"),
+            ("rcpt", "bob@example.org")]
+RECEIVED = ("Received: from client.example.net (client.example.net [192.0.2.7])\n"
+            "\tby mx.example.org (postern) with ESMTP id X\n"
+            "\tfor <bob@example.org>; Wed, 25 Nov 2026 19:27:05 +0000\n")
+
+
+# --- tests ------------------------------------------------------------------------
+
+def test_basic_message_is_queued_with_added_headers():
+    with Spool() as sp:
+        content = RECEIVED + "From: Alice <alice@example.com>\nSubject: hello\n\nbody line\n.dot\n"
+        first, final = sp.enqueue(SMTP_ENV, content)
+        qid = rec_get(first, "queue_id")
+        assert re.fullmatch(r"[0-9A-F]{15,}", qid), qid
+        assert ok(final) == qid
+        qf = sp.queue_file(qid)
+        assert qf.path.endswith("/incoming/" + qid)
+        assert oct(os.stat(qf.path).st_mode & 0o777) == "0o600"
+        assert qf.sender == "alice@example.com"
+        assert qf.attrs["client_addr"] == "192.0.2.7"
+        assert qf.attrs["origin"] == "smtp"
+        assert qf.attrs["protocol"] == "ESMTP"
+        assert qf.rcpts == ["bob@example.org"]
+        # arrival time in T matches the id
+        t = [r for r in qf.recs if r[0] == "T"][0][1].decode().split()
+        assert int(t[0]) == int(qid[:9], 16) and int(t[1]) == int(qid[9:14], 16)
+        heads = qf.headers()
+        assert heads[0].startswith("Received: from client.example.net")
+        assert "\tfor <bob@example.org>" in heads[0]
+        assert qf.header("Message-Id") == ["Message-Id: <%s@mx.example.org>" % qid]
+        date = qf.header("Date")
+        assert len(date) == 1 and re.fullmatch(
+            r"Date: \w{3}, \d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4}( \(.*\))?", date[0]), date
+        # added headers come at the end of the header section, body intact
+        text = qf.text()
+        assert text.endswith("Subject: hello\n%s\n%s\n\nbody line\n.dot" % (
+            qf.header("Message-Id")[0], date[0])), text
+        # nothing else left in incoming/ (no temp files)
+        assert sp.files("incoming") == [qf.path]
+        assert sp.wait_for(lambda: "%s: message-id=<%s@mx.example.org>" % (qid, qid) in sp.log())
+        # qmgr was woken
+        assert sp.wait_for(lambda: [("request", "wakeup")] in sp.qmgr.requests)
+
+
+def test_existing_message_id_and_date_are_kept():
+    with Spool() as sp:
+        content = "Message-ID: <abc@client>\nDate: Mon, 1 Jan 2024 00:00:00 +0000\nSubject: x\n\nhi\n"
+        _, final = sp.enqueue(SMTP_ENV, content)
+        qid = ok(final)
+        qf = sp.queue_file(qid)
+        assert qf.header("Message-Id") == ["Message-ID: <abc@client>"]
+        assert len(qf.header("Date")) == 1
+        assert sp.wait_for(lambda: "%s: message-id=<abc@client>" % qid in sp.log())
+
+
+def test_local_submission_adds_from_and_qualifies_addresses():
+    with Spool() as sp:
+        env = [("origin", "pickup"), ("flags", "local"), ("sender", "jo"),
+               ("fullname", "Jo Q. Public"), ("rcpt", "bob")]
+        content = "To: bob, \"Smith, Ann\" <ann>, carl@elsewhere.example\nCc: dora (Dora D)\n" \
+                  "Reply-To: jo\nSubject: local\n\nbody\n"
+        _, final = sp.enqueue(env, content)
+        qf = sp.queue_file(ok(final))
+        assert qf.sender == "jo@example.org"
+        assert qf.rcpts == ["bob@example.org"]
+        assert qf.header("To") == ["To: bob@example.org, \"Smith, Ann\" <ann@example.org>, "
+                                   "carl@elsewhere.example"]
+        assert qf.header("Cc") == ["Cc: dora@example.org (Dora D)"]
+        assert qf.header("Reply-To") == ["Reply-To: jo@example.org"]
+        assert qf.header("From") == ["From: \"Jo Q. Public\" <jo@example.org>"]
+
+
+def test_remote_headers_are_not_qualified():
+    with Spool() as sp:
+        content = "To: bob\nFrom: someone\n\nbody\n"
+        _, final = sp.enqueue(SMTP_ENV, content)
+        qf = sp.queue_file(ok(final))
+        assert qf.header("To") == ["To: bob"]
+        assert qf.header("From") == ["From: someone"]
+
+
+def test_local_submission_without_to_gets_undisclosed_recipients():
+    with Spool() as sp:
+        env = [("origin", "pickup"), ("flags", "local"), ("sender", "jo@example.org"),
+               ("rcpt", "bob@example.org")]
+        _, final = sp.enqueue(env, "Subject: s\n\nbody\n")
+        qf = sp.queue_file(ok(final))
+        assert qf.header("To") == ["To: undisclosed-recipients:;"]
+        assert qf.header("From") == ["From: jo@example.org"]
+
+
+def test_extract_recipients_and_remove_bcc():
+    with Spool() as sp:
+        env = [("origin", "pickup"), ("flags", "local,extract"), ("sender", "jo"),
+               ("rcpt", "cmdline@example.net")]
+        content = ("To: ann, Group: g1@example.net, g2@example.net;\n"
+                   "Cc: \"Carl\" <carl@example.net>,\n\tann@example.org\n"
+                   "Bcc: secret@example.net\nSubject: t\n\nbody\n")
+        _, final = sp.enqueue(env, content)
+        qf = sp.queue_file(ok(final))
+        assert [r[0] for r in qf.rcpts_before] == ["cmdline@example.net"]
+        # recipients from the headers follow the content; ann listed twice once
+        assert [r[0] for r in qf.rcpts_after] == [
+            "ann@example.org", "g1@example.net", "g2@example.net", "carl@example.net",
+            "secret@example.net"]
+        assert qf.header("Bcc") == []
+        assert "secret" not in qf.text()
+
+
+def test_extract_prefers_resent_headers():
+    with Spool() as sp:
+        env = [("origin", "pickup"), ("flags", "local,extract"), ("sender", "jo")]
+        content = ("To: old@example.net\nResent-To: new@example.net\n"
+                   "Resent-Bcc: hidden@example.net\n\nbody\n")
+        _, final = sp.enqueue(env, content)
+        qf = sp.queue_file(ok(final))
+        assert qf.rcpts == ["new@example.net", "hidden@example.net"]
+        assert qf.header("Resent-Bcc") == []
+
+
+def test_no_recipients_is_rejected():
+    with Spool() as sp:
+        env = [("origin", "pickup"), ("flags", "local,extract"), ("sender", "jo")]
+        _, final = sp.enqueue(env, "Subject: nobody\n\nbody\n")
+        assert rec_get(final, "status") == "5"
+        assert rec_get(final, "dsn") == "5.1.0"
+        assert sp.files("incoming") == []
+
+
+def test_duplicate_recipients_are_dropped():
+    with Spool() as sp:
+        env = [("origin", "smtp"), ("sender", "a@example.com"),
+               ("rcpt", "bob@example.org"), ("rcpt", "bob@EXAMPLE.ORG"),
+               ("notify", "NEVER"), ("rcpt", "bob@example.org"),
+               ("orcpt", "rfc822;bob@example.org"), ("rcpt", "carol@example.org"),
+               ("orcpt", "rfc822;bob@example.org"), ("rcpt", "carol@example.org")]
+        _, final = sp.enqueue(env, "Subject: d\n\nx\n")
+        qf = sp.queue_file(ok(final))
+        assert qf.rcpts_before == [
+            ("bob@example.org", None, None),
+            ("bob@example.org", None, "NEVER"),
+            ("carol@example.org", "rfc822;bob@example.org", None)]
+
+
+def test_canonical_and_virtual_alias_rewriting():
+    files = {
+        "virtual": ("list@example.org  ann@example.org, ben@example.net\n"
+                    "ann@example.org   ann@example.org, ann-archive@example.net\n"
+                    "loop1@example.org loop2@example.org\n"
+                    "loop2@example.org loop1@example.org\n"),
+    }
+    conf = {
+        "sender_canonical_maps": "inline:{ alice@example.com=Alice.Smith@example.com }",
+        "recipient_canonical_maps": "inline:{ @old.example=@example.org }",
+        "virtual_alias_maps": "texthash:DIR/virtual",
+        "virtual_alias_domains": "virt.example",
+    }
+    with Spool(conf=conf, files=files) as sp:
+        env = [("origin", "smtp"), ("sender", "alice@example.com"),
+               ("rcpt", "list@old.example"), ("rcpt", "loop1@example.org"),
+               ("rcpt", "ben@example.net"), ("rcpt", "nobody@virt.example")]
+        content = "From: alice@example.com\nTo: list@old.example\n\nbody\n"
+        _, final = sp.enqueue(env, content)
+        qid = ok(final)
+        qf = sp.queue_file(qid)
+        assert qf.sender == "Alice.Smith@example.com"
+        assert qf.rcpts == ["ann@example.org", "ann-archive@example.net", "ben@example.net",
+                            "loop1@example.org", "nobody@virt.example"]
+        # canonical maps apply to headers too, virtual aliases do not
+        assert qf.header("From") == ["From: Alice.Smith@example.com"]
+        assert qf.header("To") == ["To: list@example.org"]
+        assert sp.wait_for(lambda: re.search(
+            r"warning: %s: virtual alias domain recipient <nobody@virt.example> has no mapping"
+            % qid, sp.log()))
+
+
+def test_virtual_alias_expansion_limit_defers():
+    conf = {"virtual_alias_maps": "inline:{ { big@example.org = a@x.example, b@x.example, "
+                                  "c@x.example } }",
+            "virtual_alias_expansion_limit": "2"}
+    with Spool(conf=conf) as sp:
+        env = [("origin", "smtp"), ("sender", "a@example.com"), ("rcpt", "big@example.org")]
+        _, final = sp.enqueue(env, "Subject: big\n\nbody\n")
+        assert rec_get(final, "status") == "4", final
+        assert "expansion size" in rec_get(final, "reason")
+        assert sp.files("incoming") == []
+
+
+HEADER_CHECKS = (
+    "/^Subject: .*reject me/  REJECT go away\n"
+    "/^Subject: .*default reject/  REJECT\n"
+    "/^Subject: .*discard me/ DISCARD\n"
+    "/^Subject: .*hold me/    HOLD needs review\n"
+    "/^X-Drop:/               IGNORE\n"
+    "/^X-Warn:/               WARN looked odd\n"
+    "/^X-Prepend:/            PREPEND X-Added: yes\n"
+    "/^X-Folded: one two/     REJECT 4.7.0 folded header matched\n"
+)
+
+
+def checks_spool():
+    return Spool(conf={"header_checks": "regexp:DIR/header_checks",
+                       "body_checks": "regexp:DIR/body_checks"},
+                 files={"header_checks": HEADER_CHECKS,
+                        "body_checks": "/^bad body line$/ REJECT 5.7.2 body says no\n"
+                                       "/^drop this line$/ IGNORE\n"})
+
+
+def test_header_checks_reject():
+    with checks_spool() as sp:
+        first, final = sp.enqueue(SMTP_ENV, "Subject: please reject me\n\nbody\n")
+        qid = rec_get(first, "queue_id")
+        assert rec_get(final, "status") == "5"
+        assert rec_get(final, "dsn") == "5.7.1"
+        assert rec_get(final, "reason") == "go away"
+        assert sp.files("incoming") == [] and sp.files("hold") == []
+        line = ("%s: reject: header Subject: please reject me from client.example.net[192.0.2.7]; "
+                "from=<alice@example.com> to=<bob@example.org> proto=ESMTP "
+                "helo=<client.example.net>: 5.7.1 go away" % qid)
+        assert sp.wait_for(lambda: line in sp.log()), sp.log()
+        assert sp.qmgr.requests == []
+
+
+def test_header_checks_default_reject_text_and_folded_match():
+    with checks_spool() as sp:
+        _, final = sp.enqueue(SMTP_ENV, "Subject: a default reject\n\nbody\n")
+        assert rec_get(final, "reason") == "Message content rejected"
+        assert sp.wait_for(lambda: ": 5.7.1 message content rejected" in sp.log())
+        # a folded header is matched unfolded; 4.x.x makes it temporary
+        _, final = sp.enqueue(SMTP_ENV, "X-Folded: one\n two\n\nbody\n")
+        assert rec_get(final, "status") == "4"
+        assert rec_get(final, "dsn") == "4.7.0"
+
+
+def test_header_checks_discard():
+    with checks_spool() as sp:
+        first, final = sp.enqueue(SMTP_ENV, "Subject: discard me\n\nbody\n")
+        assert rec_get(final, "status") == "0"
+        assert rec_get(final, "discarded") == "1"
+        assert sp.files("incoming") == [] and sp.files("hold") == []
+        assert sp.wait_for(lambda: "%s: discard: header Subject: discard me" %
+                           rec_get(first, "queue_id") in sp.log())
+
+
+def test_header_checks_hold():
+    with checks_spool() as sp:
+        _, final = sp.enqueue(SMTP_ENV, "Subject: hold me\n\nbody\n")
+        qid = ok(final)
+        assert rec_get(final, "held") == "1"
+        assert sp.files("incoming") == []
+        qf = sp.queue_file(qid)
+        assert "/hold/" in qf.path
+        assert sp.wait_for(lambda: re.search(r"%s: hold: header Subject: hold me from "
+                                             r".*: needs review" % qid, sp.log()))
+        time.sleep(0.3)   # a wakeup would have been sent before the reply returned
+        assert sp.qmgr.requests == []
+
+
+def test_header_checks_ignore_warn_prepend():
+    with checks_spool() as sp:
+        content = "X-Drop: secret\nX-Warn: hmm\nX-Prepend: 1\nSubject: fine\n\nbody\n"
+        _, final = sp.enqueue(SMTP_ENV, content)
+        qid = ok(final)
+        qf = sp.queue_file(qid)
+        assert qf.header("X-Drop") == []
+        assert qf.header("X-Warn") == ["X-Warn: hmm"]
+        heads = qf.headers()
+        assert heads.index("X-Added: yes") + 1 == heads.index("X-Prepend: 1")
+        assert sp.wait_for(lambda: "%s: warning: header X-Warn: hmm from" % qid in sp.log())
+
+
+def test_body_checks():
+    with checks_spool() as sp:
+        _, final = sp.enqueue(SMTP_ENV, "Subject: b\n\nok line\nbad body line\n")
+        assert rec_get(final, "status") == "5"
+        assert rec_get(final, "dsn") == "5.7.2"
+        assert rec_get(final, "reason") == "body says no"
+        # header-looking lines in the body are body lines
+        _, final = sp.enqueue(SMTP_ENV, "Subject: b\n\nSubject: reject me\ndrop this line\nend\n")
+        qf = sp.queue_file(ok(final))
+        assert qf.text().endswith("\n\nSubject: reject me\nend")
+
+
+def test_message_size_limit():
+    with Spool(conf={"message_size_limit": "2000"}) as sp:
+        _, final = sp.enqueue(SMTP_ENV, "Subject: big\n\n" + ("x" * 80 + "\n") * 30, chunk=100)
+        assert rec_get(final, "status") == "5"
+        assert rec_get(final, "dsn") == "5.3.4"
+        assert rec_get(final, "reason") == "Message size exceeds fixed limit"
+        assert sp.files("incoming") == []
+        # just under the limit is fine: size counts CRLF line ends
+        body = "Subject: s\n\n" + ("y" * 98 + "\n") * 19   # 12 + 19*100 = 1914 bytes
+        _, final = sp.enqueue(SMTP_ENV, body)
+        qf = sp.queue_file(ok(final))
+        assert qf.size > 1914
+
+
+def test_return_path_removed_and_hop_limit():
+    with Spool(conf={"hopcount_limit": "3"}) as sp:
+        _, final = sp.enqueue(SMTP_ENV, "Return-Path: <forged@example.net>\nSubject: r\n\nbody\n")
+        qf = sp.queue_file(ok(final))
+        assert qf.header("Return-Path") == []
+        _, final = sp.enqueue(SMTP_ENV, "Received: a\nReceived: b\nDelivered-To: c\nReceived: d\n\nx\n")
+        assert rec_get(final, "status") == "5"
+        assert rec_get(final, "dsn") == "5.4.6"
+
+
+def test_body_without_blank_line_gets_one():
+    with Spool() as sp:
+        _, final = sp.enqueue(SMTP_ENV, "Subject: s\nthis is body\nmore\n")
+        qf = sp.queue_file(ok(final))
+        text = qf.text()
+        assert re.search(r"Subject: s\nMessage-Id: <.*>\nDate: .*\n\nthis is body\nmore$", text), text
+
+
+def test_no_final_newline_and_empty_message():
+    with Spool() as sp:
+        _, final = sp.enqueue(SMTP_ENV, "Subject: s\n\nlast line without newline")
+        qf = sp.queue_file(ok(final))
+        assert qf.lines[-1] == b"last line without newline"
+        _, final = sp.enqueue(SMTP_ENV, "")
+        qf = sp.queue_file(ok(final))
+        assert [h.split(":")[0] for h in qf.headers()] == ["Message-Id", "Date"]
+
+
+def test_long_lines_kept_whole_up_to_one_mebibyte():
+    with Spool(conf={"message_size_limit": "0"}) as sp:
+        long_line = "a" * 5000
+        huge = "b" * (1024 * 1024 * 2 + 10)
+        content = "Subject: long\n\n%s\n%s\nend\n" % (long_line, huge)
+        _, final = sp.enqueue(SMTP_ENV, content, chunk=60000)
+        qf = sp.queue_file(ok(final))
+        body = qf.lines[qf.lines.index(b"") + 1:]
+        assert body[0] == long_line.encode()
+        assert [len(l) for l in body[1:4]] == [1024 * 1024, 1024 * 1024, 10]
+        assert body[4] == b"end"
+
+
+def test_header_size_limit_leaves_rest_uninspected():
+    with Spool(conf={"header_size_limit": "200", "header_checks": "regexp:DIR/hc"},
+               files={"hc": "/^Subject: late/ REJECT\n"}) as sp:
+        content = "X-A: " + "a" * 150 + "\nX-B: " + "b" * 100 + "\n\tfold\nSubject: late\n\nbody\n"
+        _, final = sp.enqueue(SMTP_ENV, content)
+        qid = ok(final)      # Subject: late was past the limit: not checked
+        qf = sp.queue_file(qid)
+        heads = qf.headers()
+        assert heads[0].startswith("X-A: ") and heads[1] == "X-B: " + "b" * 100 + "\n\tfold"
+        assert heads[2] == "Subject: late"
+        assert heads[3].startswith("Message-Id: ")
+        assert sp.wait_for(lambda: "%s: header section exceeds header_size_limit" % qid in sp.log())
+
+
+def test_client_disconnect_mid_data_leaves_nothing():
+    with Spool() as sp:
+        first, final = sp.enqueue(SMTP_ENV, "Subject: s\n\n" + "x" * 100000, chunk=1000, end=False)
+        qid = rec_get(first, "queue_id")
+        assert final is None
+        # enqueue() waited for cleanup to exit
+        assert sp.files("incoming") == [], sp.files("incoming")
+        assert sp.wait_for(lambda: "%s: client went away before end of message" % qid in sp.log())
+        assert sp.qmgr.requests == []
+
+
+def test_protocol_errors_leave_nothing():
+    with Spool() as sp:
+        proc, sock, reader = sp.start()
+        try:
+            reader.record()
+            sock.sendall(ipc_encode([("request", "something"), ("sender", "x@y")]))
+            final = reader.record()
+            assert rec_get(final, "status") == "4"
+        finally:
+            sock.close()
+            proc.wait(timeout=20)
+        proc, sock, reader = sp.start()
+        try:
+            reader.record()
+            sock.sendall(ipc_encode([("request", "enqueue"), ("sender", "x@y"), ("rcpt", "a@b")]))
+            sock.sendall(ipc_encode([("bogus", "1")]))
+            try:
+                reader.record()
+            except EOFError:
+                pass
+        finally:
+            sock.close()
+            proc.wait(timeout=20)
+        # a malformed ipc record
+        proc, sock, reader = sp.start()
+        try:
+            reader.record()
+            sock.sendall(b"request 7\nenqueue\nBAD NAME 1\nx\n\n")
+        finally:
+            sock.close()
+            proc.wait(timeout=20)
+        # an attribute holding a line break cannot reach the queue file
+        proc, sock, reader = sp.start()
+        try:
+            reader.record()
+            sock.sendall(ipc_encode([("request", "enqueue"), ("sender", "x@y"),
+                                     ("helo_name", "evil\nR5:-root"), ("rcpt", "a@b")]))
+            final = reader.record()
+            assert rec_get(final, "status") == "4"
+        finally:
+            sock.close()
+            proc.wait(timeout=20)
+        assert sp.files("incoming") == []
+
+
+def test_qmgr_down_is_not_an_error():
+    with Spool(qmgr=False) as sp:
+        _, final = sp.enqueue(SMTP_ENV, "Subject: s\n\nbody\n")
+        sp.queue_file(ok(final))
+
+
+def test_broken_table_refuses_mail_temporarily():
+    with Spool(conf={"header_checks": "regexp:DIR/missing"}) as sp:
+        first, final = sp.enqueue(SMTP_ENV, "Subject: s\n\nbody\n")
+        assert rec_get(first, "status") == "4"
+        assert rec_get(first, "dsn") == "4.3.5"
+        assert sp.files("incoming") == []
