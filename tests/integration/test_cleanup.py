@@ -188,9 +188,15 @@ class FakeQmgr:
 
 
 class Spool:
-    def __init__(self, conf=None, files=None, qmgr=True):
+    def __init__(self, conf=None, files=None, qmgr=True, tmpfs_size=None):
         self.dir = tempfile.mkdtemp(prefix="postern-cleanup-test.")
         self.spool = os.path.join(self.dir, "spool")
+        self.mounted = False
+        if tmpfs_size:
+            os.makedirs(self.spool)
+            r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d" % tmpfs_size,
+                                "tmpfs", self.spool], capture_output=True)
+            self.mounted = r.returncode == 0
         for q in QUEUES:
             os.makedirs(os.path.join(self.spool, q), mode=0o700)
         for name, text in (files or {}).items():
@@ -217,6 +223,8 @@ class Spool:
     def __exit__(self, *exc):
         if self.qmgr:
             self.qmgr.close()
+        if self.mounted:
+            subprocess.run(["umount", self.spool], check=True)
         if os.environ.get("KEEP") != "1":
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -694,6 +702,22 @@ def test_protocol_errors_leave_nothing():
             sock.close()
             proc.wait(timeout=20)
         assert sp.files("incoming") == []
+
+
+def test_disk_full_is_a_temporary_error_and_leaves_nothing():
+    with Spool(tmpfs_size=128 * 1024) as sp:
+        if not sp.mounted:
+            print("  (skipped: cannot mount a small tmpfs here; needs root)")
+            return
+        first, final = sp.enqueue(SMTP_ENV, "Subject: big\n\n" + ("z" * 99 + "\n") * 3000,
+                                  chunk=65536)
+        assert rec_get(final, "status") == "4", final
+        assert rec_get(final, "dsn") == "4.3.1"
+        assert rec_get(final, "reason") == "Insufficient system storage"
+        assert sp.files("incoming") == []
+        # and once there is room again, mail flows
+        _, final = sp.enqueue(SMTP_ENV, "Subject: small\n\nbody\n")
+        sp.queue_file(ok(final))
 
 
 def test_qmgr_down_is_not_an_error():
