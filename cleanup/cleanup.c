@@ -166,6 +166,15 @@ static void cleanup_post_jail(int argc, char **argv)
     cleanup_cfg.myorigin = *origin ? origin : host;
     cleanup_cfg.delim = config_str("recipient_delimiter");
     cleanup_cfg.append_dot_mydomain = config_bool("append_dot_mydomain");
+    int n = 0;
+    char **classes = config_list(config_str("propagate_unmatched_extensions"), &n);
+    for (int i = 0; i < n; i++) {
+        if (strcasecmp(classes[i], "canonical") == 0)
+            cleanup_cfg.propagate_canonical = 1;
+        else if (strcasecmp(classes[i], "virtual") == 0)
+            cleanup_cfg.propagate_virtual = 1;
+    }
+    config_list_free(classes);
     cleanup_cfg.message_size_limit = config_size("message_size_limit");
     cleanup_cfg.header_size_limit = (size_t)positive_int("header_size_limit");
     cleanup_cfg.hopcount_limit = positive_int("hopcount_limit");

@@ -51,6 +51,8 @@ struct cleanup_config {
     const char *mydomain;
     const char *delim;
     int append_dot_mydomain;
+    int propagate_canonical;    /* propagate_unmatched_extensions */
+    int propagate_virtual;
     long long message_size_limit;
     size_t header_size_limit;
     int hopcount_limit;

@@ -10,6 +10,8 @@
  *               virtual_alias_maps (one to many, recursive; see
  *               common/addr_rewrite.h for the loop rules), then duplicate
  *               elimination on (address, orcpt, notify).
+ * propagate_unmatched_extensions (canonical, virtual) keeps a +ext that
+ * only an extension-less key matched.
  * Envelope addresses are always qualified; header addresses only for local
  * submissions (flags=local), but canonical maps apply to both, so the
  * message reads as the envelope says.  A recipient in a
@@ -171,8 +173,10 @@ static int canonical_step(struct cleanup_state *st, maps *tables, const char *na
         return 0;
     strbuf out;
     strbuf_init(&out);
-    int rc = addr_map_one(tables, strbuf_str(addr), cleanup_cfg.delim,
-                          lookup_flags(strbuf_str(addr)), &out);
+    int flags = lookup_flags(strbuf_str(addr));
+    if (cleanup_cfg.propagate_canonical)
+        flags |= ADDR_MAP_PROPAGATE_EXT;
+    int rc = addr_map_one(tables, strbuf_str(addr), cleanup_cfg.delim, flags, &out);
     if (rc < 0) {
         log_warning("%s: %s lookup error for %s", st->qid, name, strbuf_str(addr));
         cleanup_fail(st, 4, "4.3.0", "Error: %s lookup error", name);
@@ -279,6 +283,7 @@ void cleanup_add_rcpt(struct cleanup_state *st, const char *addr_in,
         .expansion_limit = cleanup_cfg.virtual_expansion_limit,
         .canon = qualify_cb,
         .is_local = cleanup_is_local,
+        .propagate_ext = cleanup_cfg.propagate_virtual,
     };
     struct addr_vec out;
     addr_vec_init(&out);

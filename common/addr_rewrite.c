@@ -75,17 +75,66 @@ void addr_result_split(const char *value, void (*fn)(const char *addr, void *ctx
     strbuf_release(&item);
 }
 
-/* A result "@domain" keeps the local part of the address looked up. */
-static void apply_result(const char *addr, const char *result, strbuf *out)
+/* A result "@domain" keeps the local part of the address looked up; ext
+ * (may be empty) is inserted into any other result's local part. */
+static void apply_result(const char *addr, const char *result, const char *ext,
+                         const char *delim, strbuf *out)
 {
     if (result[0] == '@') {
         const char *at = strrchr(addr, '@');
         size_t local_len = at ? (size_t)(at - addr) : strlen(addr);
         strbuf_set(out, addr, local_len);
         strbuf_append_str(out, result);
-    } else {
-        strbuf_set_str(out, result);
+        return;
     }
+    const char *at = strrchr(result, '@');
+    size_t local_len = at ? (size_t)(at - result) : strlen(result);
+    int has_delim = 0;
+    for (size_t i = 1; delim && i < local_len; i++)
+        if (strchr(delim, result[i]))
+            has_delim = 1;
+    if (!*ext || has_delim || local_len == 0) {
+        strbuf_set_str(out, result);
+        return;
+    }
+    strbuf_set(out, result, local_len);
+    strbuf_append_str(out, ext);
+    strbuf_append_str(out, result + local_len);
+}
+
+/* maps_lookup_addr_ex(), also telling (in ext) the "+ext" of addr when the
+ * match was made by an extension-less key only. */
+static int lookup_addr(maps *ms, const char *addr, const char *delim, int flags,
+                       strbuf *value, strbuf *ext)
+{
+    strbuf_reset(ext);
+    int rc = maps_lookup_addr_ex(ms, addr, delim, flags & ~ADDR_MAP_PROPAGATE_EXT, value);
+    if (rc != 1 || !(flags & ADDR_MAP_PROPAGATE_EXT) || !delim || !*delim)
+        return rc;
+    const char *at = strrchr(addr, '@');
+    size_t local_len = at ? (size_t)(at - addr) : strlen(addr);
+    size_t user_len = local_len;
+    for (size_t i = 1; i < local_len; i++)
+        if (strchr(delim, addr[i])) {
+            user_len = i;
+            break;
+        }
+    if (user_len == local_len)
+        return rc;
+    /* Did a key holding the extension match?  Then nothing to propagate. */
+    strbuf probe, key;
+    strbuf_init(&probe);
+    strbuf_init(&key);
+    int with_ext = maps_lookup(ms, addr, &probe);
+    if (with_ext == 0 && !(flags & MAPS_ADDR_NO_USER) && at) {
+        strbuf_set(&key, addr, local_len);
+        with_ext = maps_lookup(ms, strbuf_str(&key), &probe);
+    }
+    if (with_ext == 0)
+        strbuf_set(ext, addr + user_len, local_len - user_len);
+    strbuf_release(&probe);
+    strbuf_release(&key);
+    return with_ext < 0 ? -1 : rc;
 }
 
 static void collect_result(const char *addr, void *ctx)
@@ -96,9 +145,10 @@ static void collect_result(const char *addr, void *ctx)
 int addr_map_one(maps *ms, const char *addr, const char *delim, int flags,
                  strbuf *out)
 {
-    strbuf value;
+    strbuf value, ext;
     strbuf_init(&value);
-    int rc = maps_lookup_addr_ex(ms, addr, delim, flags, &value);
+    strbuf_init(&ext);
+    int rc = lookup_addr(ms, addr, delim, flags, &value, &ext);
     if (rc == 1) {
         struct addr_vec items;
         addr_vec_init(&items);
@@ -106,10 +156,11 @@ int addr_map_one(maps *ms, const char *addr, const char *delim, int flags,
         if (items.n == 0)
             rc = 0;
         else
-            apply_result(addr, items.addrs[0], out);
+            apply_result(addr, items.addrs[0], strbuf_str(&ext), delim, out);
         addr_vec_release(&items);
     }
     strbuf_release(&value);
+    strbuf_release(&ext);
     return rc;
 }
 
@@ -156,22 +207,23 @@ static int expand_one(struct expansion *ex, const char *addr, int depth)
         return -3;
     }
 
-    strbuf value;
-    strbuf_init(&value);
-    int flags = 0;
+    int flags = ex->opts->propagate_ext ? ADDR_MAP_PROPAGATE_EXT : 0;
     if (ex->opts->is_local) {
         const char *at = strrchr(addr, '@');
         if (at && !ex->opts->is_local(at + 1, ex->opts->is_local_ctx))
-            flags = MAPS_ADDR_NO_USER;
+            flags |= MAPS_ADDR_NO_USER;
     }
-    int rc = maps_lookup_addr_ex(ex->ms, addr, ex->opts->delim, flags, &value);
-    if (rc < 0) {
-        strbuf_printf(ex->err, "virtual_alias_maps lookup error for %s", addr);
+    strbuf value, ext;
+    strbuf_init(&value);
+    strbuf_init(&ext);
+    int rc = lookup_addr(ex->ms, addr, ex->opts->delim, flags, &value, &ext);
+    if (rc <= 0) {
         strbuf_release(&value);
-        return -1;
-    }
-    if (rc == 0) {
-        strbuf_release(&value);
+        strbuf_release(&ext);
+        if (rc < 0) {
+            strbuf_printf(ex->err, "virtual_alias_maps lookup error for %s", addr);
+            return -1;
+        }
         return add_final(ex, addr);
     }
 
@@ -181,6 +233,7 @@ static int expand_one(struct expansion *ex, const char *addr, int depth)
     strbuf_release(&value);
     if (items.n == 0) {
         addr_vec_release(&items);
+        strbuf_release(&ext);
         return add_final(ex, addr);
     }
 
@@ -189,7 +242,7 @@ static int expand_one(struct expansion *ex, const char *addr, int depth)
     strbuf_init(&next);
     int result = 0;
     for (size_t i = 0; i < items.n && result == 0; i++) {
-        apply_result(addr, items.addrs[i], &next);
+        apply_result(addr, items.addrs[i], strbuf_str(&ext), ex->opts->delim, &next);
         if (ex->opts->canon)
             ex->opts->canon(&next, ex->opts->canon_ctx);
         const char *item = strbuf_str(&next);
@@ -206,6 +259,7 @@ static int expand_one(struct expansion *ex, const char *addr, int depth)
         }
     }
     strbuf_release(&next);
+    strbuf_release(&ext);
     addr_vec_pop(&ex->path);
     if (result == 0)
         addr_vec_add(&ex->done, addr);

@@ -60,6 +60,7 @@ void addr_vec_add(struct addr_vec *l, const char *addr);
 int addr_vec_contains(const struct addr_vec *l, const char *addr);
 void addr_vec_release(struct addr_vec *l);
 
+#define ADDR_MAP_PROPAGATE_EXT 0x100   /* beside the MAPS_ADDR_* flags */
 int addr_map_one(maps *ms, const char *addr, const char *delim, int flags,
                  strbuf *out);
 
@@ -71,6 +72,7 @@ struct virtual_opts {
     void *canon_ctx;
     int (*is_local)(const char *domain, void *ctx);
     void *is_local_ctx;
+    int propagate_ext;          /* propagate_unmatched_extensions has virtual */
 };
 
 int virtual_alias_expand(maps *ms, const char *addr,

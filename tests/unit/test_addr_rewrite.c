@@ -207,6 +207,49 @@ START_TEST(virtual_texthash_canon_and_local_users)
 }
 END_TEST
 
+START_TEST(extension_propagation)
+{
+    maps *m = open_or_die("inline:{ joe@x.example=joseph@y.example, "
+                          "joe+exact@x.example=exact@y.example, "
+                          "{ list@x.example = a@y.example, b+own@y.example }, "
+                          "@catch.example=@new.example, ann=anne@y.example }");
+    strbuf out;
+    strbuf_init(&out);
+    /* matched by joe@x.example only: +tag carried over */
+    ck_assert_int_eq(addr_map_one(m, "joe+tag@x.example", "+",
+                                  ADDR_MAP_PROPAGATE_EXT, &out), 1);
+    ck_assert_str_eq(strbuf_str(&out), "joseph+tag@y.example");
+    /* without the flag it is not */
+    ck_assert_int_eq(addr_map_one(m, "joe+tag@x.example", "+", 0, &out), 1);
+    ck_assert_str_eq(strbuf_str(&out), "joseph@y.example");
+    /* a key with the extension matched: nothing to carry */
+    ck_assert_int_eq(addr_map_one(m, "joe+exact@x.example", "+",
+                                  ADDR_MAP_PROPAGATE_EXT, &out), 1);
+    ck_assert_str_eq(strbuf_str(&out), "exact@y.example");
+    /* @domain results keep the whole local part anyway */
+    ck_assert_int_eq(addr_map_one(m, "u+v@catch.example", "+",
+                                  ADDR_MAP_PROPAGATE_EXT, &out), 1);
+    ck_assert_str_eq(strbuf_str(&out), "u+v@new.example");
+    /* bare user key */
+    ck_assert_int_eq(addr_map_one(m, "ann+x@local.example", "+",
+                                  ADDR_MAP_PROPAGATE_EXT, &out), 1);
+    ck_assert_str_eq(strbuf_str(&out), "anne+x@y.example");
+    strbuf_release(&out);
+
+    struct virtual_opts opts = { .delim = "+", .recursion_limit = 100,
+                                 .expansion_limit = 100, .propagate_ext = 1 };
+    struct addr_vec v;
+    strbuf err;
+    strbuf_init(&err);
+    addr_vec_init(&v);
+    ck_assert_int_eq(virtual_alias_expand(m, "list+z@x.example", &opts, &v, &err), 0);
+    vec_is(&v, (const char *const[]){ "a+z@y.example", "b+own@y.example", NULL });
+    addr_vec_release(&v);
+    strbuf_release(&err);
+    maps_close(m);
+}
+END_TEST
+
 static void collect(const char *item, void *ctx)
 {
     addr_vec_add(ctx, item);
@@ -262,6 +305,7 @@ Suite *addr_rewrite_suite(void)
     tcase_add_test(tc, virtual_loops_and_duplicates);
     tcase_add_test(tc, virtual_limits);
     tcase_add_test(tc, virtual_texthash_canon_and_local_users);
+    tcase_add_test(tc, extension_propagation);
     tcase_add_test(tc, result_split);
     tcase_add_test(tc, domain_lists);
     suite_add_tcase(s, tc);
