@@ -13,6 +13,9 @@
  *     directory and then of the source directory: after it returns 0 the
  *     move survives a crash.  A crash in between leaves the file in exactly
  *     one of the two places (rename is atomic), never lost.
+ *   - queue_path() never yields a path outside the queue: an id that is
+ *     empty, starts with '.' or holds a '/' maps to QUEUE/.invalid-queue-id,
+ *     which never exists.  Callers should still check queue_id_valid().
  *   - queue_scan() reports only names that are valid queue ids; dot-files
  *     (files being written) and stray names are never handed out.
  */
@@ -41,9 +44,16 @@ int queue_is_hashed(const char *queue_name)
 
 void queue_path(strbuf *out, const char *queue_name, const char *qid)
 {
+    /* Ids can come from users (postern queue cat ID) and peers: never let
+     * one name a file outside its queue.  Anything that could ("../x",
+     * "a/b", ".", "") becomes a name no queue file ever has. */
+    if (qid[0] == '\0' || qid[0] == '.' || strchr(qid, '/'))
+        qid = ".invalid-queue-id";
     if (queue_is_hashed(queue_name)) {
         /* Invalid (short) ids are the caller's bug; keep the path sane. */
-        char h = strlen(qid) > QUEUE_HASH_INDEX ? qid[QUEUE_HASH_INDEX] : '0';
+        char h = '0';
+        if (strlen(qid) > QUEUE_HASH_INDEX && strchr(hash_digits, qid[QUEUE_HASH_INDEX]))
+            h = qid[QUEUE_HASH_INDEX];
         strbuf_printf(out, "%s/%c/%s", queue_name, h, qid);
     } else {
         strbuf_printf(out, "%s/%s", queue_name, qid);

@@ -239,6 +239,15 @@ START_TEST(paths_hashed_and_flat)
     ck_assert_str_eq(strbuf_str(&p), "active/06925A3F1B0C2E41A7F");
     queue_path(&p, "hold", qid);
     ck_assert_str_eq(strbuf_str(&p), "hold/06925A3F1B0C2E41A7F");
+    /* Hostile ids never leave the queue. */
+    queue_path(&p, "active", "../../etc/passwd");
+    ck_assert_str_eq(strbuf_str(&p), "active/.invalid-queue-id");
+    queue_path(&p, "deferred", "a/b");
+    ck_assert_str_eq(strbuf_str(&p), "deferred/0/.invalid-queue-id");
+    queue_path(&p, "incoming", "");
+    ck_assert_str_eq(strbuf_str(&p), "incoming/.invalid-queue-id");
+    queue_path(&p, "incoming", "..");
+    ck_assert_str_eq(strbuf_str(&p), "incoming/.invalid-queue-id");
     strbuf_release(&p);
 }
 END_TEST
