@@ -68,11 +68,20 @@ static struct regexp_rule *new_rule(struct regexp_table *t)
 
 /*
  * glibc's regcomp copies a sub-expression once per repetition ("(a{9}){9}"
- * holds 81 copies, "a++++..." doubles per '+'), so a typo can eat all
- * memory at open.  Estimate the compiled size - atoms times the repeat
- * counts around them - and refuse patterns above REGEXP_MAX_NODES.
+ * holds 81 copies, "a++++..." doubles per '+'), and its work on repeated
+ * parts grows about quadratically: "(((a*b*)+)+)..." nine deep takes 160 MB
+ * and seconds.  So estimate, before compiling, the number of nodes (atoms
+ * times the repeat counts around them) and how many of those sit under a
+ * quantifier; refuse patterns above the limits.  Plain text, long
+ * alternations and bounded classes like [a-z]{1,64} stay far below them.
  */
-#define REGEXP_MAX_NODES 20000
+#define REGEXP_MAX_NODES      20000
+#define REGEXP_MAX_REPEATED   1000
+
+struct regexp_cost {
+    size_t nodes;               /* all nodes */
+    size_t repeated;            /* nodes under some quantifier */
+};
 
 static size_t saturating_mul(size_t a, size_t b)
 {
@@ -103,16 +112,18 @@ static size_t skip_bracket(const char *p, size_t i)
     return p[i] ? i + 1 : i;
 }
 
-/* The repeat factor of the quantifiers at p[*i] (1 if none); moves *i. */
+/* The repeat factor of the quantifiers at p[*i] (0 if there are none,
+ * else at least 1); moves *i past them. */
 static size_t quantifier_factor(const char *p, size_t *i)
 {
-    size_t factor = 1;
+    size_t factor = 0;
     for (;;) {
         char c = p[*i];
         if (c == '*' || c == '?') {
+            factor = factor ? factor : 1;
             (*i)++;
         } else if (c == '+') {
-            factor = saturating_mul(factor, 2);
+            factor = saturating_mul(factor ? factor : 1, 2);
             (*i)++;
         } else if (c == '{' && p[*i + 1] >= '0' && p[*i + 1] <= '9') {
             size_t j = *i + 1, lo = 0, hi = 0;
@@ -134,7 +145,7 @@ static size_t quantifier_factor(const char *p, size_t *i)
             if (p[j] != '}')
                 return factor;  /* not a bound; regcomp judges it */
             *i = j + 1;
-            factor = saturating_mul(factor, (hi > lo ? hi : lo) + 1);
+            factor = saturating_mul(factor ? factor : 1, (hi > lo ? hi : lo) + 1);
         } else {
             return factor;
         }
@@ -143,40 +154,41 @@ static size_t quantifier_factor(const char *p, size_t *i)
 
 static int regexp_too_complex(const char *p)
 {
-    size_t stack[64];           /* cost of each open group */
-    size_t depth = 0, total = 0, i = 0;
-    stack[0] = 0;
+    struct regexp_cost stack[64];       /* cost so far of each open group */
+    size_t depth = 0, i = 0;
+    memset(&stack[0], 0, sizeof(stack[0]));
     while (p[i]) {
-        size_t atom;
+        struct regexp_cost atom = { 1, 0 };
         if (p[i] == '(') {
             if (++depth >= sizeof(stack) / sizeof(*stack))
                 return 1;
-            stack[depth] = 0;
+            memset(&stack[depth], 0, sizeof(stack[depth]));
             i++;
             continue;
         }
         if (p[i] == ')' && depth > 0) {
-            atom = stack[depth--] + 1;
+            atom = stack[depth--];
+            atom.nodes++;
             i++;
         } else if (p[i] == '[') {
             i = skip_bracket(p, i + 1);
-            atom = 1;
         } else if (p[i] == '\\' && p[i + 1]) {
             i += 2;
-            atom = 1;
         } else {
             i++;
-            atom = 1;
         }
-        atom = saturating_mul(atom, quantifier_factor(p, &i));
-        stack[depth] += atom;
-        if (stack[depth] > REGEXP_MAX_NODES)
+        size_t factor = quantifier_factor(p, &i);
+        if (factor) {
+            atom.nodes = saturating_mul(atom.nodes, factor);
+            atom.repeated = atom.nodes;
+        }
+        stack[depth].nodes += atom.nodes;
+        stack[depth].repeated += atom.repeated;
+        if (stack[depth].nodes > REGEXP_MAX_NODES
+            || stack[depth].repeated > REGEXP_MAX_REPEATED)
             return 1;
     }
-    while (depth > 0)
-        stack[depth - 1] += stack[depth], depth--;
-    total = stack[0];
-    return total > REGEXP_MAX_NODES;
+    return 0;                   /* unclosed groups: regcomp refuses them */
 }
 
 /*

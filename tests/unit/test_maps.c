@@ -450,7 +450,26 @@ START_TEST(regexp_bad)
     expect_open_error("regexp", "r16", "/((a{100}){100}){100}/ x\n",
                       "line 1: regexp /((a{100}){100}){100}/ too complex "
                       "(repetitions nest too deep)");
-    map *m = open_file_map("regexp", "r17",
+    expect_open_error("regexp", "r18", "/(((((((((a*b*)+)+)+)+)+)+)+)+)+/ x\n",
+                      "line 1: regexp /(((((((((a*b*)+)+)+)+)+)+)+)+)+/ too complex "
+                      "(repetitions nest too deep)");
+    expect_open_error("regexp", "r19", "/(a*b*c*d*e*f*g*h*i*j*){1,300}/ x\n",
+                      "line 1: regexp /(a*b*c*d*e*f*g*h*i*j*){1,300}/ too complex "
+                      "(repetitions nest too deep)");
+    /* realistic patterns stay well inside the limits */
+    strbuf big;
+    strbuf_init(&big);
+    strbuf_append_str(&big, "/^Subject:.*(");
+    for (int i = 0; i < 300; i++)
+        strbuf_appendf(&big, "%sspamword%03d", i ? "|" : "", i);
+    strbuf_append_str(&big, ")/ REJECT\n"
+                      "/^([a-z0-9._%+-]{1,64})@([a-z0-9.-]{1,253})\\.([a-z]{2,63})$/ $1 at $2\n");
+    map *m = open_file_map("regexp", "r20", strbuf_str(&big));
+    expect_lookup(m, "subject: buy SPAMWORD299 now", 1, "REJECT");
+    expect_lookup(m, "joe@example.com", 1, "joe at example");
+    map_close(m);
+    strbuf_release(&big);
+    m = open_file_map("regexp", "r17",
                            "/^(ab){1,50}[]a{}]+x{2,}$/ ok\n/[[:alpha:]{]+(c)/ $1\n");
     expect_lookup(m, "ababaxx", 1, "ok");
     expect_lookup(m, "a{c", 1, "c");
