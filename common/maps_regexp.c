@@ -24,8 +24,10 @@
  * "FILE: line N: reason": bad regex (regerror text), unterminated
  * pattern, unknown flag, missing result, text after an "if" condition,
  * "endif" without "if", missing "endif", "$N" beyond the pattern's groups
- * or in a negated rule, any other '$', and patterns whose repetitions
- * would make regcomp build a huge automaton ("too complex").  Patterns come only from the file
+ * or in a negated rule, any other '$', patterns whose repetitions would
+ * make regcomp build a huge automaton ("too complex", estimated for ERE
+ * syntax), and back-references \1..\9 (they make matching time
+ * exponential in the key, which comes from clients).  Patterns come only from the file
  * (never from the key).  Lookups: first matching rule wins; the key is
  * matched whole (regexec on the C string), unanchored unless the pattern
  * anchors itself.
@@ -191,6 +193,25 @@ static int regexp_too_complex(const char *p)
     return 0;                   /* unclosed groups: regcomp refuses them */
 }
 
+/* Back-references (\1..\9) make glibc's matcher backtrack, with time
+ * exponential in the key; keys come from clients, so they are refused. */
+static int regexp_has_backref(const char *p)
+{
+    size_t i = 0;
+    while (p[i]) {
+        if (p[i] == '[') {
+            i = skip_bracket(p, i + 1);
+        } else if (p[i] == '\\' && p[i + 1]) {
+            if (p[i + 1] >= '1' && p[i + 1] <= '9')
+                return 1;
+            i += 2;
+        } else {
+            i++;
+        }
+    }
+    return 0;
+}
+
 /*
  * Parse "[!]/pattern/flags" at *pp; compile into rule.  *pp moves past
  * the flags.  Returns 0 or -1 with err set.
@@ -245,6 +266,12 @@ static int parse_pattern(const char **pp, struct regexp_rule *rule, strbuf *err)
             strbuf_release(&pattern);
             return -1;
         }
+    }
+    if (regexp_has_backref(strbuf_str(&pattern))) {
+        strbuf_printf(err, "regexp /%s/: back-references are not supported",
+                      strbuf_str(&pattern));
+        strbuf_release(&pattern);
+        return -1;
     }
     if (regexp_too_complex(strbuf_str(&pattern))) {
         strbuf_printf(err, "regexp /%s/ too complex (repetitions nest too deep)",

@@ -456,6 +456,8 @@ START_TEST(regexp_bad)
     expect_open_error("regexp", "r19", "/(a*b*c*d*e*f*g*h*i*j*){1,300}/ x\n",
                       "line 1: regexp /(a*b*c*d*e*f*g*h*i*j*){1,300}/ too complex "
                       "(repetitions nest too deep)");
+    expect_open_error("regexp", "r21", "/^(a*)*\\1$/ x\n",
+                      "line 1: regexp /^(a*)*\\1$/: back-references are not supported");
     /* realistic patterns stay well inside the limits */
     strbuf big;
     strbuf_init(&big);
@@ -470,9 +472,11 @@ START_TEST(regexp_bad)
     map_close(m);
     strbuf_release(&big);
     m = open_file_map("regexp", "r17",
-                           "/^(ab){1,50}[]a{}]+x{2,}$/ ok\n/[[:alpha:]{]+(c)/ $1\n");
+                           "/^(ab){1,50}[]a{}]+x{2,}$/ ok\n/[[:alpha:]{]+(c)/ $1\n"
+                           "/^[\\1]x\\.y$/ bracketed-backslash\n");
     expect_lookup(m, "ababaxx", 1, "ok");
     expect_lookup(m, "a{c", 1, "c");
+    expect_lookup(m, "1x.y", 1, "bracketed-backslash");
     map_close(m);
     /* continuation lines count from the line where the rule starts */
     expect_open_error("regexp", "r14", "/a/ x\n\n/b/q\n  result\n",
