@@ -107,6 +107,9 @@ static void cleanup_pre_jail(int argc, char **argv)
 {
     (void)argc;
     (void)argv;
+    /* Load the time zone while /etc/localtime is still reachable: Date:
+     * headers are in local time, also when chrooted. */
+    tzset();
     cleanup_cfg.header_checks = open_tables("header_checks");
     cleanup_cfg.body_checks = open_tables("body_checks");
     cleanup_cfg.canonical = open_tables("canonical_maps");

@@ -284,9 +284,10 @@ static void end_of_headers(struct cleanup_state *st)
     finish_cur_header(st);
     flush_headers(st);
 
+    /* After a REJECT or DISCARD nothing more is written or logged. */
     strbuf h;
     strbuf_init(&h);
-    if (!st->seen_msgid) {
+    if (!st->seen_msgid && cleanup_writing(st)) {
         strbuf_set_str(&h, "Message-Id: ");
         header_format_message_id(st->qid, cleanup_cfg.myhostname, &st->scratch);
         strbuf_append(&h, st->scratch.data, st->scratch.len);

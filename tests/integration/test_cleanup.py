@@ -517,6 +517,8 @@ def test_header_checks_reject():
                 "helo=<client.example.net>: 5.7.1 go away" % qid)
         assert sp.wait_for(lambda: line in sp.log()), sp.log()
         assert sp.qmgr.requests == []
+        # a rejected message gets no message-id line
+        assert "%s: message-id=" % qid not in sp.log()
 
 
 def test_header_checks_default_reject_text_and_folded_match():
@@ -732,3 +734,84 @@ def test_broken_table_refuses_mail_temporarily():
         assert rec_get(first, "status") == "4"
         assert rec_get(first, "dsn") == "4.3.5"
         assert sp.files("incoming") == []
+
+
+# --- through a real instance: master runs cleanup on private/cleanup -----------
+
+def instance_spool(inst):
+    with open(os.path.join(inst.dir, "main.cf")) as f:
+        for line in f:
+            m = re.match(r"queue_directory\s*=\s*(\S+)", line)
+            if m:
+                return m.group(1).replace("$config_directory", inst.dir)
+    raise AssertionError("no queue_directory in main.cf")
+
+
+def enqueue_via_socket(path, envelope, content):
+    """smtpd's side of the conversation over the daemon's UNIX socket."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    harness_deadline = time.monotonic() + 10
+    while True:
+        try:
+            s.connect(path)
+            break
+        except OSError:
+            if time.monotonic() > harness_deadline:
+                raise
+            time.sleep(0.05)
+    try:
+        reader = IpcReader(s, 20)
+        first = reader.record()
+        s.sendall(ipc_encode([("request", "enqueue")] + list(envelope)))
+        s.sendall(ipc_encode([("data", content)]))
+        s.sendall(ipc_encode([("end", "1")]))
+        return first, reader.record()
+    finally:
+        s.close()
+
+
+def check_instance(as_root):
+    import harness
+    files = "/^X-Hold-Me:/ HOLD held by test\n"
+    with harness.Instance(as_root=as_root, wait_smtp=False) as inst:
+        with open(os.path.join(inst.dir, "header_checks"), "w") as f:
+            f.write(files)
+        inst.edit_main_cf({"header_checks": "regexp:%s/header_checks" % inst.dir,
+                           "sender_canonical_maps": "inline:{ a@example.com=b@example.com }"})
+        r = inst.postern("reload")
+        assert r.returncode == 0, r.stderr
+        spool = instance_spool(inst)
+        sock = os.path.join(spool, "private", "cleanup")
+        inst.wait_for(lambda: os.path.exists(sock), what="private/cleanup")
+        env = [("origin", "smtp"), ("sender", "a@example.com"), ("rcpt", "nobody@example.org"),
+               ("client_name", "localhost"), ("client_addr", "127.0.0.1"), ("protocol", "ESMTP")]
+        # reload replaces the cleanup processes; the new settings apply to
+        # the first connection served by a new child
+        first, final = enqueue_via_socket(sock, env, "X-Hold-Me: yes\nSubject: inst\n\nbody\n")
+        qid = rec_get(final, "queue_id")
+        assert rec_get(final, "status") == "0", final
+        assert rec_get(final, "held") == "1", final
+        path = os.path.join(spool, "hold", qid)
+        qf = QueueFile(path)
+        assert qf.sender == "b@example.com"
+        assert qf.header("Message-Id") == ["Message-Id: <%s@%s>" % (qid, qf.header(
+            "Message-Id")[0].split("@", 1)[1][:-1])]
+        inst.wait_log(r"%s: hold: header X-Hold-Me: yes from localhost\[127\.0\.0\.1\]; "
+                      r"from=<b@example.com> to=<nobody@example.org> proto=ESMTP: held by test"
+                      % qid)
+        inst.wait_log(r"postern/cleanup\[\d+\]: %s: message-id=<%s@" % (qid, qid))
+        # the file belongs to the account cleanup runs as
+        owner = "postern" if as_root else inst.user
+        import pwd
+        assert pwd.getpwuid(os.stat(path).st_uid).pw_name == owner
+
+
+def test_instance_cleanup_on_private_socket():
+    check_instance(as_root=False)
+
+
+def test_instance_cleanup_chrooted_as_root():
+    if os.geteuid() != 0:
+        print("  (skipped: needs root)")
+        return
+    check_instance(as_root=True)
