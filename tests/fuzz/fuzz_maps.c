@@ -20,7 +20,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "log.h"
 #include "maps.h"
 #include "strbuf.h"
 
@@ -44,11 +43,6 @@ static void exercise(maps *ms)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static int quiet;
-    if (!quiet) {
-        log_verbose = 0;
-        quiet = 1;
-    }
     if (size == 0)
         return 0;
     int which = data[0] % 6;
