@@ -11,6 +11,13 @@
  * Keys are lowercased before lookup (the table is MAP_FOLD_CASE, as local
  * delivery folds recipient names).  "Not found" is 0; a lookup that fails
  * for another reason (NSS down, EIO) is a temporary error (-1).
+ *
+ * Chroot: smtpd checks local_recipient_maps (unix:passwd.byname by
+ * default) from inside its jail, where /etc/passwd is gone and getpwnam
+ * would say "no such user" for everyone.  So map_open (done before the
+ * chroot) also takes a snapshot of the whole database, and a lookup made
+ * while /etc/passwd (or /etc/group) is unreadable answers from it.  Outside
+ * a jail lookups are always live.
  */
 #include <errno.h>
 #include <grp.h>
@@ -28,8 +35,47 @@ static size_t initial_bufsize(void)
     return n > 0 ? (size_t) n : 4096;
 }
 
+static void passwd_format(const struct passwd *pw, strbuf *out)
+{
+    strbuf_printf(out, "%s:%s:%lu:%lu:%s:%s:%s", pw->pw_name,
+                  pw->pw_passwd ? pw->pw_passwd : "",
+                  (unsigned long) pw->pw_uid, (unsigned long) pw->pw_gid,
+                  pw->pw_gecos ? pw->pw_gecos : "", pw->pw_dir,
+                  pw->pw_shell ? pw->pw_shell : "");
+}
+
+static void group_format(const struct group *gr, strbuf *out)
+{
+    strbuf_printf(out, "%s:%s:%lu:", gr->gr_name,
+                  gr->gr_passwd ? gr->gr_passwd : "", (unsigned long) gr->gr_gid);
+    for (char **m = gr->gr_mem; m && *m; m++) {
+        if (m != gr->gr_mem)
+            strbuf_append_char(out, ',');
+        strbuf_append_str(out, *m);
+    }
+}
+
+struct unix_table {
+    const char *file;           /* /etc/passwd or /etc/group */
+    struct kv_table *snapshot;  /* for lookups from inside a chroot */
+};
+
+/* Answer from the snapshot when the live database is out of reach. */
+static int snapshot_lookup(const struct unix_table *t, const char *key,
+                           strbuf *out)
+{
+    const char *line = kv_table_get(t->snapshot, key);
+    if (!line)
+        return 0;
+    strbuf_set_str(out, line);
+    return 1;
+}
+
 static int passwd_lookup(void *impl, const char *key, strbuf *out)
 {
+    const struct unix_table *t = impl;
+    if (access(t->file, R_OK) < 0)
+        return snapshot_lookup(t, key, out);
     size_t size = initial_bufsize();
     for (;;) {
         char *buf = xmalloc(size);
@@ -44,11 +90,7 @@ static int passwd_lookup(void *impl, const char *key, strbuf *out)
         if (rc == 0 && res == NULL)
             found = 0;          /* no such user */
         else if (rc == 0) {
-            strbuf_printf(out, "%s:%s:%lu:%lu:%s:%s:%s", pw.pw_name,
-                          pw.pw_passwd ? pw.pw_passwd : "",
-                          (unsigned long) pw.pw_uid, (unsigned long) pw.pw_gid,
-                          pw.pw_gecos ? pw.pw_gecos : "", pw.pw_dir,
-                          pw.pw_shell ? pw.pw_shell : "");
+            passwd_format(&pw, out);
             found = 1;
         } else if (rc == ENOENT || rc == ESRCH) {
             found = 0;          /* some NSS modules say "not found" this way */
@@ -60,6 +102,9 @@ static int passwd_lookup(void *impl, const char *key, strbuf *out)
 
 static int group_lookup(void *impl, const char *key, strbuf *out)
 {
+    const struct unix_table *t = impl;
+    if (access(t->file, R_OK) < 0)
+        return snapshot_lookup(t, key, out);
     size_t size = initial_bufsize();
     for (;;) {
         char *buf = xmalloc(size);
@@ -74,14 +119,7 @@ static int group_lookup(void *impl, const char *key, strbuf *out)
         if (rc == 0 && res == NULL) {
             found = 0;
         } else if (rc == 0) {
-            strbuf_printf(out, "%s:%s:%lu:", gr.gr_name,
-                          gr.gr_passwd ? gr.gr_passwd : "",
-                          (unsigned long) gr.gr_gid);
-            for (char **m = gr.gr_mem; m && *m; m++) {
-                if (m != gr.gr_mem)
-                    strbuf_append_char(out, ',');
-                strbuf_append_str(out, *m);
-            }
+            group_format(&gr, out);
             found = 1;
         } else if (rc == ENOENT || rc == ESRCH) {
             found = 0;
@@ -91,21 +129,69 @@ static int group_lookup(void *impl, const char *key, strbuf *out)
     }
 }
 
-static const struct map_ops passwd_ops = { passwd_lookup, NULL };
-static const struct map_ops group_ops = { group_lookup, NULL };
+static void unix_close(void *impl)
+{
+    struct unix_table *t = impl;
+    kv_table_free(t->snapshot);
+    xfree(t);
+}
+
+static const struct map_ops passwd_ops = { passwd_lookup, unix_close };
+static const struct map_ops group_ops = { group_lookup, unix_close };
+
+/* Every entry, keyed by lowercased name; the first of duplicates wins. */
+static struct kv_table *take_snapshot(int passwd)
+{
+    struct kv_table *snap = kv_table_new();
+    strbuf line, name;
+    strbuf_init(&line);
+    strbuf_init(&name);
+    if (passwd) {
+        struct passwd *pw;
+        setpwent();
+        while ((pw = getpwent()) != NULL) {
+            strbuf_reset(&line);
+            passwd_format(pw, &line);
+            strbuf_set_str(&name, pw->pw_name);
+            map_lowercase(name.data);
+            kv_table_add(snap, strbuf_str(&name), strbuf_str(&line));
+        }
+        endpwent();
+    } else {
+        struct group *gr;
+        setgrent();
+        while ((gr = getgrent()) != NULL) {
+            strbuf_reset(&line);
+            group_format(gr, &line);
+            strbuf_set_str(&name, gr->gr_name);
+            map_lowercase(name.data);
+            kv_table_add(snap, strbuf_str(&name), strbuf_str(&line));
+        }
+        endgrent();
+    }
+    kv_table_seal(snap);
+    strbuf_release(&line);
+    strbuf_release(&name);
+    return snap;
+}
 
 int map_open_unix(const char *name, struct map *m, strbuf *err)
 {
+    int passwd;
     if (strcmp(name, "passwd.byname") == 0)
-        m->ops = &passwd_ops;
+        passwd = 1;
     else if (strcmp(name, "group.byname") == 0)
-        m->ops = &group_ops;
+        passwd = 0;
     else {
         strbuf_printf(err, "unix:%s: unknown table (passwd.byname or group.byname)",
                       name);
         return -1;
     }
-    m->impl = NULL;
+    struct unix_table *t = xmalloc(sizeof(*t));
+    t->file = passwd ? "/etc/passwd" : "/etc/group";
+    t->snapshot = take_snapshot(passwd);
+    m->ops = passwd ? &passwd_ops : &group_ops;
+    m->impl = t;
     m->flags = MAP_FOLD_CASE;
     return 0;
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "maps.h"
@@ -519,6 +520,48 @@ START_TEST(unix_passwd)
 }
 END_TEST
 
+/* A unix: table opened before chroot still answers inside the jail. */
+START_TEST(unix_passwd_in_chroot)
+{
+    if (geteuid() != 0)
+        return;                 /* chroot needs root; nothing to check */
+    strbuf err;
+    strbuf_init(&err);
+    map *pw = map_open("unix:passwd.byname", &err);
+    map *gr = map_open("unix:group.byname", &err);
+    ck_assert_ptr_nonnull(pw);
+    ck_assert_ptr_nonnull(gr);
+    strbuf live;
+    strbuf_init(&live);
+    ck_assert_int_eq(map_lookup(pw, "root", &live), 1);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        strbuf out;
+        strbuf_init(&out);
+        if (chroot(tmpdir) != 0 || chdir("/") != 0)
+            _exit(2);
+        if (access("/etc/passwd", F_OK) == 0)
+            _exit(3);
+        if (map_lookup(pw, "Root", &out) != 1 || strcmp(strbuf_str(&out), strbuf_str(&live)) != 0)
+            _exit(4);
+        if (map_lookup(pw, "no-such-user-postern", &out) != 0)
+            _exit(5);
+        if (map_lookup(gr, "root", &out) != 1 || strncmp(strbuf_str(&out), "root:", 5) != 0)
+            _exit(6);
+        _exit(0);
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "chrooted lookup failed with status %d", WEXITSTATUS(status));
+    map_close(pw);
+    map_close(gr);
+    strbuf_release(&live);
+    strbuf_release(&err);
+}
+END_TEST
+
 /* ---- lists and the address search order ---------------------------------------- */
 
 START_TEST(maps_list_order)
@@ -661,6 +704,7 @@ Suite *maps_suite(void)
     tcase_add_test(tc, regexp_good);
     tcase_add_test(tc, regexp_bad);
     tcase_add_test(tc, unix_passwd);
+    tcase_add_test(tc, unix_passwd_in_chroot);
     tcase_add_test(tc, maps_list_order);
     tcase_add_test(tc, addr_search_order);
     suite_add_tcase(s, tc);
