@@ -24,6 +24,9 @@
  * why qmgr is not woken, and a qmgr scan that wins the race only means the
  * message is delivered instead of held (logged).
  *
+ * At start, temporary files older than twice ipc_timeout (left by a
+ * cleanup that crashed) are removed from incoming/.
+ *
  * A table that cannot be opened (header_checks, canonical maps, ...) makes
  * every message fail with 4.3.5 and an error in the log, rather than a
  * crash loop: mail waits in the client's queue until the table is fixed.
@@ -188,6 +191,12 @@ static void cleanup_post_jail(int argc, char **argv)
     cleanup_cfg.undisclosed_header = config_str("undisclosed_recipients_header");
     long long t = config_time("ipc_timeout");
     cleanup_cfg.ipc_timeout = t > 0 && t < 86400 ? (int)t : 3600;
+
+    /* Temporary files of a cleanup that crashed mid-message: a live writer
+     * is never silent for longer than one ipc_timeout, so twice that is
+     * safely stale. */
+    if (queue_purge_temp("incoming", 2L * cleanup_cfg.ipc_timeout) < 0)
+        log_warning("cannot scan incoming/ for stale temporary files: %s", strerror(errno));
 }
 
 /* --- the conversation --------------------------------------------------------- */

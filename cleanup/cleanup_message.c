@@ -152,8 +152,14 @@ static void process_header(struct cleanup_state *st, const char *raw, size_t len
     strbuf_init(&rewritten);
 
     int rc = cleanup_header_checks(st, raw, len, &repl, &prepend);
-    if (rc == CHECK_PREPEND)
-        out_raw_lines(st, prepend.data, prepend.len);
+    if (rc == CHECK_PREPEND) {
+        /* Anything but a header would end the header section early. */
+        if (header_name_length(prepend.data, prepend.len, NULL) > 0)
+            out_raw_lines(st, prepend.data, prepend.len);
+        else
+            log_warning("%s: header_checks PREPEND text is not a header: %s; ignored",
+                        st->qid, strbuf_str(&prepend));
+    }
     if (rc == CHECK_IGNORE)
         goto done;
     if (rc == CHECK_REPLACE) {

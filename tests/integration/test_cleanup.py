@@ -492,6 +492,7 @@ HEADER_CHECKS = (
     "/^X-Drop:/               IGNORE\n"
     "/^X-Warn:/               WARN looked odd\n"
     "/^X-Prepend:/            PREPEND X-Added: yes\n"
+    "/^X-Bad-Prepend:/        PREPEND not a header\n"
     "/^X-Folded: one two/     REJECT 4.7.0 folded header matched\n"
 )
 
@@ -558,7 +559,7 @@ def test_header_checks_hold():
 
 def test_header_checks_ignore_warn_prepend():
     with checks_spool() as sp:
-        content = "X-Drop: secret\nX-Warn: hmm\nX-Prepend: 1\nSubject: fine\n\nbody\n"
+        content = "X-Drop: secret\nX-Warn: hmm\nX-Prepend: 1\nX-Bad-Prepend: 2\nSubject: fine\n\nbody\n"
         _, final = sp.enqueue(SMTP_ENV, content)
         qid = ok(final)
         qf = sp.queue_file(qid)
@@ -566,6 +567,8 @@ def test_header_checks_ignore_warn_prepend():
         assert qf.header("X-Warn") == ["X-Warn: hmm"]
         heads = qf.headers()
         assert heads.index("X-Added: yes") + 1 == heads.index("X-Prepend: 1")
+        assert heads.index("X-Bad-Prepend: 2") == heads.index("X-Prepend: 1") + 1
+        assert "not a header" not in qf.text()
         assert sp.wait_for(lambda: "%s: warning: header X-Warn: hmm from" % qid in sp.log())
 
 
@@ -720,6 +723,21 @@ def test_disk_full_is_a_temporary_error_and_leaves_nothing():
         # and once there is room again, mail flows
         _, final = sp.enqueue(SMTP_ENV, "Subject: small\n\nbody\n")
         sp.queue_file(ok(final))
+
+
+def test_stale_temporary_files_are_purged_at_start():
+    with Spool(conf={"ipc_timeout": "10s"}) as sp:
+        stale = os.path.join(sp.spool, "incoming", ".tmp-999999-0")
+        fresh = os.path.join(sp.spool, "incoming", ".tmp-999999-1")
+        for path in (stale, fresh):
+            with open(path, "w") as f:
+                f.write("V1:1\n")
+        old = time.time() - 3600
+        os.utime(stale, (old, old))
+        _, final = sp.enqueue(SMTP_ENV, "Subject: s\n\nbody\n")
+        sp.queue_file(ok(final))
+        assert not os.path.exists(stale)
+        assert os.path.exists(fresh)
 
 
 def test_qmgr_down_is_not_an_error():
