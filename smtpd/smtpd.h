@@ -1,0 +1,161 @@
+/*
+ * smtpd.h - the smtpd session state and the pieces of smtpd that share it.
+ *
+ * One `struct smtpd_state` lives for one SMTP session (one serve() call).
+ * Files:
+ *   smtpd.c          main(), parameters, the session loop and dispatch,
+ *                    replies with error counting, connect/disconnect logs
+ *   smtpd_cmd.c      HELO/EHLO, MAIL, RCPT, RSET, NOOP, HELP, VRFY, QUIT
+ *   smtpd_data.c     DATA and BDAT: content to cleanup, size limits
+ *   smtpd_check.c    the restriction engine (smtpd_*_restrictions, local
+ *                    recipient check)
+ *   smtpd_cleanup.c  the enqueue conversation with cleanup, Received:
+ *   smtpd_peer.c     who the client is (address, verified hostname)
+ *   smtpd_io.c       the byte stream (TLS will wrap it)
+ *
+ * Contract: the transaction part of the state (sender, recipients, cleanup
+ * stream) is reset by smtpd_reset_transaction() after every DATA/BDAT LAST,
+ * RSET, HELO/EHLO and error that aborts the transaction, so a failed
+ * transaction never leaks into the next one.
+ */
+#ifndef POSTERN_SMTPD_H
+#define POSTERN_SMTPD_H
+
+#include <stddef.h>
+
+#include "ipc.h"
+#include "smtp_data.h"
+#include "smtpd_io.h"
+#include "strbuf.h"
+
+/* Parameters, read once after the configuration is loaded. */
+struct smtpd_params {
+    const char *myhostname;
+    const char *banner;
+    const char *mynetworks;
+    const char *mydestination;
+    const char *relay_domains;
+    const char *local_recipient_maps;
+    const char *recipient_delimiter;
+    const char *client_restrictions;
+    const char *helo_restrictions;
+    const char *sender_restrictions;
+    const char *relay_restrictions;
+    const char *recipient_restrictions;
+    const char *forbid_bare_newline;
+    int timeout;
+    int ipc_timeout;
+    long long recipient_limit;
+    long long soft_error_limit;
+    long long hard_error_limit;
+    int error_sleep_time;
+    long long message_size_limit;       /* 0 = no limit */
+    long long line_length_limit;
+    int helo_required;
+    int reject_unlisted_recipient;
+    int peername_lookup;
+    int disable_vrfy;
+    int reject_code, defer_code, relay_reject_code, unknown_local_code,
+        unknown_address_code, access_reject_code, access_defer_code;
+};
+
+extern struct smtpd_params smtpd_params;
+
+struct smtpd_rcpt {
+    char *addr;
+    char *notify;               /* NULL when not given */
+    char *orcpt;
+};
+
+/* Command statistics for the disconnect log line, in Postfix's order. */
+enum smtpd_cmd_id {
+    CMD_HELO, CMD_EHLO, CMD_MAIL, CMD_RCPT, CMD_DATA, CMD_BDAT, CMD_RSET,
+    CMD_NOOP, CMD_VRFY, CMD_HELP, CMD_QUIT, CMD_UNKNOWN, CMD_COUNT
+};
+
+struct smtpd_state {
+    smtpd_io io;
+
+    /* the client */
+    char *client_name;          /* verified hostname, or "unknown" */
+    char *client_addr;          /* printable address, or "unknown" */
+    char *namaddr;              /* "name[addr]" for logs */
+
+    /* the session */
+    char *helo_name;            /* NULL until HELO/EHLO */
+    int esmtp;                  /* EHLO was used */
+    char *sasl_username;        /* NULL until AUTH exists (SASL seam) */
+    char *sasl_method;
+    int tls_active;             /* 0 until STARTTLS exists (TLS seam) */
+    const char *where;          /* last command, for "lost connection after" */
+    int error_count;
+    int quit;                   /* end the session after this reply */
+    int stats_ok[CMD_COUNT], stats_total[CMD_COUNT];
+
+    /* the transaction: sender == NULL means no MAIL yet */
+    char *sender;               /* "" for the null sender */
+    char *envid;                /* xtext-decoded */
+    char *ret;                  /* FULL or HDRS */
+    int smtputf8;
+    unsigned long long declared_size;
+    struct smtpd_rcpt *rcpts;
+    size_t nrcpt, rcpt_cap;
+    int rcpt_attempts;
+
+    /* cleanup conversation, open from the first accepted RCPT */
+    ipc_stream *cleanup;
+    char *queue_id;
+    int envelope_sent;
+
+    /* BDAT in progress */
+    int bdat_active;
+    struct smtp_data_decoder bdat;
+    int bdat_failed;            /* size exceeded or cleanup failed: discard */
+    strbuf content;             /* decoded content waiting to go to cleanup */
+};
+
+/* smtpd.c */
+void smtpd_reply(struct smtpd_state *st, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void smtpd_reset_transaction(struct smtpd_state *st);
+const char *smtpd_protocol_name(const struct smtpd_state *st);
+/* Log "QID|NOQUEUE: reject: CMD from namaddr: REPLY; from=<> to=<> proto= helo=<>" */
+void smtpd_log_reject(struct smtpd_state *st, const char *cmd, const char *reply,
+                      const char *rcpt);
+
+/* smtpd_cmd.c: each handler gets the argument text after the verb. */
+void smtpd_cmd_helo(struct smtpd_state *st, const char *arg, int esmtp);
+void smtpd_cmd_mail(struct smtpd_state *st, const char *arg);
+void smtpd_cmd_rcpt(struct smtpd_state *st, const char *arg);
+void smtpd_cmd_rset(struct smtpd_state *st, const char *arg);
+void smtpd_cmd_noop(struct smtpd_state *st, const char *arg);
+void smtpd_cmd_help(struct smtpd_state *st, const char *arg);
+void smtpd_cmd_vrfy(struct smtpd_state *st, const char *arg);
+void smtpd_cmd_quit(struct smtpd_state *st, const char *arg);
+
+/* smtpd_data.c */
+void smtpd_cmd_data(struct smtpd_state *st, const char *arg);
+void smtpd_cmd_bdat(struct smtpd_state *st, const char *arg);
+
+/* smtpd_check.c: return values of the checks */
+enum { SMTPD_CHECK_DUNNO = 0, SMTPD_CHECK_OK = 1, SMTPD_CHECK_REJECT = 2 };
+/* Run every restriction list and the local recipient check for RCPT TO.
+ * On SMTPD_CHECK_REJECT the full reply ("550 5.1.1 <a>: ...") is in reply. */
+int smtpd_check_rcpt(struct smtpd_state *st, const char *rcpt, strbuf *reply);
+/* Only the local recipient table (VRFY). */
+int smtpd_check_local_recipient(struct smtpd_state *st, const char *rcpt, strbuf *reply);
+int smtpd_is_local_domain(const char *domain);
+/* Open every table the restriction lists name (before the chroot). */
+void smtpd_check_init(void);
+
+/* smtpd_cleanup.c: 0 ok, -1 with the SMTP reply in reply. */
+int smtpd_cleanup_open(struct smtpd_state *st, strbuf *reply);
+int smtpd_cleanup_envelope(struct smtpd_state *st, strbuf *reply);
+int smtpd_cleanup_content(struct smtpd_state *st, const char *data, size_t len, strbuf *reply);
+int smtpd_cleanup_finish(struct smtpd_state *st, strbuf *reply);
+void smtpd_cleanup_abort(struct smtpd_state *st);
+
+/* smtpd_peer.c */
+void smtpd_peer_lookup(struct smtpd_state *st, int fd);
+
+#endif

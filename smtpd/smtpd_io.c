@@ -1,0 +1,217 @@
+/*
+ * smtpd_io.c - buffered, timed line reader and reply writer for smtpd.
+ *
+ * Interface and contract: see smtpd_io.h.  The plain transport polls the
+ * descriptor for the timeout and then does one read(2)/write(2); a TLS
+ * transport replaces both functions.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "smtpd_io.h"
+
+struct plain_ctx {
+    int in_fd, out_fd;
+};
+
+static int wait_fd(int fd, short events, int timeout)
+{
+    struct pollfd p = { .fd = fd, .events = events };
+    int ms = timeout > 0 ? timeout * 1000 : -1;
+
+    for (;;) {
+        int n = poll(&p, 1, ms);
+        if (n > 0)
+            return 0;
+        if (n == 0)
+            return -2;
+        if (errno != EINTR)
+            return -1;
+    }
+}
+
+static ssize_t plain_read(void *ctx, void *buf, size_t n, int timeout)
+{
+    int fd = ((smtpd_io *)ctx)->in_fd;
+    int w = wait_fd(fd, POLLIN, timeout);
+    if (w < 0)
+        return w;
+    for (;;) {
+        ssize_t r = read(fd, buf, n);
+        if (r >= 0)
+            return r;
+        if (errno == EINTR)
+            continue;
+        /* ECONNRESET from a peer that vanished is just a lost connection */
+        return errno == ECONNRESET ? 0 : -1;
+    }
+}
+
+static ssize_t plain_write(void *ctx, const void *buf, size_t n, int timeout)
+{
+    int fd = ((smtpd_io *)ctx)->out_fd;
+    int w = wait_fd(fd, POLLOUT, timeout);
+    if (w < 0)
+        return w;
+    for (;;) {
+        ssize_t r = write(fd, buf, n);
+        if (r >= 0)
+            return r;
+        if (errno != EINTR)
+            return -1;
+    }
+}
+
+static const struct smtpd_io_transport plain_transport = {
+    .read = plain_read,
+    .write = plain_write,
+};
+
+void smtpd_io_init(smtpd_io *io, int in_fd, int out_fd, int timeout)
+{
+    io->in_fd = in_fd;
+    io->out_fd = out_fd;
+    io->timeout = timeout;
+    io->status = SMTPD_IO_OK;
+    io->transport = &plain_transport;
+    io->transport_ctx = io;
+    io->rpos = io->rlen = 0;
+    strbuf_init(&io->wbuf);
+    /* A client that resets the connection while we write must not kill
+     * the process with SIGPIPE; the write error is handled instead. */
+    signal(SIGPIPE, SIG_IGN);
+}
+
+void smtpd_io_release(smtpd_io *io)
+{
+    strbuf_release(&io->wbuf);
+}
+
+void smtpd_io_set_transport(smtpd_io *io, const struct smtpd_io_transport *t, void *ctx)
+{
+    io->transport = t ? t : &plain_transport;
+    io->transport_ctx = t ? ctx : io;
+}
+
+/* Refill the read buffer when it is empty.  Returns 1 data, 0 not. */
+static int fill(smtpd_io *io)
+{
+    if (io->rpos < io->rlen)
+        return 1;
+    if (io->status != SMTPD_IO_OK)
+        return 0;
+    io->rpos = io->rlen = 0;
+    ssize_t r = io->transport->read(io->transport_ctx, io->rbuf, sizeof(io->rbuf),
+                                    io->timeout);
+    if (r > 0) {
+        io->rlen = (size_t)r;
+        return 1;
+    }
+    io->status = r == 0 ? SMTPD_IO_EOF : r == -2 ? SMTPD_IO_TIMEOUT : SMTPD_IO_ERROR;
+    return 0;
+}
+
+int smtpd_io_get_line(smtpd_io *io, strbuf *line, size_t limit, int *too_long)
+{
+    strbuf_reset(line);
+    *too_long = 0;
+    for (;;) {
+        /* Reply to everything the client pipelined before we block. */
+        if (io->rpos == io->rlen && smtpd_io_flush(io) < 0)
+            return -1;
+        if (!fill(io))
+            return io->status == SMTPD_IO_EOF ? 0 : -1;
+        char *start = io->rbuf + io->rpos;
+        size_t avail = io->rlen - io->rpos;
+        char *lf = memchr(start, '\n', avail);
+        size_t take = lf ? (size_t)(lf - start) : avail;
+        /* Keep at most limit bytes (+1 for a CR that may precede the LF);
+         * the rest of an over-long line is read and dropped. */
+        if (!*too_long) {
+            size_t room = limit + 1 > line->len ? limit + 1 - line->len : 0;
+            size_t keep = take < room ? take : room;
+            strbuf_append(line, start, keep);
+            if (keep < take)
+                *too_long = 1;
+        }
+        io->rpos += take + (lf ? 1 : 0);
+        if (lf) {
+            if (line->len > 0 && line->data[line->len - 1] == '\r')
+                strbuf_truncate(line, line->len - 1);
+            if (line->len > limit) {
+                *too_long = 1;
+                strbuf_truncate(line, limit);
+            }
+            return 1;
+        }
+    }
+}
+
+const char *smtpd_io_peek(smtpd_io *io, size_t *avail)
+{
+    if (io->rpos == io->rlen && smtpd_io_flush(io) < 0) {
+        *avail = 0;
+        return NULL;
+    }
+    if (!fill(io)) {
+        *avail = 0;
+        return NULL;
+    }
+    *avail = io->rlen - io->rpos;
+    return io->rbuf + io->rpos;
+}
+
+void smtpd_io_consume(smtpd_io *io, size_t n)
+{
+    io->rpos += n;
+    if (io->rpos > io->rlen)
+        io->rpos = io->rlen;
+}
+
+size_t smtpd_io_pending(const smtpd_io *io)
+{
+    return io->rlen - io->rpos;
+}
+
+void smtpd_io_discard_input(smtpd_io *io)
+{
+    io->rpos = io->rlen = 0;
+}
+
+void smtpd_io_printf(smtpd_io *io, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    strbuf_vappendf(&io->wbuf, fmt, ap);
+    va_end(ap);
+    /* A pipelining client that never reads would otherwise make us queue
+     * replies without bound; writing now lets the timeout catch it. */
+    if (io->wbuf.len > 4096)
+        smtpd_io_flush(io);
+}
+
+int smtpd_io_flush(smtpd_io *io)
+{
+    size_t done = 0;
+
+    if (io->status != SMTPD_IO_OK && io->status != SMTPD_IO_EOF) {
+        strbuf_reset(&io->wbuf);
+        return -1;
+    }
+    while (done < io->wbuf.len) {
+        ssize_t w = io->transport->write(io->transport_ctx, io->wbuf.data + done,
+                                         io->wbuf.len - done, io->timeout);
+        if (w <= 0) {
+            io->status = w == -2 ? SMTPD_IO_TIMEOUT : SMTPD_IO_ERROR;
+            strbuf_reset(&io->wbuf);
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    strbuf_reset(&io->wbuf);
+    return 0;
+}
