@@ -212,7 +212,9 @@ static void dispatch(struct smtpd_state *st, const char *verb, const char *arg)
         smtpd_reply(st, "502 5.5.2 Error: command not recognized");
         return;
     }
-    if (last_reply_code > 0 && last_reply_code < 400)
+    /* A command cut short by a lost connection (e.g. DATA after its 354)
+     * did not succeed. */
+    if (last_reply_code > 0 && last_reply_code < 400 && st->io.status == SMTPD_IO_OK)
         st->stats_ok[id]++;
 }
 

@@ -1,0 +1,570 @@
+"""smtpd against a real instance: RFC 5321 session, ESMTP extensions,
+restrictions, limits, hostile input (SMTP smuggling, NUL, long lines),
+pipelining, BDAT, cleanup hand-off and Postfix-style logging.
+
+Each test starts its own instance (tests/integration/harness.py) with
+small limits and timeouts so the whole file stays fast.  Raw sockets are
+used wherever the exact bytes on the wire matter; smtplib and swaks where
+a well-behaved client is the point.
+"""
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+
+import harness
+
+LOCAL_USERS = ("jones", "brown", "postmaster")
+
+
+class Session:
+    """A raw SMTP client: exact bytes out, replies parsed back."""
+
+    def __init__(self, port, timeout=10):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def line(self):
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("connection closed; buffered %r" % self.buf)
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.rstrip(b"\r").decode("utf-8", "replace")
+
+    def reply(self):
+        """One (possibly multi-line) reply: (code, [texts])."""
+        texts = []
+        while True:
+            line = self.line()
+            assert re.match(r"^\d{3}[ -]", line), "malformed reply line %r" % line
+            texts.append(line[4:])
+            if line[3] == " ":
+                return int(line[:3]), texts
+
+    def cmd(self, text):
+        self.send(text + "\r\n")
+        code, texts = self.reply()
+        return code, texts[-1]
+
+    def expect(self, text, code, pattern=None):
+        got, msg = self.cmd(text)
+        assert got == code, "%r: expected %d, got %d %s" % (text, code, got, msg)
+        if pattern:
+            assert re.search(pattern, msg), "%r: reply %r does not match %r" % (text, msg, pattern)
+        return msg
+
+    def closed(self, timeout=5):
+        """True when the server closed the connection (EOF) in time."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buf += chunk
+        except (socket.timeout, ConnectionResetError):
+            return False
+
+    def close(self):
+        self.sock.close()
+
+
+@contextlib.contextmanager
+def instance(conf=None, master_cf_edit=None, access=None):
+    """A started instance whose local recipients are LOCAL_USERS (a
+    texthash: table in the instance dir), plus optional access tables
+    {name: text} available as texthash:DIR/NAME."""
+    with harness.Instance(conf=conf, start=False) as inst:
+        path = os.path.join(inst.dir, "recipients")
+        with open(path, "w") as f:
+            f.write("".join("%s ok\n" % u for u in LOCAL_USERS))
+        os.chmod(path, 0o644)
+        for name, text in (access or {}).items():
+            p = os.path.join(inst.dir, name)
+            with open(p, "w") as f:
+                f.write(text)
+            os.chmod(p, 0o644)
+        settings = {"local_recipient_maps": "texthash:" + path}
+        settings.update(conf or {})
+        inst.edit_main_cf({k: v.replace("DIR", inst.dir) for k, v in settings.items()})
+        if master_cf_edit:
+            mcf = os.path.join(inst.dir, "master.cf")
+            with open(mcf) as f:
+                text = f.read()
+            with open(mcf, "w") as f:
+                f.write(master_cf_edit(text))
+        r = inst.postern("start")
+        assert r.returncode == 0, "postern start failed: " + r.stderr + inst.log()
+        harness.wait_for(lambda: harness.port_accepts(inst.port), 10, what="the smtp port")
+        yield inst
+
+
+def session(inst, helo="EHLO client.example"):
+    s = Session(inst.port)
+    code, texts = s.reply()
+    assert code == 220, texts
+    if helo:
+        s.send(helo + "\r\n")
+        code, _ = s.reply()
+        assert code == 250
+    return s
+
+
+def queue_file(inst, qid):
+    """Path of the queue file QID anywhere in the spool, or None."""
+    for root, _dirs, files in os.walk(os.path.join(inst.dir, "spool")):
+        if qid in files:
+            return os.path.join(root, qid)
+    return None
+
+
+def wait_queued(inst, qid):
+    """The message QID reached the queue: its file is there, or qmgr has
+    already picked it up (it may be delivered and removed quickly)."""
+    def seen():
+        path = queue_file(inst, qid)
+        if path:
+            return path
+        return re.search(r"%s: (from=<|removed)" % qid, inst.log())
+    return inst.wait_for(seen, 10, what="queue file %s" % qid)
+
+
+def queued_id(reply):
+    m = re.match(r"2\.0\.0 Ok: queued as ([0-9A-Z]+)$", reply)
+    assert m, "not a queued reply: %r" % reply
+    return m.group(1)
+
+
+def start_mail(s, rcpts=("jones@localhost",), sender="smith@example.com"):
+    s.expect("MAIL FROM:<%s>" % sender, 250, r"^2\.1\.0 ")
+    for r in rcpts:
+        s.expect("RCPT TO:<%s>" % r, 250, r"^2\.1\.5 ")
+
+
+# --------------------------------------------------------------------------
+
+def test_rfc5321_d1_session():
+    """RFC 5321 D.1: one message for three recipients, one unknown."""
+    with instance() as inst:
+        s = Session(inst.port)
+        code, texts = s.reply()
+        assert code == 220
+        assert re.match(r"^\S+ ESMTP postern$", texts[0]), texts
+        hostname = texts[0].split()[0]
+        s.send("EHLO bar.com\r\n")
+        code, texts = s.reply()
+        assert code == 250 and texts[0] == hostname
+        for ext in ("PIPELINING", "SIZE 10240000", "ENHANCEDSTATUSCODES", "8BITMIME",
+                    "DSN", "SMTPUTF8", "CHUNKING"):
+            assert ext in texts, (ext, texts)
+        assert "VRFY" not in texts      # disable_vrfy_command = yes
+        s.expect("MAIL FROM:<Smith@bar.com>", 250, r"^2\.1\.0 Ok$")
+        s.expect("RCPT TO:<Jones@localhost>", 250, r"^2\.1\.5 Ok$")
+        s.expect("RCPT TO:<Green@localhost>", 550,
+                 r"^5\.1\.1 <Green@localhost>: Recipient address rejected: "
+                 r"User unknown in local recipient table$")
+        s.expect("RCPT TO:<Brown@localhost>", 250)
+        s.expect("DATA", 354)
+        s.send("Subject: D.1\r\n\r\nBlah blah blah...\r\n...etc. etc. etc.\r\n.\r\n")
+        code, texts = s.reply()
+        assert code == 250, texts
+        qid = queued_id(texts[-1])
+        s.expect("QUIT", 221, r"^2\.0\.0 Bye$")
+        s.close()
+
+        wait_queued(inst, qid)
+        inst.wait_log(r"smtpd\[\d+\]: disconnect from localhost\[127\.0\.0\.1\] ehlo=1 mail=1 "
+                      r"rcpt=2/3 data=1 quit=1 commands=6/7$")
+        log = inst.log()
+        assert re.search(r"smtpd\[\d+\]: connect from localhost\[127\.0\.0\.1\]$", log, re.M)
+        assert re.search(r"smtpd\[\d+\]: %s: client=localhost\[127\.0\.0\.1\]$" % qid, log, re.M)
+        assert re.search(r"smtpd\[\d+\]: %s: reject: RCPT from localhost\[127\.0\.0\.1\]: 550 5\.1\.1 "
+                         r"<Green@localhost>: Recipient address rejected: User unknown in local "
+                         r"recipient table; from=<Smith@bar\.com> to=<Green@localhost> proto=ESMTP "
+                         r"helo=<bar\.com>$" % qid, log, re.M), log
+        path = queue_file(inst, qid)
+        if path:                        # not yet delivered: check its content
+            with open(path, "rb") as f:
+                data = f.read()
+            assert b"Received: from bar.com (localhost [127.0.0.1])" in data
+            assert b"by %s (postern) with ESMTP id %s;" % (hostname.encode(), qid.encode()) in data
+            assert b".etc. etc. etc." in data and b"..etc." not in data   # unstuffed
+            assert b"Green@localhost" not in data
+
+
+def test_noqueue_reject_and_single_recipient_received_header():
+    with instance() as inst:
+        s = session(inst, "HELO client.example")
+        s.expect("MAIL FROM:<a@example.com>", 250)
+        s.expect("RCPT TO:<nobody@localhost>", 550, r"^5\.1\.1 ")
+        s.expect("RCPT TO:<jones@localhost>", 250)
+        s.expect("DATA", 354)
+        s.send("Subject: one\r\n\r\nx\r\n.\r\n")
+        code, texts = s.reply()
+        assert code == 250
+        qid = queued_id(texts[-1])
+        s.close()
+        inst.wait_log(r"NOQUEUE: reject: RCPT from localhost\[127\.0\.0\.1\]: 550 5\.1\.1 "
+                      r"<nobody@localhost>: .*; from=<a@example\.com> to=<nobody@localhost> "
+                      r"proto=SMTP helo=<client\.example>$")
+        path = wait_queued(inst, qid)
+        if isinstance(path, str) and os.path.exists(path):
+            with open(path, "rb") as f:
+                data = f.read()
+            assert re.search(rb"with SMTP id " + qid.encode() + rb"\n\tfor <jones@localhost>; ", data), data
+
+
+def test_commands_and_sequence_errors():
+    with instance() as inst:
+        s = session(inst, helo=None)
+        s.expect("NOOP", 250, r"^2\.0\.0 ")
+        s.expect("HELP", 214, r"^2\.0\.0 ")
+        s.expect("VRFY jones", 502, r"^5\.5\.1 VRFY command is disabled$")
+        s.expect("RCPT TO:<jones@localhost>", 503, r"^5\.5\.1 Error: need MAIL command$")
+        s.expect("DATA", 503, r"^5\.5\.1 Error: need RCPT command$")
+        s.expect("EHLO", 501, r"^5\.5\.4 ")
+        s.expect("EHLO client.example", 250)
+        s.expect("MAIL FROM:<a@example.com>", 250)
+        s.expect("MAIL FROM:<a@example.com>", 503, r"^5\.5\.1 Error: nested MAIL command$")
+        s.expect("DATA", 503, r"^5\.5\.1 Error: need RCPT command$")
+        s.expect("RCPT TO:<ghost@localhost>", 550)
+        s.expect("DATA", 554, r"^5\.5\.1 Error: no valid recipients$")
+        s.expect("RSET", 250, r"^2\.0\.0 Ok$")
+        s.expect("RCPT TO:<jones@localhost>", 503)
+        s.expect("MAIL FROM:a@example.com", 501, r"^5\.1\.7 ")
+        s.expect("MAIL TO:<a@example.com>", 501, r"^5\.5\.4 Syntax: MAIL FROM:<address>$")
+        s.expect("MAIL FROM:<a@example.com> FOO=BAR", 555, r"^5\.5\.4 Unsupported option: FOO$")
+        s.expect("XYZZY", 502, r"^5\.5\.2 Error: command not recognized$")
+        # shell metacharacters are only an address
+        marker = "/tmp/postern-smtpd-pwned-%d" % os.getpid()
+        s.expect("MAIL FROM:<`touch${IFS}%s`@example.com>" % marker, 250)
+        s.expect("RCPT TO:<\"$(touch %s)\"@localhost>" % marker, 550, r"^5\.1\.1 ")
+        s.expect("RSET", 250)
+        s.expect("QUIT", 221)
+        assert s.closed()
+        assert not os.path.exists(marker)
+        inst.wait_log(r"disconnect from localhost\[127\.0\.0\.1\] .*unknown=0/1 commands=\d+/\d+$")
+
+
+SMUGGLING = [
+    ("lf-dot-lf", b"\n.\n", True),
+    ("cr-dot-cr", b"\r.\r", False),
+    ("lf-dot-crlf", b"\n.\r\n", True),
+    ("crlf-dot-lf", b"\r\n.\n", True),
+    ("cr-dot-crlf", b"\r.\r\n", False),
+]
+
+
+def test_smtp_smuggling_variants():
+    """None of these ends the message; the smuggled MAIL is content.  With
+    smtpd_forbid_bare_newline = yes (default) a bare LF rejects the
+    message: 550 5.5.2, and the session stays usable."""
+    with instance() as inst:
+        for name, seq, has_bare_lf in SMUGGLING:
+            s = session(inst)
+            start_mail(s)
+            s.expect("DATA", 354)
+            s.send(b"Subject: " + name.encode() + b"\r\n\r\nbody" + seq +
+                   b"MAIL FROM:<evil@example.com>\r\nRCPT TO:<brown@localhost>\r\nDATA\r\n"
+                   b"smuggled\r\n.\r\n")
+            code, texts = s.reply()
+            if has_bare_lf:
+                assert (code, texts[-1]) == (550, "5.5.2 Error: bare <LF> received"), (name, texts)
+            else:
+                assert code == 250, (name, texts)
+                queued_id(texts[-1])
+            # exactly one reply: the next thing we hear answers our NOOP
+            s.expect("NOOP", 250, r"^2\.0\.0 Ok$")
+            s.expect("RSET", 250)
+            start_mail(s)
+            s.expect("DATA", 354)
+            s.send("Subject: after\r\n\r\nok\r\n.\r\n")
+            code, texts = s.reply()
+            assert code == 250, (name, texts)
+            s.expect("QUIT", 221)
+            s.close()
+        assert "from=<evil@example.com>" not in inst.log()
+
+
+def test_pipelining_and_content_after_354():
+    with instance() as inst:
+        s = Session(inst.port)
+        assert s.reply()[0] == 220
+        # everything in one write, including content right after DATA
+        # (a client that does not wait for 354) and the QUIT
+        s.send("EHLO client.example\r\nMAIL FROM:<a@example.com>\r\n"
+               "RCPT TO:<jones@localhost>\r\nRCPT TO:<nobody@localhost>\r\n"
+               "RCPT TO:<brown@localhost>\r\nDATA\r\n"
+               "Subject: pipelined\r\n\r\nQUIT\r\nRSET\r\n.\r\nNOOP\r\nQUIT\r\n")
+        codes = [s.reply()[0] for _ in range(9)]
+        assert codes == [250, 250, 250, 550, 250, 354, 250, 250, 221], codes
+        assert s.closed()
+
+
+def test_bdat_chunking():
+    with instance() as inst:
+        s = session(inst)
+        start_mail(s)
+        s.send(b"BDAT 21\r\nSubject: chunked\r\n\r\nab\r")
+        assert s.reply() == (250, ["2.0.0 Ok: 21 bytes"])
+        s.expect("DATA", 503, r"^5\.5\.1 ")          # no mixing
+        # pipelined chunks, a chunk that looks like commands, CRLF split
+        s.send(b"BDAT 8\r\n\ncd\r\nQUI" + b"BDAT 8 LAST\r\nT\r\n.\r\nxy")
+        assert s.reply() == (250, ["2.0.0 Ok: 8 bytes"])
+        code, texts = s.reply()
+        assert code == 250, texts
+        qid = queued_id(texts[-1])
+        path = wait_queued(inst, qid)
+        if isinstance(path, str) and os.path.exists(path):
+            with open(path, "rb") as f:
+                data = f.read()
+            assert b"Subject: chunked" in data and b"ab" in data and b"cd" in data
+            assert b"QUIT" in data and b"xy" in data and b"\r" not in data
+        # BDAT 0 LAST ends a message
+        start_mail(s)
+        s.send(b"BDAT 11\r\nSubject: z\r")
+        assert s.reply()[0] == 250
+        s.send(b"BDAT 0 LAST\r\n")
+        code, texts = s.reply()
+        assert code == 250, texts
+        queued_id(texts[-1])
+        # BDAT without a transaction: the chunk is still read, then 503
+        s.send(b"BDAT 6 LAST\r\nNOOP\r\n")
+        assert s.reply()[0] == 503
+        s.expect("NOOP", 250)
+        s.expect("BDAT x", 501, r"^5\.5\.4 ")
+        s.expect("QUIT", 221)
+
+
+def test_limits_line_nul_recipients_size():
+    conf = {"smtpd_recipient_limit": "3", "message_size_limit": "20000",
+            "smtpd_hard_error_limit": "50"}
+    with instance(conf) as inst:
+        s = session(inst)
+        s.expect("NOOP " + "x" * 5000, 500, r"^5\.5\.2 Error: line too long$")
+        s.expect("NOOP", 250)               # the rest of the long line was dropped
+        s.send(b"NO\x00OP\r\n")
+        assert s.reply() == (500, ["5.5.2 Error: bad syntax"])
+        s.send(b"MAIL FROM:<a\x00b@example.com>\r\n")
+        assert s.reply()[0] == 500
+        # SIZE declared too big
+        s.expect("MAIL FROM:<a@example.com> SIZE=20001", 552,
+                 r"^5\.3\.4 Message size exceeds fixed limit$")
+        s.expect("MAIL FROM:<a@example.com> SIZE=100", 250)
+        s.expect("RCPT TO:<jones@localhost>", 250)
+        s.expect("RCPT TO:<brown@localhost>", 250)
+        s.expect("RCPT TO:<postmaster@localhost>", 250)
+        s.expect("RCPT TO:<jones+x@localhost>", 452, r"^4\.5\.3 Error: too many recipients$")
+        s.expect("DATA", 354)
+        # content over the limit: read to the end, then 552
+        big = (b"x" * 998 + b"\r\n") * 40
+        s.send(b"Subject: big\r\n\r\n" + big + b".\r\n")
+        assert s.reply() == (552, ["5.3.4 Message size exceeds fixed limit"])
+        s.expect("NOOP", 250)
+        start_mail(s)
+        s.expect("DATA", 354)
+        s.send(b"Subject: small\r\n\r\n" + b"y" * 1000 + b"\r\n.\r\n")
+        code, texts = s.reply()
+        assert code == 250, texts
+        s.expect("QUIT", 221)
+    # nothing of the big message was queued: only the small one
+        qid = queued_id(texts[-1])
+        wait_queued(inst, qid)
+
+
+def test_error_limits():
+    conf = {"smtpd_soft_error_limit": "2", "smtpd_hard_error_limit": "4",
+            "smtpd_error_sleep_time": "1s"}
+    with instance(conf) as inst:
+        s = session(inst)
+        t0 = time.monotonic()
+        s.expect("BOGUS1", 502)
+        s.expect("BOGUS2", 502)
+        assert time.monotonic() - t0 < 0.9      # within the soft limit: no delay
+        t1 = time.monotonic()
+        s.expect("BOGUS3", 502)
+        assert time.monotonic() - t1 >= 0.9     # beyond it: delayed
+        s.expect("BOGUS4", 502)
+        code, texts = s.reply()
+        assert code == 421 and re.match(r"^4\.7\.0 \S+ Error: too many errors$", texts[-1]), texts
+        assert s.closed()
+        inst.wait_log(r"too many errors after UNKNOWN from localhost\[127\.0\.0\.1\]$")
+
+
+def test_timeout():
+    with instance({"smtpd_timeout": "1s"}) as inst:
+        s = session(inst)
+        s.expect("MAIL FROM:<a@example.com>", 250)
+        t0 = time.monotonic()
+        code, texts = s.reply()           # say nothing; the server gives up
+        assert code == 421 and re.match(r"^4\.4\.2 \S+ Error: timeout exceeded$", texts[-1]), texts
+        assert time.monotonic() - t0 < 5
+        assert s.closed()
+        inst.wait_log(r"timeout after MAIL from localhost\[127\.0\.0\.1\]$")
+
+
+def test_lost_connection_in_data_queues_nothing():
+    with instance() as inst:
+        s = session(inst)
+        start_mail(s)
+        s.expect("DATA", 354)
+        s.send("Subject: cut\r\n\r\nhalf a mess")
+        s.close()
+        m = inst.wait_log(r"smtpd\[\d+\]: ([0-9A-F]+): client=")
+        qid = m.group(1)
+        inst.wait_log(r"lost connection after DATA from localhost\[127\.0\.0\.1\]$")
+        inst.wait_log(r"disconnect from localhost\[127\.0\.0\.1\] ehlo=1 mail=1 rcpt=1 data=0/1 "
+                      r"commands=3/4$")
+        assert queue_file(inst, qid) is None
+        assert not re.search(qid + r": (from=|message-id)", inst.log())
+
+
+def test_relay_control_defaults():
+    """Postfix 3 default smtpd_relay_restrictions: permit_mynetworks,
+    permit_sasl_authenticated, defer_unauth_destination.  The test client
+    (127.0.0.1) is taken out of mynetworks to be an outsider."""
+    with instance({"mynetworks": "192.0.2.0/24"}) as inst:
+        s = session(inst)
+        s.expect("MAIL FROM:<a@example.com>", 250)
+        s.expect("RCPT TO:<victim@example.org>", 450,
+                 r"^4\.7\.1 <victim@example\.org>: Relay access denied$")
+        s.expect("RCPT TO:<user%victim.example.org@localhost>", 550, r"^5\.1\.1 ")
+        s.expect("RCPT TO:<jones@LOCALHOST>", 250)     # domains compare case-insensitively
+        s.expect("QUIT", 221)
+        inst.wait_log(r"NOQUEUE: reject: RCPT from localhost\[127\.0\.0\.1\]: 450 4\.7\.1 "
+                      r"<victim@example\.org>: Relay access denied; from=<a@example\.com> "
+                      r"to=<victim@example\.org> proto=ESMTP helo=<client\.example>$")
+    with instance({"mynetworks": "127.0.0.0/8"}) as inst:
+        s = session(inst)
+        s.expect("MAIL FROM:<a@example.com>", 250)
+        s.expect("RCPT TO:<friend@example.org>", 250)   # mynetworks may relay
+        s.expect("QUIT", 221)
+
+
+def test_recipient_restrictions_and_access_maps():
+    access = {
+        "rcpt_access": "blocked@localhost REJECT no mail for you\n"
+                       "later@localhost DEFER try again\n"
+                       "coded@localhost 521 5.7.9 custom text\n"
+                       "example.net OK\n",
+        "sender_access": "spammer.example REJECT\n<> DUNNO\n",
+        "client_access": "127.0.0.2 REJECT\n",
+    }
+    conf = {
+        "smtpd_relay_restrictions": "reject_unauth_destination",
+        "mynetworks": "192.0.2.0/24",
+        "smtpd_client_restrictions": "check_client_access texthash:DIR/client_access",
+        "smtpd_recipient_restrictions": "reject_non_fqdn_recipient, "
+                                        "check_recipient_access texthash:DIR/rcpt_access, "
+                                        "check_sender_access texthash:DIR/sender_access, "
+                                        "reject_non_fqdn_sender",
+        "relay_domains": "example.net",
+    }
+    with instance(conf, access=access) as inst:
+        s = session(inst)
+        s.expect("MAIL FROM:<a@example.com>", 250)
+        s.expect("RCPT TO:<victim@example.org>", 554,
+                 r"^5\.7\.1 <victim@example\.org>: Relay access denied$")
+        s.expect("RCPT TO:<blocked@localhost>", 554,
+                 r"^5\.7\.1 <blocked@localhost>: Recipient address rejected: no mail for you$")
+        s.expect("RCPT TO:<later@localhost>", 450,
+                 r"^4\.7\.1 <later@localhost>: Recipient address rejected: try again$")
+        s.expect("RCPT TO:<coded@localhost>", 521,
+                 r"^5\.7\.9 <coded@localhost>: Recipient address rejected: custom text$")
+        s.expect("RCPT TO:<someone@example.net>", 250)     # relay_domains + OK
+        s.expect("RCPT TO:<jones@localhost>", 250)
+        s.expect("RSET", 250)
+        s.expect("MAIL FROM:<bad@mx.spammer.example>", 250)    # delayed reject
+        s.expect("RCPT TO:<jones@localhost>", 554,
+                 r"^5\.7\.1 <bad@mx\.spammer\.example>: Sender address rejected: Access denied$")
+        s.expect("RSET", 250)
+        s.expect("MAIL FROM:<barehost>", 250)
+        s.expect("RCPT TO:<jones@localhost>", 504,
+                 r"^5\.5\.2 <barehost>: Sender address rejected: need fully-qualified address$")
+        s.expect("RSET", 250)
+        s.expect("MAIL FROM:<>", 250)
+        s.expect("RCPT TO:<jones@localhost>", 250)
+        s.expect("QUIT", 221)
+
+
+def test_reject_unknown_sender_domain():
+    conf = {"smtpd_sender_restrictions": "reject_unknown_sender_domain"}
+    with instance(conf) as inst:
+        s = session(inst)
+        s.expect("MAIL FROM:<a@no-such-domain.invalid>", 250)
+        # NXDOMAIN gives unknown_address_reject_code (450); no DNS gives a
+        # temporary failure (450 too): either way 4.1.8
+        s.expect("RCPT TO:<jones@localhost>", 450,
+                 r"^4\.1\.8 <a@no-such-domain\.invalid>: Sender address rejected: "
+                 r"Domain not found$")
+        s.expect("RSET", 250)
+        s.expect("MAIL FROM:<>", 250)
+        s.expect("RCPT TO:<jones@localhost>", 250)
+        s.expect("QUIT", 221)
+
+
+def test_dsn_and_smtputf8_parameters():
+    with instance() as inst:
+        s = session(inst)
+        s.expect("MAIL FROM:<a@example.com> RET=HDRS ENVID=abc+2Bdef", 250)
+        s.expect("RCPT TO:<jones@localhost> NOTIFY=SUCCESS,FAILURE "
+                 "ORCPT=rfc822;jones+40x@localhost", 250)
+        s.expect("RCPT TO:<brown@localhost> NOTIFY=NEVER,SUCCESS", 501, r"^5\.5\.4 ")
+        s.expect("RCPT TO:<brown@localhost> ORCPT=rfc822", 501, r"^5\.5\.4 ")
+        s.expect("DATA", 354)
+        s.send("Subject: dsn\r\n\r\nx\r\n.\r\n")
+        code, texts = s.reply()
+        assert code == 250
+        qid = queued_id(texts[-1])
+        path = wait_queued(inst, qid)
+        if isinstance(path, str) and os.path.exists(path):
+            with open(path, "rb") as f:
+                data = f.read()
+            assert b"abc+def" in data and b"HDRS" in data
+            assert b"SUCCESS,FAILURE" in data and b"rfc822;jones+40x@localhost" in data
+        s.expect("MAIL FROM:<a@example.com> RET=SOME", 501, r"^5\.5\.4 ")
+        s.expect("MAIL FROM:<a@example.com> ENVID=a+zz", 501, r"^5\.5\.4 ")
+        s.expect("MAIL FROM:<a@example.com> BODY=BINARYMIME", 501, r"^5\.5\.4 ")
+        s.send("MAIL FROM:<j\u00f6rg@example.com>\r\n".encode())
+        assert s.reply()[0] == 553
+        s.send("MAIL FROM:<j\u00f6rg@example.com> SMTPUTF8 BODY=8BITMIME\r\n".encode())
+        assert s.reply()[0] == 250
+        s.expect("RCPT TO:<jones@localhost>", 250)
+        s.expect("QUIT", 221)
+
+
+def test_cleanup_unreachable_is_a_temporary_error():
+    def no_cleanup(text):
+        return re.sub(r"(?m)^cleanup\s.*$", "", text)
+    with instance(master_cf_edit=no_cleanup) as inst:
+        s = session(inst)
+        s.expect("MAIL FROM:<a@example.com>", 250)
+        s.expect("RCPT TO:<jones@localhost>", 451, r"^4\.3\.0 Error: queue file write error$")
+        s.expect("QUIT", 221)
+
+
+def test_smtplib_and_swaks_clients():
+    with instance() as inst:
+        with inst.smtp() as c:
+            refused = c.sendmail("smith@example.com", ["jones@localhost", "brown@localhost"],
+                                 "Subject: smtplib\r\n\r\nhello\r\n.leading dot\r\n")
+            assert refused == {}
+        swaks = shutil.which("swaks")
+        if swaks:
+            for extra in ([], ["--pipeline"]):
+                r = subprocess.run([swaks, "--server", "127.0.0.1", "--port", str(inst.port),
+                                    "--from", "smith@example.com", "--to", "jones@localhost",
+                                    "--helo", "client.example", "--timeout", "10"] + extra,
+                                   capture_output=True, text=True, timeout=30)
+                assert r.returncode == 0, r.stdout + r.stderr
+                assert re.search(r"<~  250 2\.0\.0 Ok: queued as [0-9A-F]+", r.stdout), r.stdout
