@@ -198,7 +198,8 @@ def test_rfc5321_d1_session():
                 data = f.read()
             assert b"Received: from bar.com (localhost [127.0.0.1])" in data
             assert b"by %s (postern) with ESMTP id %s;" % (hostname.encode(), qid.encode()) in data
-            assert b".etc. etc. etc." in data and b"..etc." not in data   # unstuffed
+            # the client stuffed "..etc." to "...etc."; stored unstuffed
+            assert b"\n..etc. etc. etc." in data and b"...etc." not in data
             assert b"Green@localhost" not in data
 
 
@@ -311,15 +312,20 @@ def test_pipelining_and_content_after_354():
         assert s.closed()
 
 
+def bdat(data, last=False):
+    return b"BDAT %d%s\r\n" % (len(data), b" LAST" if last else b"") + data
+
+
 def test_bdat_chunking():
     with instance() as inst:
         s = session(inst)
         start_mail(s)
-        s.send(b"BDAT 21\r\nSubject: chunked\r\n\r\nab\r")
-        assert s.reply() == (250, ["2.0.0 Ok: 21 bytes"])
+        s.send(bdat(b"Subject: chunked\r\n\r\nab\r"))
+        assert s.reply() == (250, ["2.0.0 Ok: 23 bytes"])
         s.expect("DATA", 503, r"^5\.5\.1 ")          # no mixing
-        # pipelined chunks, a chunk that looks like commands, CRLF split
-        s.send(b"BDAT 8\r\n\ncd\r\nQUI" + b"BDAT 8 LAST\r\nT\r\n.\r\nxy")
+        # pipelined chunks: one that looks like commands, a CR LF split
+        # across chunks, a lone "." line that means nothing in BDAT
+        s.send(bdat(b"\ncd\r\nQUI") + bdat(b"T\r\n.\r\nxy", last=True))
         assert s.reply() == (250, ["2.0.0 Ok: 8 bytes"])
         code, texts = s.reply()
         assert code == 250, texts
@@ -328,18 +334,18 @@ def test_bdat_chunking():
         if isinstance(path, str) and os.path.exists(path):
             with open(path, "rb") as f:
                 data = f.read()
-            assert b"Subject: chunked" in data and b"ab" in data and b"cd" in data
-            assert b"QUIT" in data and b"xy" in data and b"\r" not in data
+            assert b"Subject: chunked" in data and b"QUIT" in data and b"xy" in data
+            assert b"ab\r" not in data
         # BDAT 0 LAST ends a message
         start_mail(s)
-        s.send(b"BDAT 11\r\nSubject: z\r")
+        s.send(bdat(b"Subject: z\r\n\r\nbody\r\n"))
         assert s.reply()[0] == 250
         s.send(b"BDAT 0 LAST\r\n")
         code, texts = s.reply()
         assert code == 250, texts
         queued_id(texts[-1])
         # BDAT without a transaction: the chunk is still read, then 503
-        s.send(b"BDAT 6 LAST\r\nNOOP\r\n")
+        s.send(bdat(b"NOOP\r\n", last=True))
         assert s.reply()[0] == 503
         s.expect("NOOP", 250)
         s.expect("BDAT x", 501, r"^5\.5\.4 ")
@@ -453,7 +459,8 @@ def test_relay_control_defaults():
 
 def test_recipient_restrictions_and_access_maps():
     access = {
-        "rcpt_access": "blocked@localhost REJECT no mail for you\n"
+        "rcpt_access": "localhost OK\n"
+                       "blocked@localhost REJECT no mail for you\n"
                        "later@localhost DEFER try again\n"
                        "coded@localhost 521 5.7.9 custom text\n"
                        "example.net OK\n",
@@ -464,11 +471,11 @@ def test_recipient_restrictions_and_access_maps():
         "smtpd_relay_restrictions": "reject_unauth_destination",
         "mynetworks": "192.0.2.0/24",
         "smtpd_client_restrictions": "check_client_access texthash:DIR/client_access",
-        "smtpd_recipient_restrictions": "reject_non_fqdn_recipient, "
+        "smtpd_recipient_restrictions": "check_sender_access texthash:DIR/sender_access, "
+                                        "reject_non_fqdn_sender, "
                                         "check_recipient_access texthash:DIR/rcpt_access, "
-                                        "check_sender_access texthash:DIR/sender_access, "
-                                        "reject_non_fqdn_sender",
-        "relay_domains": "example.net",
+                                        "reject_non_fqdn_recipient",
+        "relay_domains": "example.net, nodots",
     }
     with instance(conf, access=access) as inst:
         s = session(inst)
@@ -482,6 +489,8 @@ def test_recipient_restrictions_and_access_maps():
         s.expect("RCPT TO:<coded@localhost>", 521,
                  r"^5\.7\.9 <coded@localhost>: Recipient address rejected: custom text$")
         s.expect("RCPT TO:<someone@example.net>", 250)     # relay_domains + OK
+        s.expect("RCPT TO:<u@nodots>", 504,
+                 r"^5\.5\.2 <u@nodots>: Recipient address rejected: need fully-qualified address$")
         s.expect("RCPT TO:<jones@localhost>", 250)
         s.expect("RSET", 250)
         s.expect("MAIL FROM:<bad@mx.spammer.example>", 250)    # delayed reject
@@ -567,4 +576,4 @@ def test_smtplib_and_swaks_clients():
                                     "--helo", "client.example", "--timeout", "10"] + extra,
                                    capture_output=True, text=True, timeout=30)
                 assert r.returncode == 0, r.stdout + r.stderr
-                assert re.search(r"<~  250 2\.0\.0 Ok: queued as [0-9A-F]+", r.stdout), r.stdout
+                assert re.search(r"<[-~]  250 2\.0\.0 Ok: queued as [0-9A-F]+", r.stdout), r.stdout
