@@ -577,3 +577,41 @@ def test_smtplib_and_swaks_clients():
                                    capture_output=True, text=True, timeout=30)
                 assert r.returncode == 0, r.stdout + r.stderr
                 assert re.search(r"<[-~]  250 2\.0\.0 Ok: queued as [0-9A-F]+", r.stdout), r.stdout
+
+
+def test_vrfy_enabled_and_helo_required():
+    conf = {"disable_vrfy_command": "no", "smtpd_helo_required": "yes"}
+    with instance(conf) as inst:
+        s = session(inst, helo=None)
+        s.expect("MAIL FROM:<a@example.com>", 503, r"^5\.5\.1 Error: send HELO/EHLO first$")
+        s.send("EHLO client.example\r\n")
+        code, texts = s.reply()
+        assert code == 250 and "VRFY" in texts, texts
+        s.expect("VRFY <jones@localhost>", 252, r"^2\.0\.0 jones@localhost$")
+        s.expect("VRFY nobody@localhost", 550,
+                 r"^5\.1\.1 <nobody@localhost>: Recipient address rejected: "
+                 r"User unknown in local recipient table$")
+        s.expect("VRFY", 501, r"^5\.5\.4 ")
+        s.expect("MAIL FROM:<a@example.com>", 250)
+        s.expect("QUIT", 221)
+
+
+def test_cleanup_verdict_is_passed_on():
+    """header_checks REJECT in cleanup: smtpd answers with cleanup's code
+    and text, and nothing is queued."""
+    checks = "/^Subject: reject me/ REJECT not welcome here\n"
+    conf = {"header_checks": "regexp:DIR/header_checks"}
+    with instance(conf, access={"header_checks": checks}) as inst:
+        s = session(inst)
+        start_mail(s)
+        s.expect("DATA", 354)
+        s.send("Subject: reject me\r\n\r\nbody\r\n.\r\n")
+        code, texts = s.reply()
+        assert (code, texts[-1]) == (550, "5.7.1 not welcome here"), texts
+        s.expect("NOOP", 250)                   # the session goes on
+        start_mail(s)
+        s.expect("DATA", 354)
+        s.send("Subject: fine\r\n\r\nbody\r\n.\r\n")
+        code, texts = s.reply()
+        assert code == 250, texts
+        s.expect("QUIT", 221)
