@@ -30,10 +30,14 @@ int smtp_cmd_split(const char *line, size_t len, struct smtp_cmd *cmd)
 
     strbuf_reset(&cmd->verb);
     strbuf_reset(&cmd->arg);
-    /* A NUL anywhere makes the whole line suspect: C code downstream would
-     * see a shorter string than the peer sent. */
-    if (memchr(line, '\0', len) != NULL)
-        return -1;
+    /* A NUL or other control byte anywhere makes the whole line suspect:
+     * C code downstream would see a shorter string than the peer sent, and
+     * a CR or LF could end up splitting a header or log line. */
+    for (size_t k = 0; k < len; k++) {
+        unsigned char c = (unsigned char)line[k];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return -1;
+    }
     /* Postfix tolerates leading and trailing white space; so do we. */
     while (i < len && (line[i] == ' ' || line[i] == '\t'))
         i++;

@@ -9,8 +9,9 @@
  *
  * Interface:
  *   smtp_cmd_split(line, len, cmd)    split a command line (terminator
- *       already removed) into verb and argument.  Rejects NUL bytes and
- *       non-printable bytes in the verb.  The verb is upper-cased.
+ *       already removed) into verb and argument.  Rejects control bytes
+ *       (NUL, CR, LF, DEL, ...; TAB is a space) anywhere and 8-bit bytes in
+ *       the verb.  The verb is upper-cased.
  *   smtp_path_arg(arg, keyword, rest) for "MAIL FROM:<...>" / "RCPT TO:<...>":
  *       checks the "FROM:"/"TO:" keyword (case-insensitive, optional spaces
  *       after the colon as Postfix tolerates) and returns a pointer to the

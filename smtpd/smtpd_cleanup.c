@@ -106,9 +106,10 @@ static void add_opt(ipc_record *r, const char *name, const char *value)
 
 static void build_received(struct smtpd_state *st, strbuf *out)
 {
-    strbuf_printf(out, "Received: from %s (%s [%s])\n",
+    strbuf_printf(out, "Received: from %s (%s [%s%s])\n",
                   st->helo_name ? st->helo_name : st->client_name,
-                  st->client_name, st->client_addr);
+                  st->client_name, strchr(st->client_addr, ':') ? "IPv6:" : "",
+                  st->client_addr);
     strbuf_appendf(out, "\tby %s (postern) with %s id %s",
                    smtpd_params.myhostname, smtpd_protocol_name(st), st->queue_id);
     /* Like Postfix: name the recipient only when there is exactly one, so

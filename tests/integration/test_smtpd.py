@@ -363,6 +363,8 @@ def test_limits_line_nul_recipients_size():
         assert s.reply() == (500, ["5.5.2 Error: bad syntax"])
         s.send(b"MAIL FROM:<a\x00b@example.com>\r\n")
         assert s.reply()[0] == 500
+        s.send(b"EHLO a\rb\r\n")          # a CR inside a command is no line end
+        assert s.reply() == (500, ["5.5.2 Error: bad syntax"])
         # SIZE declared too big
         s.expect("MAIL FROM:<a@example.com> SIZE=20001", 552,
                  r"^5\.3\.4 Message size exceeds fixed limit$")

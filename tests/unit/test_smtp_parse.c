@@ -35,6 +35,12 @@ START_TEST(cmd_split_rejects_bad_input)
     ck_assert_int_eq(smtp_cmd_split("HELO a\0b", 8, &c), -1);
     ck_assert_int_eq(smtp_cmd_split("HE\x01LO x", 7, &c), -1);
     ck_assert_int_eq(smtp_cmd_split("H\xc3\xa9LO x", 7, &c), -1);
+    ck_assert_int_eq(smtp_cmd_split("EHLO a\rb", 8, &c), -1);
+    ck_assert_int_eq(smtp_cmd_split("MAIL FROM:<a\nb@c>", 17, &c), -1);
+    ck_assert_int_eq(smtp_cmd_split("NOOP \x7f", 6, &c), -1);
+    /* 8-bit bytes in the argument are fine (SMTPUTF8 addresses) */
+    ck_assert_int_eq(smtp_cmd_split("MAIL FROM:<j\xc3\xb6rg@x>", 19, &c), 0);
+    ck_assert_str_eq(strbuf_str(&c.arg), "FROM:<j\xc3\xb6rg@x>");
     smtp_cmd_release(&c);
 }
 END_TEST
