@@ -20,12 +20,18 @@ import harness
 LOCAL_USERS = ("jones", "brown", "postmaster")
 
 
+OPEN_SESSIONS = []
+
+
 class Session:
-    """A raw SMTP client: exact bytes out, replies parsed back."""
+    """A raw SMTP client: exact bytes out, replies parsed back.  Sessions
+    still open when an instance() block ends are closed there, so a failed
+    test never leaves an smtpd waiting for its client."""
 
     def __init__(self, port, timeout=10):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.buf = b""
+        OPEN_SESSIONS.append(self)
 
     def send(self, data):
         if isinstance(data, str):
@@ -106,7 +112,11 @@ def instance(conf=None, master_cf_edit=None, access=None):
         r = inst.postern("start")
         assert r.returncode == 0, "postern start failed: " + r.stderr + inst.log()
         harness.wait_for(lambda: harness.port_accepts(inst.port), 10, what="the smtp port")
-        yield inst
+        try:
+            yield inst
+        finally:
+            while OPEN_SESSIONS:
+                OPEN_SESSIONS.pop().close()
 
 
 def session(inst, helo="EHLO client.example"):
@@ -226,7 +236,7 @@ def test_noqueue_reject_and_single_recipient_received_header():
 
 
 def test_commands_and_sequence_errors():
-    with instance() as inst:
+    with instance({"smtpd_error_sleep_time": "0"}) as inst:
         s = session(inst, helo=None)
         s.expect("NOOP", 250, r"^2\.0\.0 ")
         s.expect("HELP", 214, r"^2\.0\.0 ")
