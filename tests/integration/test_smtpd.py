@@ -138,6 +138,36 @@ def queue_file(inst, qid):
     return None
 
 
+def queue_records(path):
+    """A queue file (common/queue.h: TYPE LENGTH ':' DATA LF) as a list of
+    (type, data) pairs."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    recs, pos = [], 0
+    while pos < len(raw):
+        colon = raw.index(b":", pos)
+        rtype, length = raw[pos:pos + 1].decode(), int(raw[pos + 1:colon])
+        data = raw[colon + 1:colon + 1 + length]
+        assert raw[colon + 1 + length:colon + 2 + length] == b"\n", "bad record at %d" % pos
+        recs.append((rtype, data))
+        pos = colon + 2 + length
+    return recs
+
+
+def queued_message(inst, qid):
+    """(envelope records, content as LF text) of QID, or None when qmgr has
+    already taken the file away."""
+    path = queue_file(inst, qid)
+    if not path:
+        return None
+    try:
+        recs = queue_records(path)
+    except FileNotFoundError:
+        return None
+    content = b"".join(d + b"\n" for t, d in recs if t == "L")
+    return [r for r in recs if r[0] != "L"], content
+
+
 def wait_queued(inst, qid):
     """The message QID reached the queue: its file is there, or qmgr has
     already picked it up (it may be delivered and removed quickly)."""
@@ -202,15 +232,18 @@ def test_rfc5321_d1_session():
                          r"<Green@localhost>: Recipient address rejected: User unknown in local "
                          r"recipient table; from=<Smith@bar\.com> to=<Green@localhost> proto=ESMTP "
                          r"helo=<bar\.com>$" % qid, log, re.M), log
-        path = queue_file(inst, qid)
-        if path:                        # not yet delivered: check its content
-            with open(path, "rb") as f:
-                data = f.read()
-            assert b"Received: from bar.com (localhost [127.0.0.1])" in data
-            assert b"by %s (postern) with ESMTP id %s;" % (hostname.encode(), qid.encode()) in data
+        msg = queued_message(inst, qid)
+        if msg:                         # not yet delivered: check its content
+            env, content = msg
+            assert content.startswith(b"Received: from bar.com (localhost [127.0.0.1])\n"
+                                      b"\tby %s (postern) with ESMTP id %s; "
+                                      % (hostname.encode(), qid.encode())), content
             # the client stuffed "..etc." to "...etc."; stored unstuffed
-            assert b"\n..etc. etc. etc." in data and b"...etc." not in data
-            assert b"Green@localhost" not in data
+            assert b"\n..etc. etc. etc.\n" in content and b"...etc." not in content
+            assert ("R", b"-Jones@localhost") in env and ("R", b"-Brown@localhost") in env
+            assert b"Green@localhost" not in content and not [
+                r for r in env if b"Green" in r[1]]
+            assert ("S", b"Smith@bar.com") in env
 
 
 def test_noqueue_reject_and_single_recipient_received_header():
@@ -228,11 +261,12 @@ def test_noqueue_reject_and_single_recipient_received_header():
         inst.wait_log(r"NOQUEUE: reject: RCPT from localhost\[127\.0\.0\.1\]: 550 5\.1\.1 "
                       r"<nobody@localhost>: .*; from=<a@example\.com> to=<nobody@localhost> "
                       r"proto=SMTP helo=<client\.example>$")
-        path = wait_queued(inst, qid)
-        if isinstance(path, str) and os.path.exists(path):
-            with open(path, "rb") as f:
-                data = f.read()
-            assert re.search(rb"with SMTP id " + qid.encode() + rb"\n\tfor <jones@localhost>; ", data), data
+        wait_queued(inst, qid)
+        msg = queued_message(inst, qid)
+        if msg:
+            assert re.match(rb"Received: from client\.example \(localhost \[127\.0\.0\.1\]\)\n"
+                            rb"\tby \S+ \(postern\) with SMTP id " + qid.encode() +
+                            rb"\n\tfor <jones@localhost>; \w\w\w, ", msg[1]), msg[1]
 
 
 def test_commands_and_sequence_errors():
@@ -340,12 +374,12 @@ def test_bdat_chunking():
         code, texts = s.reply()
         assert code == 250, texts
         qid = queued_id(texts[-1])
-        path = wait_queued(inst, qid)
-        if isinstance(path, str) and os.path.exists(path):
-            with open(path, "rb") as f:
-                data = f.read()
-            assert b"Subject: chunked" in data and b"QUIT" in data and b"xy" in data
-            assert b"ab\r" not in data
+        wait_queued(inst, qid)
+        msg = queued_message(inst, qid)
+        if msg:
+            body = msg[1].split(b"\n", 3)[3]      # after the 3 Received: lines
+            assert body.startswith(b"Subject: chunked\n"), body
+            assert b"\n\nab\ncd\nQUIT\n.\nxy" in body, body
         # BDAT 0 LAST ends a message
         start_mail(s)
         s.send(bdat(b"Subject: z\r\n\r\nbody\r\n"))
@@ -547,12 +581,13 @@ def test_dsn_and_smtputf8_parameters():
         code, texts = s.reply()
         assert code == 250
         qid = queued_id(texts[-1])
-        path = wait_queued(inst, qid)
-        if isinstance(path, str) and os.path.exists(path):
-            with open(path, "rb") as f:
-                data = f.read()
-            assert b"abc+def" in data and b"HDRS" in data
-            assert b"SUCCESS,FAILURE" in data and b"rfc822;jones+40x@localhost" in data
+        wait_queued(inst, qid)
+        msg = queued_message(inst, qid)
+        if msg:
+            env = msg[0]
+            assert ("A", b"envid=abc+def") in env and ("A", b"ret=HDRS") in env, env
+            assert ("N", b"SUCCESS,FAILURE") in env, env
+            assert ("O", b"rfc822;jones+40x@localhost") in env, env
         s.expect("MAIL FROM:<a@example.com> RET=SOME", 501, r"^5\.5\.4 ")
         s.expect("MAIL FROM:<a@example.com> ENVID=a+zz", 501, r"^5\.5\.4 ")
         s.expect("MAIL FROM:<a@example.com> BODY=BINARYMIME", 501, r"^5\.5\.4 ")
