@@ -13,7 +13,9 @@
  *    line (blanks inside kept) and must not be empty.  First match wins.
  *    Lookups take an IPv4 or IPv6 address, with or without brackets; a
  *    key that is not an address is simply not found.  IPv4 entries match
- *    only IPv4 keys and IPv6 entries only IPv6 keys (as Postfix).
+ *    only IPv4 keys and IPv6 entries only IPv6 keys (as Postfix), where a
+ *    key ::ffff:a.b.c.d (IPv4-mapped, from a dual-stack socket) counts as
+ *    the IPv4 address a.b.c.d.
  *  - cidr_list_match: entries separated by blanks and commas; "!network"
  *    negates (first matching entry decides, as Postfix's match lists).
  *    Returns 1 / 0, or -1 on the first malformed entry, err naming it.
@@ -57,6 +59,22 @@ static int cidr_parse_addr(const char *s, size_t n, int *family,
     }
     *family = AF_INET;
     return inet_pton(AF_INET, text, bytes) == 1 ? 0 : -1;
+}
+
+/* A key to look up: an address as cidr_parse_addr takes it, where an
+ * IPv4-mapped IPv6 address (::ffff:a.b.c.d, what a dual-stack socket
+ * reports for IPv4 clients) is taken as the IPv4 address it carries. */
+static int cidr_parse_key(const char *s, size_t n, int *family,
+                          unsigned char *bytes)
+{
+    if (cidr_parse_addr(s, n, family, bytes) < 0)
+        return -1;
+    static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+    if (*family == AF_INET6 && memcmp(bytes, mapped, sizeof(mapped)) == 0) {
+        memmove(bytes, bytes + 12, 4);
+        *family = AF_INET;
+    }
+    return 0;
 }
 
 /* Parse "net[/len]" from s[0..n); NULL if fine, else the reason. */
@@ -152,7 +170,7 @@ static int cidr_lookup(void *impl, const char *key, strbuf *out)
     struct cidr_table *t = impl;
     int family;
     unsigned char addr[16];
-    if (cidr_parse_addr(key, strlen(key), &family, addr) < 0)
+    if (cidr_parse_key(key, strlen(key), &family, addr) < 0)
         return 0;
     for (size_t i = 0; i < t->count; i++)
         if (cidr_net_contains(&t->rules[i].net, family, addr)) {
@@ -192,7 +210,7 @@ int cidr_list_match(const char *list, const char *addr, strbuf *err)
 {
     int family;
     unsigned char bytes[16];
-    int have_addr = cidr_parse_addr(addr, strlen(addr), &family, bytes) == 0;
+    int have_addr = cidr_parse_key(addr, strlen(addr), &family, bytes) == 0;
     const char *p = list;
     while (*p) {
         if (*p == ',' || isspace((unsigned char) *p)) {

@@ -333,6 +333,8 @@ START_TEST(cidr_good)
     expect_lookup(m, "192.168.2.1", 1, "OK");
     expect_lookup(m, "10.1.2.3", 1, "host");
     expect_lookup(m, "10.1.2.4", 1, "everything4");
+    expect_lookup(m, "::ffff:10.1.2.3", 1, "host");
+    expect_lookup(m, "::fffe:10.1.2.3", 0, "");
     expect_lookup(m, "2001:db8:ffff::1", 1, "v6 net");
     expect_lookup(m, "[2001:DB9::5]", 1, "bracketed");
     expect_lookup(m, "2001:db9:1::5", 0, "");
@@ -377,6 +379,9 @@ START_TEST(cidr_list)
     ck_assert_int_eq(cidr_list_match(list, "192.168.2.1", &err), 0);
     ck_assert_int_eq(cidr_list_match(list, "2001:db8:1::9", &err), 1);
     ck_assert_int_eq(cidr_list_match(list, "garbage", &err), 0);
+    ck_assert_int_eq(cidr_list_match(list, "::ffff:127.0.0.1", &err), 1);
+    ck_assert_int_eq(cidr_list_match(list, "::ffff:128.0.0.1", &err), 0);
+    ck_assert_int_eq(cidr_list_match(list, "[::1]", &err), 1);
     ck_assert_int_eq(cidr_list_match("", "127.0.0.1", &err), 0);
     ck_assert_int_eq(cidr_list_match("!10.0.0.1 10.0.0.0/8", "10.0.0.1", &err), 0);
     ck_assert_int_eq(cidr_list_match("!10.0.0.1 10.0.0.0/8", "10.0.0.2", &err), 1);
