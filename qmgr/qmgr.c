@@ -1,0 +1,480 @@
+/*
+ * qmgr.c - the queue manager: main(), settings, and the poll() loop.
+ *
+ * One long-running SERVER_EVENT process.  Its loop watches the public/qmgr
+ * listener (clients send {request=wakeup} after queueing new mail, or
+ * {request=flush} to retry deferred mail now; each gets {status=0}), the
+ * running delivery requests (qmgr_sched.c), and the notice children
+ * (qmgr_bounce.c).
+ *
+ * Everything qmgr knows it rebuilds from the queue at start: files left in
+ * active/ by a crash are loaded again (their deliveries are retried), then
+ * incoming/ is moved to active/, and deferred/ is scanned.  After that:
+ * incoming/ is scanned on every wakeup (it is small); deferred/ every
+ * queue_run_delay and on flush, taking the messages whose mtime (their
+ * next attempt time) has come - all of them on flush.  hold/ is never
+ * scheduled.
+ *
+ * The active queue is bounded by qmgr_message_active_limit messages and
+ * qmgr_message_recipient_limit pending recipients; what does not fit
+ * waits in an in-memory backlog of queue ids (from the last scan), fed in
+ * as room frees, alternating between new and deferred mail, so no
+ * directory is rescanned per message.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "qmgr.h"
+#include "config.h"
+#include "ipc.h"
+#include "log.h"
+#include "mem.h"
+#include "server.h"
+
+#define CLIENT_TIMEOUT 10
+
+struct qmgr_settings qmgr_var;
+int qmgr_active_messages;
+long long qmgr_active_rcpts;
+
+double qmgr_now(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double) tv.tv_sec + tv.tv_usec / 1e6;
+}
+
+void qmgr_format_delay(strbuf *out, double s)
+{
+    if (s < 0.005)
+        strbuf_append_char(out, '0');
+    else if (s < 10)
+        strbuf_appendf(out, "%.2g", s);
+    else
+        strbuf_appendf(out, "%.0f", s);
+}
+
+/* ---- backlog of queue ids waiting for room in the active queue ---- */
+
+enum backlog_source { FROM_ACTIVE, FROM_INCOMING, FROM_DEFERRED, NSOURCES };
+
+struct backlog_entry {
+    char *qid;
+    int flushed;
+    struct backlog_entry *next;
+};
+
+static struct backlog_entry *backlog_head[NSOURCES], *backlog_tail[NSOURCES];
+
+/* Set of queue ids in the backlog, so a rescan does not add them twice. */
+#define QID_SET_SIZE 8192
+struct qid_node { char *qid; struct qid_node *next; };
+static struct qid_node *backlog_set[QID_SET_SIZE];
+
+static unsigned qid_hash(const char *s)
+{
+    unsigned h = 2166136261u;
+    while (*s)
+        h = (h ^ (unsigned char) *s++) * 16777619u;
+    return h % QID_SET_SIZE;
+}
+
+static int backlog_has(const char *qid)
+{
+    for (struct qid_node *n = backlog_set[qid_hash(qid)]; n; n = n->next)
+        if (strcmp(n->qid, qid) == 0)
+            return 1;
+    return 0;
+}
+
+static void backlog_add(int src, const char *qid, int flushed)
+{
+    struct qid_node *n = xmalloc(sizeof(*n));
+    n->qid = xstrdup(qid);
+    unsigned h = qid_hash(qid);
+    n->next = backlog_set[h];
+    backlog_set[h] = n;
+    struct backlog_entry *e = xcalloc(1, sizeof(*e));
+    e->qid = xstrdup(qid);
+    e->flushed = flushed;
+    if (backlog_tail[src])
+        backlog_tail[src]->next = e;
+    else
+        backlog_head[src] = e;
+    backlog_tail[src] = e;
+}
+
+/* Take the first entry of a source; caller frees. */
+static struct backlog_entry *backlog_take(int src)
+{
+    struct backlog_entry *e = backlog_head[src];
+    if (e == NULL)
+        return NULL;
+    backlog_head[src] = e->next;
+    if (backlog_head[src] == NULL)
+        backlog_tail[src] = NULL;
+    for (struct qid_node **pp = &backlog_set[qid_hash(e->qid)]; *pp; pp = &(*pp)->next)
+        if (strcmp((*pp)->qid, e->qid) == 0) {
+            struct qid_node *n = *pp;
+            *pp = n->next;
+            xfree(n->qid);
+            xfree(n);
+            break;
+        }
+    return e;
+}
+
+static void backlog_entry_free(struct backlog_entry *e)
+{
+    xfree(e->qid);
+    xfree(e);
+}
+
+/* ---- scans ---- */
+
+struct scan_ctx { int src; int flush; time_t now; int added; };
+
+static int scan_one(const char *qid, void *ctx)
+{
+    struct scan_ctx *s = ctx;
+    if (!queue_id_valid(qid) || backlog_has(qid) || qmgr_message_known(qid))
+        return 0;
+    if (s->src == FROM_DEFERRED && !s->flush) {
+        /* Not before its next attempt time (the file's mtime). */
+        strbuf path;
+        strbuf_init(&path);
+        queue_path(&path, "deferred", qid);
+        struct stat st;
+        int due = stat(strbuf_str(&path), &st) == 0 && st.st_mtime <= s->now;
+        strbuf_release(&path);
+        if (!due)
+            return 0;
+    }
+    backlog_add(s->src, qid, s->flush);
+    s->added++;
+    return 0;
+}
+
+static void scan_queue(int src, int flush)
+{
+    static const char *const names[] = { "active", "incoming", "deferred" };
+    struct scan_ctx s = { src, flush, time(NULL), 0 };
+    if (queue_scan(names[src], scan_one, &s) < 0)
+        log_warning("scan %s/: %s", names[src], strerror(errno));
+    if (flush && src == FROM_DEFERRED)
+        for (struct backlog_entry *e = backlog_head[src]; e; e = e->next)
+            e->flushed = 1;
+    if (s.added)
+        log_debug("scan %s/: %d new", names[src], s.added);
+}
+
+static int have_room(void)
+{
+    if (qmgr_active_messages == 0)
+        return 1;
+    return qmgr_active_messages < qmgr_var.active_limit
+        && qmgr_active_rcpts < qmgr_var.rcpt_limit;
+}
+
+/* Move backlog into the active queue while there is room. */
+static void feed_active_queue(void)
+{
+    static int turn;
+    while (have_room()) {
+        struct backlog_entry *e = backlog_take(FROM_ACTIVE);
+        if (e) {
+            qmgr_message_load(e->qid, e->flushed);
+            backlog_entry_free(e);
+            continue;
+        }
+        /* Alternate new and deferred mail so neither starves. */
+        int first = turn ? FROM_DEFERRED : FROM_INCOMING;
+        int second = turn ? FROM_INCOMING : FROM_DEFERRED;
+        turn = !turn;
+        int src = first;
+        e = backlog_take(first);
+        if (e == NULL) {
+            src = second;
+            e = backlog_take(second);
+        }
+        if (e == NULL)
+            return;
+        const char *from = src == FROM_INCOMING ? "incoming" : "deferred";
+        if (queue_move(e->qid, from, "active") == 0)
+            qmgr_message_load(e->qid, e->flushed);
+        else if (errno != ENOENT)
+            log_warning("%s: cannot move from %s/ to active/: %s", e->qid, from,
+                        strerror(errno));
+        backlog_entry_free(e);
+    }
+}
+
+/* ---- public/qmgr clients ---- */
+
+struct client {
+    int fd;
+    time_t deadline;
+    strbuf in;
+    struct client *next;
+};
+
+static struct client *clients;
+static time_t next_deferred_scan;
+
+static void client_close(struct client *c)
+{
+    for (struct client **pp = &clients; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    close(c->fd);
+    strbuf_release(&c->in);
+    xfree(c);
+}
+
+static void client_reply(struct client *c, int status, const char *reason)
+{
+    ipc_record *r = ipc_record_new();
+    strbuf out;
+    strbuf_init(&out);
+    ipc_record_add_int(r, "status", status);
+    if (reason)
+        ipc_record_add_str(r, "reason", reason);
+    ipc_encode(r, &out);
+    /* Tiny reply on a fresh socket: it fits the buffer; a client that went
+     * away just loses it. */
+    if (write(c->fd, out.data, out.len) < 0)
+        log_debug("reply to client: %s", strerror(errno));
+    strbuf_release(&out);
+    ipc_record_free(r);
+}
+
+static void handle_request(struct client *c, const ipc_record *r)
+{
+    const char *req = ipc_record_get_str(r, "request");
+    if (req && strcmp(req, "wakeup") == 0) {
+        client_reply(c, 0, NULL);
+        scan_queue(FROM_INCOMING, 0);
+    } else if (req && strcmp(req, "flush") == 0) {
+        client_reply(c, 0, NULL);
+        log_info("flush: retrying deferred mail");
+        qmgr_sched_revive_all();
+        scan_queue(FROM_INCOMING, 0);
+        scan_queue(FROM_DEFERRED, 1);
+    } else {
+        client_reply(c, 1, "unknown request");
+    }
+}
+
+static void client_event(struct client *c)
+{
+    char buf[4096];
+    ssize_t n = read(c->fd, buf, sizeof(buf));
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0 || c->in.len > 65536) {
+        client_close(c);
+        return;
+    }
+    strbuf_append(&c->in, buf, (size_t) n);
+    ipc_record *r = ipc_record_new();
+    const char *why = NULL;
+    long used = ipc_decode(c->in.data, c->in.len, r, 4096, 65536, &why);
+    if (used > 0)
+        handle_request(c, r);
+    else if (used < 0)
+        log_warning("public/qmgr: malformed request: %s", why ? why : "?");
+    ipc_record_free(r);
+    if (used != 0)
+        client_close(c);
+}
+
+static void accept_clients(int listen_fd)
+{
+    for (;;) {
+        int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR
+                && errno != ECONNABORTED)
+                log_warning("accept: %s", strerror(errno));
+            return;
+        }
+        struct client *c = xcalloc(1, sizeof(*c));
+        c->fd = fd;
+        c->deadline = time(NULL) + CLIENT_TIMEOUT;
+        strbuf_init(&c->in);
+        c->next = clients;
+        clients = c;
+    }
+}
+
+/* ---- the loop ---- */
+
+enum owner_kind { OWN_LISTEN, OWN_CLIENT, OWN_JOB, OWN_BOUNCE };
+
+static void qmgr_run(int listen_fd)
+{
+    signal(SIGPIPE, SIG_IGN);
+    int fl = fcntl(listen_fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK);
+
+    /* Crash leftovers first, then new mail, then what is due. */
+    scan_queue(FROM_ACTIVE, 0);
+    scan_queue(FROM_INCOMING, 0);
+    scan_queue(FROM_DEFERRED, 0);
+    next_deferred_scan = time(NULL) + qmgr_var.queue_run_delay;
+    server_report_idle();
+
+    struct pollfd *pfd = NULL;
+    int *kinds = NULL;
+    void **owners = NULL;
+    int cap = 0;
+    for (;;) {
+        feed_active_queue();
+        qmgr_schedule();
+        /* Time out overdue requests before the poll arrays name them. */
+        time_t now = time(NULL);
+        time_t jd = qmgr_sched_timeouts(now);
+
+        int nclients = 0;
+        for (struct client *c = clients; c; c = c->next)
+            nclients++;
+        int need = 1 + nclients + qmgr_sched_running() + qmgr_bounce_running();
+        if (need > cap) {
+            cap = need * 2;
+            pfd = xrealloc(pfd, (size_t) cap * sizeof(*pfd));
+            kinds = xrealloc(kinds, (size_t) cap * sizeof(*kinds));
+            owners = xrealloc(owners, (size_t) cap * sizeof(*owners));
+        }
+        int n = 0;
+        pfd[n].fd = listen_fd;
+        pfd[n].events = POLLIN;
+        kinds[n] = OWN_LISTEN;
+        owners[n++] = NULL;
+        for (struct client *c = clients; c; c = c->next) {
+            pfd[n].fd = c->fd;
+            pfd[n].events = POLLIN;
+            kinds[n] = OWN_CLIENT;
+            owners[n++] = c;
+        }
+        int nj = qmgr_sched_pollfds(pfd + n, cap - n, (struct qmgr_job **) (owners + n));
+        for (int i = 0; i < nj; i++)
+            kinds[n + i] = OWN_JOB;
+        n += nj;
+        int nb = qmgr_bounce_pollfds(pfd + n, cap - n, owners + n);
+        for (int i = 0; i < nb; i++)
+            kinds[n + i] = OWN_BOUNCE;
+        n += nb;
+
+        time_t wake = next_deferred_scan;
+        if (jd && jd < wake)
+            wake = jd;
+        for (struct client *c = clients; c; c = c->next)
+            if (c->deadline < wake)
+                wake = c->deadline;
+        int timeout_ms = wake > now ? (int) ((wake - now) * 1000) : 0;
+        if (timeout_ms > 60000)
+            timeout_ms = 60000;
+        for (int i = 0; i < n; i++)
+            pfd[i].revents = 0;
+        int rc = poll(pfd, (nfds_t) n, timeout_ms);
+        if (rc < 0 && errno != EINTR)
+            log_fatal("poll: %s", strerror(errno));
+
+        /* Owners may finish while we go, but never free one another:
+         * a finished job or child is only its own. */
+        for (int i = 0; rc > 0 && i < n; i++) {
+            if (pfd[i].revents == 0)
+                continue;
+            switch (kinds[i]) {
+            case OWN_LISTEN:
+                accept_clients(listen_fd);
+                break;
+            case OWN_CLIENT:
+                client_event(owners[i]);
+                break;
+            case OWN_JOB:
+                qmgr_sched_event(owners[i], pfd[i].revents);
+                break;
+            case OWN_BOUNCE:
+                qmgr_bounce_event(owners[i], pfd[i].revents);
+                break;
+            }
+        }
+
+        now = time(NULL);
+        struct client *c = clients;
+        while (c) {
+            struct client *next = c->next;
+            if (c->deadline <= now)
+                client_close(c);
+            c = next;
+        }
+        if (now >= next_deferred_scan) {
+            scan_queue(FROM_DEFERRED, 0);
+            next_deferred_scan = now + qmgr_var.queue_run_delay;
+        }
+    }
+}
+
+static void qmgr_post_jail(int argc, char **argv)
+{
+    (void) argc;
+    (void) argv;
+    static strbuf host, dbs;
+    strbuf_init(&host);
+    strbuf_init(&dbs);
+    const char *h = config_str("myhostname");
+    if (h == NULL || *h == '\0') {
+        char buf[256];
+        if (gethostname(buf, sizeof(buf)) < 0)
+            strcpy(buf, "localhost");
+        buf[sizeof(buf) - 1] = '\0';
+        strbuf_set_str(&host, buf);
+    } else {
+        strbuf_set_str(&host, h);
+    }
+    qmgr_var.myhostname = strbuf_str(&host);
+    qmgr_var.active_limit = config_int("qmgr_message_active_limit");
+    qmgr_var.rcpt_limit = config_int("qmgr_message_recipient_limit");
+    qmgr_var.queue_run_delay = config_time("queue_run_delay");
+    if (qmgr_var.queue_run_delay < 1)
+        qmgr_var.queue_run_delay = 1;
+    qmgr_var.min_backoff = config_time("minimal_backoff_time");
+    qmgr_var.max_backoff = config_time("maximal_backoff_time");
+    qmgr_var.max_lifetime = config_time("maximal_queue_lifetime");
+    qmgr_var.delay_warning = config_time("delay_warning_time");
+    qmgr_var.ipc_timeout = config_time("ipc_timeout");
+    if (qmgr_var.ipc_timeout < 1)
+        qmgr_var.ipc_timeout = 3600;
+    qmgr_var.bounce_size_limit = config_int("bounce_size_limit");
+    qmgr_var.initial_concurrency = (int) config_int("initial_destination_concurrency");
+    qmgr_var.bounce_notice_recipient = config_str("2bounce_notice_recipient");
+    const char *d = config_str("double_bounce_sender");
+    if (strchr(d, '@'))
+        strbuf_set_str(&dbs, d);
+    else
+        strbuf_printf(&dbs, "%s@%s", d, qmgr_var.myhostname);
+    qmgr_var.double_bounce_sender = dbs.data;
+    qmgr_sched_init();
+}
+
+int main(int argc, char **argv)
+{
+    static const struct server_spec spec = {
+        .program = "qmgr",
+        .mode = SERVER_EVENT,
+        .post_jail = qmgr_post_jail,
+        .run = qmgr_run,
+    };
+    return server_main(argc, argv, &spec);
+}

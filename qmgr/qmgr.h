@@ -1,0 +1,186 @@
+/*
+ * qmgr.h - the queue manager's shared state, private to qmgr/.
+ *
+ * Pieces:
+ *   qmgr.c          main(), configuration, the poll() loop, the public/qmgr
+ *                   listener (wakeup, flush), queue scans and the backlog
+ *                   that feeds the bounded active queue.
+ *   qmgr_message.c  one message in the active queue: load, resolve its
+ *                   recipients into delivery jobs, record results, and end
+ *                   the delivery round (bounce, defer with backoff, remove).
+ *   qmgr_sched.c    transports and destinations, concurrency windows, dead
+ *                   destinations, and the non-blocking delivery requests.
+ *   qmgr_bounce.c   DSNs: composed (common/dsn.c) and submitted to cleanup
+ *                   in a short-lived child process so the loop never
+ *                   blocks on cleanup (which itself wakes qmgr up).
+ *
+ * Contract between them: a message stays in memory while it has jobs
+ * (queued or running) or bounce children outstanding; qmgr_message_check()
+ * is called whenever one of those counts drops and finishes the round when
+ * both are zero.  All times are wall-clock seconds (double for log delays).
+ */
+#ifndef POSTERN_QMGR_H
+#define POSTERN_QMGR_H
+
+#include <poll.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "queue.h"
+#include "strbuf.h"
+
+/* Per-recipient state within one delivery round. */
+enum qmgr_rcpt_state {
+    QR_DONE = 0,        /* done before this round, or marked done now */
+    QR_TODO,            /* pending, not yet handed to a job */
+    QR_QUEUED,          /* in a job (waiting or running) */
+    QR_SENT,            /* delivered (marked done) */
+    QR_DEFERRED,        /* try again later */
+    QR_BOUNCED,         /* failed for good; DSN not yet queued */
+};
+
+struct qmgr_rcpt {
+    int state;
+    int notify;                 /* DSN_NOTIFY_* mask */
+    int diag_smtp;              /* reason is a remote server's reply */
+    strbuf dsn;
+    strbuf relay;
+    strbuf reason;
+};
+
+struct qmgr_message {
+    char *qid;
+    int fd;                     /* active/QID, read-write for mark_done */
+    struct queue_message msg;
+    struct qmgr_rcpt *rcpts;    /* parallel to msg.rcpts */
+    int npending;               /* recipients pending at load */
+    int jobs_outstanding;
+    int bounces_outstanding;
+    int round_phase;            /* 0 delivering, 1 notices started */
+    int flushed;                /* defer_transports lifted */
+    double active_time;         /* when it entered the active queue */
+    struct qmgr_message *prev, *next;
+};
+
+struct qmgr_transport {
+    char *name;
+    int maxproc;                /* 0 = unlimited */
+    int active;
+    int rcpt_limit;
+    int concurrency_limit;
+    struct qmgr_transport *next;
+};
+
+struct qmgr_job;
+
+struct qmgr_dest {
+    char *key;                  /* transport NUL-free "transport:queue name" */
+    char *nexthop;
+    struct qmgr_transport *transport;
+    int active;
+    int window;                 /* concurrency window */
+    int fail_streak;            /* consecutive connection-level failures */
+    int streak_window;          /* window when the streak began */
+    time_t dead_until;
+    strbuf last_reason;
+    strbuf last_dsn;
+    struct qmgr_job *queue_head, *queue_tail;   /* waiting jobs */
+    struct qmgr_job *filling;   /* job being filled by message load */
+    struct qmgr_dest *hash_next;
+    struct qmgr_dest *ready_next;   /* list of dests with waiting jobs */
+    int on_ready;
+};
+
+enum qmgr_job_state { JOB_WAITING, JOB_WRITING, JOB_READING };
+
+struct qmgr_job {
+    struct qmgr_message *msg;
+    struct qmgr_dest *dest;
+    int *rcpt_idx;
+    int nrcpt;
+    int nresults;
+    int state;
+    int fd;
+    strbuf out;
+    size_t out_pos;
+    strbuf in;
+    double start_time;
+    double connect_time;
+    time_t deadline;
+    struct qmgr_job *next;      /* dest queue, or running list */
+};
+
+/* ---- qmgr.c: process-wide settings and helpers ---- */
+struct qmgr_settings {
+    const char *myhostname;
+    long long active_limit;
+    long long rcpt_limit;
+    long long queue_run_delay;
+    long long min_backoff;
+    long long max_backoff;
+    long long max_lifetime;
+    long long delay_warning;
+    long long ipc_timeout;
+    long long bounce_size_limit;
+    int initial_concurrency;
+    const char *bounce_notice_recipient;    /* 2bounce_notice_recipient */
+    char *double_bounce_sender;             /* double_bounce_sender@myhostname */
+};
+extern struct qmgr_settings qmgr_var;
+extern int qmgr_active_messages;
+extern long long qmgr_active_rcpts;
+
+double qmgr_now(void);
+/* Format a delay for log lines: "0.12", "3.4", "125". */
+void qmgr_format_delay(strbuf *out, double seconds);
+
+/* ---- qmgr_message.c ---- */
+/* Load active/QID into memory and start its round.  flushed: loaded by a
+ * flush (defer_transports lifted).  0 ok; -1 when it could not be loaded
+ * (moved to corrupt/ or gone). */
+int qmgr_message_load(const char *qid, int flushed);
+/* A job has a result for recipient idx of msg. */
+void qmgr_message_result(struct qmgr_message *msg, int idx, const char *status,
+                         const char *dsn, const char *relay, const char *reason,
+                         int diag_smtp, double start, double conn, double end);
+/* Finish the round when nothing is outstanding. */
+void qmgr_message_check(struct qmgr_message *msg);
+/* A bounce child finished. ok: its notice was queued (new_qid). */
+void qmgr_message_bounce_done(struct qmgr_message *msg, int kind, const int *idx,
+                              int n, int ok, const char *new_qid, const char *why);
+int qmgr_message_known(const char *qid);
+
+/* ---- qmgr_sched.c ---- */
+void qmgr_sched_init(void);
+struct qmgr_transport *qmgr_transport_find(const char *name);  /* NULL: not in master.cf */
+struct qmgr_dest *qmgr_dest_get(struct qmgr_transport *tp, const char *key,
+                                const char *nexthop);
+int qmgr_dest_is_dead(struct qmgr_dest *d, time_t now);
+/* Add recipient idx of msg to dest's job for that message (new job when
+ * full); the job is queued by qmgr_sched_release(). */
+void qmgr_dest_add_rcpt(struct qmgr_dest *d, struct qmgr_message *msg, int idx);
+/* End of a message load: hand the partly-filled jobs to their queues. */
+void qmgr_sched_release(void);
+/* Start whatever the limits allow. */
+void qmgr_schedule(void);
+/* Forget dead marks (flush). */
+void qmgr_sched_revive_all(void);
+/* poll() support for running jobs. */
+int qmgr_sched_pollfds(struct pollfd *pfd, int max, struct qmgr_job **owners);
+void qmgr_sched_event(struct qmgr_job *job, short revents);
+/* Earliest job deadline (0 = none); time out overdue jobs. */
+time_t qmgr_sched_timeouts(time_t now);
+int qmgr_sched_running(void);
+
+/* ---- qmgr_bounce.c ---- */
+enum qmgr_notice { NOTICE_FAILURE, NOTICE_DELAY, NOTICE_SUCCESS };
+/* Start a child that composes and queues a notice about recipients idx[]
+ * of msg, to `to` (sender of the notice: `from`, "" = null).  Returns 0
+ * when started (msg->bounces_outstanding was raised), -1 otherwise. */
+int qmgr_bounce_start(struct qmgr_message *msg, int kind, const int *idx, int n,
+                      const char *to, const char *from);
+int qmgr_bounce_pollfds(struct pollfd *pfd, int max, void **owners);
+void qmgr_bounce_event(void *child, short revents);
+int qmgr_bounce_running(void);
+
+#endif
