@@ -74,6 +74,9 @@ int resolve_parse_transport(const char *value, const char *default_transport,
         strbuf_set_str(&out->transport, default_transport);
     if (*nexthop)
         strbuf_set_str(&out->nexthop, nexthop);
+    else if (strcmp(strbuf_str(&out->transport), "error") == 0
+             || strcmp(strbuf_str(&out->transport), "discard") == 0)
+        strbuf_reset(&out->nexthop);   /* their "nexthop" is a text: none given */
     else
         strbuf_set_str(&out->nexthop, default_nexthop);
     return 0;

@@ -19,7 +19,8 @@
  *     colon) uses the recipient domain as nexthop (for a bare local part:
  *     $myhostname); ":" alone changes nothing.
  *   - the transports "error" and "discard" keep the nexthop as their text
- *     (error:5.1.1 User unknown, discard:reason) - qmgr acts on them itself.
+ *     (error:5.1.1 User unknown, discard:reason) - qmgr acts on them itself;
+ *     for them an empty nexthop stays empty.
  *
  * Contract: pure, no I/O except through the lookup callback (which returns
  * 1 found, 0 not found, -1 temporary failure).  Domains are compared and

@@ -92,6 +92,8 @@ START_TEST(transport_maps_semantics)
         ".sub.example", ":[gw.sub.example]",
         "bad.example", "error:5.1.2 No such domain here",
         "null.example", "discard:dropped by policy",
+        "void.example", "discard:",
+        "gone.example", "error",
         "keep.example", ":",
         "nocolon.example", "uucp",
         "h.example", "custom:otherhost",
@@ -111,6 +113,8 @@ START_TEST(transport_maps_semantics)
     check_resolves(&cfg, "a@deep.sub.example", "smtp", "[gw.sub.example]");
     check_resolves(&cfg, "a@bad.example", "error", "5.1.2 No such domain here");
     check_resolves(&cfg, "a@null.example", "discard", "dropped by policy");
+    check_resolves(&cfg, "a@void.example", "discard", "");
+    check_resolves(&cfg, "a@gone.example", "error", "");
     /* ":" changes nothing (relayhost still applies). */
     check_resolves(&cfg, "a@keep.example", "smtp", "relay.example");
     check_resolves(&cfg, "a@nocolon.example", "uucp", "nocolon.example");

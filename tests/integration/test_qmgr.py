@@ -1,0 +1,463 @@
+"""test_qmgr.py - the real qmgr against fake delivery agents and a fake
+cleanup (qmgr_rig.py): scheduling, results, deferral with backoff, flush,
+bounces (parsed back with Python's email package), discard, error:,
+crash recovery, concurrency limits, dead destinations, hold/, corrupt files.
+"""
+import email
+import email.policy
+import os
+import socket
+import threading
+import time
+
+from qmgr_rig import (QmgrRig, FakeAgent, FakeCleanup, IpcReader, ipc_call, ipc_encode,
+                      rec_get, wait_for)
+
+
+def sent(reason="delivered to mailbox", relay="local"):
+    return lambda rcpt, req: ("sent", "2.0.0", relay, reason)
+
+
+def parse_report(text):
+    """Parse a DSN; return (message, [parts], [delivery-status groups])."""
+    msg = email.message_from_string(text, policy=email.policy.compat32)
+    assert msg.get_content_type() == "multipart/report", msg.get_content_type()
+    assert msg.get_param("report-type") == "delivery-status"
+    parts = msg.get_payload()
+    assert isinstance(parts, list) and len(parts) == 3, len(parts)
+    assert parts[0].get_content_type() == "text/plain"
+    assert parts[1].get_content_type() == "message/delivery-status"
+    # compat32 parses delivery-status into a list of header blocks.
+    groups = parts[1].get_payload()
+    return msg, parts, groups
+
+
+def test_local_delivery_one_rcpt_per_request_and_removal():
+    with QmgrRig() as rig:
+        agent = FakeAgent(rig, "local", sent())
+        qid = rig.write_message("alice@far.example", ["bob@mx.test.example", "Carol@LOCALHOST"])
+        rig.start()
+        rig.wait_log(qid + r": from=<alice@far.example>, size=\d+, nrcpt=2 \(queue active\)")
+        rig.wait_log(qid + r": to=<bob@mx.test.example>, relay=local, delay=[\d.]+, "
+                     r"delays=[\d.]+/[\d.]+/[\d.]+/[\d.]+, dsn=2.0.0, status=sent \(delivered to mailbox\)")
+        rig.wait_log(qid + r": to=<Carol@LOCALHOST>, relay=local, .*status=sent")
+        rig.wait_log(qid + r": removed")
+        assert rig.where(qid) is None
+        # local_destination_recipient_limit = 1: one request per recipient.
+        assert len(agent.requests) == 2
+        req = agent.requests[0]
+        assert rec_get(req, "request") == "deliver"
+        assert rec_get(req, "queue_id") == qid
+        assert rec_get(req, "queue_file") == "active/" + qid
+        assert rec_get(req, "sender") == "alice@far.example"
+        assert rec_get(req, "nexthop") == "mx.test.example"
+        assert int(rec_get(req, "offset")) > 0
+        assert sorted(agent.rcpts()) == ["Carol@LOCALHOST", "bob@mx.test.example"]
+
+
+def test_remote_grouping_per_nexthop():
+    with QmgrRig() as rig:
+        agent = FakeAgent(rig, "smtp", sent("250 2.0.0 ok", "mx.a.example[192.0.2.1]:25"))
+        qid = rig.write_message("alice@mx.test.example",
+                                ["a1@a.example", "a2@A.EXAMPLE", "b1@b.example", "a3@a.example"])
+        rig.start()
+        rig.wait_log(qid + r": removed")
+        by_hop = {}
+        for req in agent.requests:
+            by_hop.setdefault(rec_get(req, "nexthop"), []).append(
+                [v.decode() for n, v in req if n == "rcpt"])
+        assert by_hop == {"a.example": [["a1@a.example", "a2@A.EXAMPLE", "a3@a.example"]],
+                          "b.example": [["b1@b.example"]]}, by_hop
+
+
+def test_recipient_limit_splits_requests():
+    with QmgrRig("smtp_destination_recipient_limit = 2\n") as rig:
+        agent = FakeAgent(rig, "smtp", sent("ok", "mx[192.0.2.1]"))
+        qid = rig.write_message("s@mx.test.example", ["r%d@a.example" % i for i in range(5)])
+        rig.start()
+        rig.wait_log(qid + r": removed")
+        sizes = sorted(sum(1 for n, _ in r if n == "rcpt") for r in agent.requests)
+        assert sizes == [1, 2, 2], sizes
+
+
+def test_error_transport_bounces_with_valid_dsn():
+    with QmgrRig(transport_map="bad.example error:5.1.2 No such domain here\n") as rig:
+        agent = FakeAgent(rig, "smtp", sent("ok", "mx[192.0.2.1]"))
+        cleanup = FakeCleanup(rig)
+        qid = rig.write_message("alice@far.example",
+                                ["x@bad.example", {"addr": "y@ok.example"}],
+                                body="line one\nline two\n",
+                                attrs=[("envid", "ENV-123")])
+        rig.start()
+        rig.wait_log(qid + r": to=<x@bad.example>, relay=none, .*dsn=5.1.2, "
+                     r"status=bounced \(No such domain here\)")
+        rig.wait_log(qid + r": sender non-delivery notification: FAKE00001")
+        rig.wait_log(qid + r": removed")
+        assert agent.rcpts() == ["y@ok.example"]
+        assert len(cleanup.messages) == 1
+        note = cleanup.messages[0]
+        env = note["envelope"]
+        assert rec_get(env, "request") == "enqueue"
+        assert rec_get(env, "origin") == "bounce"
+        assert rec_get(env, "sender") == ""
+        assert rec_get(env, "rcpt") == "alice@far.example"
+        msg, parts, groups = parse_report(note["text"])
+        assert msg["From"] == "MAILER-DAEMON@mx.test.example (Mail Delivery System)"
+        assert msg["Subject"] == "Undelivered Mail Returned to Sender"
+        assert msg["To"] == "alice@far.example"
+        per_msg = groups[0]
+        assert per_msg["Reporting-MTA"] == "dns; mx.test.example"
+        assert per_msg["X-Postern-Queue-ID"] == qid
+        assert per_msg["Original-Envelope-Id"] == "ENV-123"
+        assert per_msg["Arrival-Date"]
+        assert len(groups) == 2
+        r = groups[1]
+        assert r["Final-Recipient"] == "rfc822; x@bad.example"
+        assert r["Action"] == "failed"
+        assert r["Status"] == "5.1.2"
+        assert r["Diagnostic-Code"] == "x-unix; No such domain here"
+        assert parts[2].get_content_type() == "message/rfc822"
+        returned = parts[2].get_payload()[0]
+        assert returned["Subject"] == "test 1"
+        assert "line two" in returned.get_payload()
+
+
+def test_remote_bounce_reports_smtp_diagnostic_and_orcpt():
+    def decide(rcpt, req):
+        return ("bounced", "5.1.1", "mx.far.example[192.0.2.7]:25",
+                "host mx.far.example[192.0.2.7] said: 550 5.1.1 <%s>: no such user "
+                "(in reply to RCPT TO command)" % rcpt)
+    with QmgrRig() as rig:
+        FakeAgent(rig, "smtp", decide)
+        cleanup = FakeCleanup(rig)
+        qid = rig.write_message("alice@mx.test.example",
+                                [{"addr": "u@far.example", "orcpt": "rfc822;U@far.example"}],
+                                attrs=[("ret", "HDRS")], body="secret body\n")
+        rig.start()
+        rig.wait_log(qid + r": removed")
+        msg, parts, groups = parse_report(cleanup.messages[0]["text"])
+        r = groups[1]
+        assert r["Original-Recipient"] == "rfc822;U@far.example"
+        assert r["Remote-MTA"] == "dns; mx.far.example"
+        assert r["Diagnostic-Code"] == "smtp; 550 5.1.1 <u@far.example>: no such user"
+        # RET=HDRS: headers only.
+        assert parts[2].get_content_type() == "text/rfc822-headers"
+        assert "secret body" not in cleanup.messages[0]["text"]
+
+
+def test_notify_never_and_success():
+    with QmgrRig(transport_map="bad.example error:5.0.0 nope\n") as rig:
+        FakeAgent(rig, "smtp", sent("250 ok", "mx[192.0.2.1]"))
+        cleanup = FakeCleanup(rig)
+        qid = rig.write_message("alice@mx.test.example",
+                                [{"addr": "n@bad.example", "notify": "NEVER"},
+                                 {"addr": "s@ok.example", "notify": "SUCCESS"}])
+        rig.start()
+        rig.wait_log(qid + r": removed")
+        rig.wait_log(qid + r": sender delivery status notification: FAKE")
+        assert len(cleanup.messages) == 1
+        msg, parts, groups = parse_report(cleanup.messages[0]["text"])
+        assert msg["Subject"] == "Successful Mail Delivery Report"
+        assert groups[1]["Final-Recipient"] == "rfc822; s@ok.example"
+        assert groups[1]["Action"] == "delivered"
+        assert parts[2].get_content_type() == "text/rfc822-headers"
+
+
+def test_discard_transport():
+    with QmgrRig(transport_map="void.example discard:\n") as rig:
+        qid = rig.write_message("a@mx.test.example", ["x@void.example"])
+        rig.start()
+        rig.wait_log(qid + r": to=<x@void.example>, relay=none, .*dsn=2.0.0, status=sent \(discarded\)")
+        rig.wait_log(qid + r": removed")
+
+
+def test_missing_transport_defers_with_backoff_then_flush_delivers():
+    with QmgrRig(transport_map="later.example slowpoke:\n") as rig:
+        qid = rig.write_message("a@mx.test.example", ["x@later.example"])
+        rig.start()
+        rig.wait_log(qid + r": to=<x@later.example>, .*dsn=4.3.0, status=deferred "
+                     r"\(mail transport unavailable\)")
+        wait_for(lambda: rig.where(qid) == "deferred", what="move to deferred/")
+        st = os.stat(rig.path("deferred", qid))
+        # Next attempt = now + minimal_backoff_time (the message is new).
+        assert 280 <= st.st_mtime - time.time() <= 301, st.st_mtime - time.time()
+        with open(rig.path("defer", qid)) as f:
+            fields = f.read().splitlines()[-1].split("\t")
+        assert fields[0] == "D" and fields[2] == "x@later.example"
+        assert fields[3] == "4.3.0" and fields[5] == "mail transport unavailable"
+        # Not retried before its time, even on wakeup.
+        rig.wakeup()
+        time.sleep(0.3)
+        assert rig.log().count(qid + ": from=") == 1
+        # Make the transport exist: restart with it in master.cf, then flush.
+        with open(os.path.join(rig.conf, "master.cf"), "a") as f:
+            f.write("slowpoke unix - - n - - smtp\n")
+        rig.restart()
+        agent = FakeAgent(rig, "slowpoke", sent("ok", "mx[192.0.2.1]"))
+        time.sleep(0.2)
+        assert agent.rcpts() == []          # still waiting for its time
+        assert rec_get(rig.flush(), "status") == "0"
+        rig.wait_log(qid + r": to=<x@later.example>, .*status=sent")
+        rig.wait_log(qid + r": removed")
+        assert not os.path.exists(rig.path("defer", qid))
+
+
+def test_agent_deferral_recorded_and_retried_on_flush():
+    state = {"defer": True}
+
+    def decide(rcpt, req):
+        if state["defer"]:
+            return ("deferred", "4.2.2", "mx.a.example[192.0.2.1]:25", "mailbox full")
+        return ("sent", "2.0.0", "mx.a.example[192.0.2.1]:25", "250 ok")
+    with QmgrRig() as rig:
+        agent = FakeAgent(rig, "smtp", decide)
+        qid = rig.write_message("a@mx.test.example", ["x@a.example", "y@a.example"])
+        rig.start()
+        rig.wait_log(qid + r": to=<y@a.example>, .*dsn=4.2.2, status=deferred \(mailbox full\)")
+        wait_for(lambda: rig.where(qid) == "deferred", what="deferred/")
+        state["defer"] = False
+        rig.flush()
+        rig.wait_log(qid + r": to=<x@a.example>, .*status=sent")
+        rig.wait_log(qid + r": removed")
+        assert len(agent.requests) == 2
+
+
+def test_partial_delivery_then_crash_recovery_retries_only_pending():
+    with QmgrRig() as rig:
+        # Leave a message in active/ as a crash would; one recipient done.
+        qid = rig.write_message("a@mx.test.example",
+                                [{"addr": "done@a.example", "done": True}, "todo@a.example"],
+                                queue="active")
+        agent = FakeAgent(rig, "smtp", sent("ok", "mx[192.0.2.1]"))
+        rig.start()
+        rig.wait_log(qid + r": from=<a@mx.test.example>, size=\d+, nrcpt=1 \(queue active\)")
+        rig.wait_log(qid + r": removed")
+        assert agent.rcpts() == ["todo@a.example"]
+
+
+def test_sent_marks_done_in_queue_file():
+    with QmgrRig() as rig:
+        FakeAgent(rig, "smtp", lambda r, q: ("sent", "2.0.0", "mx[1.2.3.4]", "ok")
+                  if r.startswith("x") else ("deferred", "4.0.0", "mx[1.2.3.4]", "later"))
+        qid = rig.write_message("a@mx.test.example", ["x@a.example", "y@b.example"])
+        rig.start()
+        wait_for(lambda: rig.where(qid) == "deferred", what="deferred/")
+        data = open(rig.path("deferred", qid), "rb").read()
+        assert b"R12:Dx@a.example\n" in data
+        assert b"R12:-y@b.example\n" in data
+
+
+def test_null_sender_bounce_goes_to_postmaster_and_double_bounce_dropped():
+    with QmgrRig(transport_map="bad.example error:5.1.1 gone\n") as rig:
+        cleanup = FakeCleanup(rig)
+        q1 = rig.write_message("", ["x@bad.example"])
+        q2 = rig.write_message("double-bounce@mx.test.example", ["y@bad.example"])
+        rig.start()
+        rig.wait_log(q1 + r": removed")
+        rig.wait_log(q2 + r": undeliverable postmaster notification discarded")
+        rig.wait_log(q2 + r": removed")
+        assert len(cleanup.messages) == 1
+        env = cleanup.messages[0]["envelope"]
+        assert rec_get(env, "rcpt") == "postmaster"
+        assert rec_get(env, "sender") == "double-bounce@mx.test.example"
+
+
+def test_bounce_kept_pending_when_cleanup_fails():
+    with QmgrRig(transport_map="bad.example error:5.1.1 gone\n") as rig:
+        FakeCleanup(rig, fail=True)
+        qid = rig.write_message("a@far.example", ["x@bad.example"])
+        rig.start()
+        rig.wait_log(qid + r": could not queue sender non-delivery notification: .*fake failure")
+        wait_for(lambda: rig.where(qid) == "deferred", what="deferred/")
+        data = open(rig.path("deferred", qid), "rb").read()
+        assert b"R14:-x@bad.example\n" in data
+
+
+def test_expired_message_returned():
+    with QmgrRig() as rig:
+        FakeAgent(rig, "smtp", lambda r, q: ("deferred", "4.4.1", "none", "connect to mx: refused"))
+        cleanup = FakeCleanup(rig)
+        qid = rig.write_message("a@far.example", ["x@slow.example"],
+                                arrival=time.time() - 6 * 86400)
+        rig.start()
+        rig.wait_log(qid + r": to=<x@slow.example>, relay=none, dsn=4.4.1, "
+                     r"status=expired, returned to sender \(connect to mx: refused\)")
+        rig.wait_log(qid + r": removed")
+        msg, parts, groups = parse_report(cleanup.messages[0]["text"])
+        assert groups[1]["Action"] == "failed"
+        assert groups[1]["Status"] == "4.4.1"
+
+
+def test_delay_warning_sent_once():
+    with QmgrRig("delay_warning_time = 1h\n") as rig:
+        FakeAgent(rig, "smtp", lambda r, q: ("deferred", "4.2.0", "mx[192.0.2.1]", "try later"))
+        cleanup = FakeCleanup(rig)
+        qid = rig.write_message("a@far.example", ["x@slow.example"],
+                                arrival=time.time() - 2 * 3600)
+        rig.start()
+        rig.wait_log(qid + r": sender delay notification: FAKE00001")
+        wait_for(lambda: rig.where(qid) == "deferred", what="deferred/")
+        msg, parts, groups = parse_report(cleanup.messages[0]["text"])
+        assert msg["Subject"] == "Delayed Mail (still being retried)"
+        assert groups[1]["Action"] == "delayed"
+        rig.flush()
+        wait_for(lambda: rig.log().count(qid + ": from=") == 2, what="second attempt")
+        wait_for(lambda: rig.where(qid) == "deferred", what="deferred again")
+        assert len(cleanup.messages) == 1
+
+
+def test_concurrency_window_and_growth():
+    with QmgrRig() as rig:
+        gate = threading.Event()
+        agent = FakeAgent(rig, "smtp", sent("ok", "mx[192.0.2.1]"), gate=gate)
+        qids = [rig.write_message("a@mx.test.example", ["r%d@one.example" % i]) for i in range(12)]
+        rig.start()
+        # initial_destination_concurrency = 5 in flight, no more.
+        wait_for(lambda: agent.active == 5, what="5 deliveries in flight")
+        time.sleep(0.3)
+        assert agent.active == 5 and agent.max_active == 5
+        gate.set()
+        for q in qids:
+            rig.wait_log(q + r": removed")
+        assert len(agent.requests) == 12
+
+
+def test_transport_maxproc_limits_total():
+    with QmgrRig(transports=("local", "relay"), master_extra="smtp unix - - n - 2 smtp\n") as rig:
+        gate = threading.Event()
+        agent = FakeAgent(rig, "smtp", sent("ok", "mx[192.0.2.1]"), gate=gate)
+        qids = [rig.write_message("a@mx.test.example", ["r@d%d.example" % i]) for i in range(6)]
+        rig.start()
+        wait_for(lambda: agent.active == 2, what="2 deliveries in flight")
+        time.sleep(0.3)
+        assert agent.max_active == 2
+        gate.set()
+        for q in qids:
+            rig.wait_log(q + r": removed")
+
+
+def test_dead_destination_defers_without_trying():
+    with QmgrRig("initial_destination_concurrency = 2\n") as rig:
+        agent = FakeAgent(rig, "smtp", lambda r, q: ("deferred", "4.4.1", "none",
+                                                       "connect to mx.dead.example: Connection refused"))
+        q1 = rig.write_message("a@mx.test.example", ["r1@dead.example"])
+        q2 = rig.write_message("a@mx.test.example", ["r2@dead.example"])
+        rig.start()
+        rig.wait_log(r"destination dead.example is dead")
+        wait_for(lambda: rig.where(q1) == "deferred" and rig.where(q2) == "deferred",
+                 what="both deferred")
+        n = len(agent.requests)
+        q3 = rig.write_message("a@mx.test.example", ["r3@dead.example"])
+        rig.wakeup()
+        rig.wait_log(q3 + r": to=<r3@dead.example>, .*status=deferred \(delivery temporarily "
+                     r"suspended: connect to mx.dead.example: Connection refused\)")
+        assert len(agent.requests) == n
+
+
+def test_hold_is_never_scheduled_and_corrupt_is_moved():
+    with QmgrRig() as rig:
+        FakeAgent(rig, "smtp", sent("ok", "mx[192.0.2.1]"))
+        held = rig.write_message("a@mx.test.example", ["x@a.example"], queue="hold")
+        bad = rig.write_message("a@mx.test.example", ["y@a.example"])
+        path = rig.path("incoming", bad)
+        data = open(path, "rb").read()
+        open(path, "wb").write(data[:-4])       # cut off the E record
+        good = rig.write_message("a@mx.test.example", ["z@a.example"])
+        rig.start()
+        rig.wait_log(good + r": removed")
+        rig.wait_log(bad + r": corrupt queue file, moved to corrupt/")
+        assert rig.where(bad) == "corrupt"
+        rig.flush()
+        time.sleep(0.3)
+        assert rig.where(held) == "hold"
+        assert held not in rig.log()
+
+
+def test_defer_transports_wait_for_flush():
+    with QmgrRig("defer_transports = smtp\n") as rig:
+        agent = FakeAgent(rig, "smtp", sent("ok", "mx[192.0.2.1]"))
+        qid = rig.write_message("a@mx.test.example", ["x@a.example"])
+        rig.start()
+        rig.wait_log(qid + r": to=<x@a.example>, .*dsn=4.3.2, status=deferred \(deferred transport\)")
+        wait_for(lambda: rig.where(qid) == "deferred", what="deferred/")
+        assert agent.rcpts() == []
+        rig.flush()
+        rig.wait_log(qid + r": removed")
+        assert agent.rcpts() == ["x@a.example"]
+
+
+def test_unknown_request_is_refused():
+    with QmgrRig() as rig:
+        rig.start()
+        reply = ipc_call(os.path.join(rig.spool, "public", "qmgr"), [("request", "bogus")])
+        assert rec_get(reply, "status") == "1"
+        # Garbage on the socket does not hurt it either.
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(os.path.join(rig.spool, "public", "qmgr"))
+        s.sendall(b"NOT IPC\n\n")
+        s.close()
+        assert rec_get(rig.wakeup(), "status") == "0"
+        assert rig.alive()
+
+
+class WrongRcptAgent(FakeAgent):
+    """Answers for a recipient qmgr did not ask about."""
+
+    def handle(self, conn):
+        IpcReader(conn).record()
+        conn.sendall(ipc_encode([("rcpt", "intruder@x"), ("status", "sent"), ("dsn", "2.0.0"),
+                                 ("relay", "mx"), ("reason", "ok")]) + ipc_encode([("done", "1")]))
+
+
+class CrashingAgent(FakeAgent):
+    """Reads the request and hangs up without a word."""
+
+    def handle(self, conn):
+        IpcReader(conn).record()
+
+
+def test_agent_protocol_error_and_crash_defer():
+    with QmgrRig(transports=("local", "smtp", "crashy")) as rig:
+        WrongRcptAgent(rig, "smtp", None)
+        CrashingAgent(rig, "crashy", None)
+        with open(os.path.join(rig.conf, "main.cf"), "a") as f:
+            f.write("transport_maps = %s\n" % rig.write_map("transport", "c.example crashy:\n"))
+        q1 = rig.write_message("a@mx.test.example", ["x@a.example"])
+        q2 = rig.write_message("a@mx.test.example", ["y@c.example"])
+        rig.start()
+        rig.wait_log(q1 + r": to=<x@a.example>, .*status=deferred \(delivery agent protocol error: "
+                     r"result for <intruder@x>, expected <x@a.example>\)")
+        rig.wait_log(q2 + r": to=<y@c.example>, .*status=deferred \(delivery agent crashy: "
+                     r"connection closed before the end of the results\)")
+        wait_for(lambda: rig.where(q1) == "deferred" and rig.where(q2) == "deferred",
+                 what="both deferred")
+        data = open(rig.path("deferred", q1), "rb").read()
+        assert b"R12:-x@a.example\n" in data
+        assert rig.alive()
+
+
+def test_wakeup_picks_up_new_mail():
+    with QmgrRig() as rig:
+        agent = FakeAgent(rig, "smtp", sent("ok", "mx[192.0.2.1]"))
+        rig.start()
+        rig.wakeup()
+        qid = rig.write_message("a@mx.test.example", ["x@a.example"])
+        assert rec_get(rig.wakeup(), "status") == "0"
+        rig.wait_log(qid + r": removed")
+        assert agent.rcpts() == ["x@a.example"]
+
+
+def test_active_queue_limit():
+    with QmgrRig("qmgr_message_active_limit = 2\n") as rig:
+        gate = threading.Event()
+        agent = FakeAgent(rig, "smtp", sent("ok", "mx[192.0.2.1]"), gate=gate)
+        qids = [rig.write_message("a@mx.test.example", ["r@d%d.example" % i]) for i in range(5)]
+        rig.start()
+        wait_for(lambda: agent.active == 2, what="2 in flight")
+        time.sleep(0.3)
+        assert rig.log().count("(queue active)") == 2
+        assert sum(1 for q in qids if rig.where(q) == "incoming") == 3
+        gate.set()
+        for q in qids:
+            rig.wait_log(q + r": removed")
+        assert agent.max_active == 2
