@@ -73,11 +73,6 @@ struct backlog_entry {
 
 static struct backlog_entry *backlog_head[NSOURCES], *backlog_tail[NSOURCES];
 
-/* Set of queue ids in the backlog, so a rescan does not add them twice. */
-#define QID_SET_SIZE 8192
-struct qid_node { char *qid; struct qid_node *next; };
-static struct qid_node *backlog_set[QID_SET_SIZE];
-
 static unsigned qid_hash(const char *s)
 {
     unsigned h = 2166136261u;
@@ -86,21 +81,46 @@ static unsigned qid_hash(const char *s)
     return h % QID_SET_SIZE;
 }
 
-static int backlog_has(const char *qid)
+int qid_set_has(const struct qid_set *set, const char *qid)
 {
-    for (struct qid_node *n = backlog_set[qid_hash(qid)]; n; n = n->next)
+    for (struct qid_node *n = set->bucket[qid_hash(qid)]; n; n = n->next)
         if (strcmp(n->qid, qid) == 0)
             return 1;
     return 0;
 }
 
-static void backlog_add(int src, const char *qid, int flushed)
+void qid_set_add(struct qid_set *set, const char *qid)
 {
     struct qid_node *n = xmalloc(sizeof(*n));
     n->qid = xstrdup(qid);
     unsigned h = qid_hash(qid);
-    n->next = backlog_set[h];
-    backlog_set[h] = n;
+    n->next = set->bucket[h];
+    set->bucket[h] = n;
+}
+
+void qid_set_remove(struct qid_set *set, const char *qid)
+{
+    for (struct qid_node **pp = &set->bucket[qid_hash(qid)]; *pp; pp = &(*pp)->next)
+        if (strcmp((*pp)->qid, qid) == 0) {
+            struct qid_node *n = *pp;
+            *pp = n->next;
+            xfree(n->qid);
+            xfree(n);
+            return;
+        }
+}
+
+/* Queue ids in the backlog, so a rescan does not add them twice. */
+static struct qid_set backlog_ids;
+
+static int backlog_has(const char *qid)
+{
+    return qid_set_has(&backlog_ids, qid);
+}
+
+static void backlog_add(int src, const char *qid, int flushed)
+{
+    qid_set_add(&backlog_ids, qid);
     struct backlog_entry *e = xcalloc(1, sizeof(*e));
     e->qid = xstrdup(qid);
     e->flushed = flushed;
@@ -120,14 +140,7 @@ static struct backlog_entry *backlog_take(int src)
     backlog_head[src] = e->next;
     if (backlog_head[src] == NULL)
         backlog_tail[src] = NULL;
-    for (struct qid_node **pp = &backlog_set[qid_hash(e->qid)]; *pp; pp = &(*pp)->next)
-        if (strcmp((*pp)->qid, e->qid) == 0) {
-            struct qid_node *n = *pp;
-            *pp = n->next;
-            xfree(n->qid);
-            xfree(n);
-            break;
-        }
+    qid_set_remove(&backlog_ids, e->qid);
     return e;
 }
 
@@ -183,11 +196,17 @@ static int have_room(void)
         && qmgr_active_rcpts < qmgr_var.rcpt_limit;
 }
 
-/* Move backlog into the active queue while there is room. */
-static void feed_active_queue(void)
+/* Move backlog into the active queue while there is room, at most
+ * LOADS_PER_TURN messages so the loop keeps answering wakeups (cleanup
+ * waits for that reply).  Returns 1 when more could be loaded now. */
+#define LOADS_PER_TURN 200
+static int feed_active_queue(void)
 {
     static int turn;
-    while (have_room()) {
+    for (int loads = 0; have_room(); loads++) {
+        if (loads == LOADS_PER_TURN)
+            return backlog_head[FROM_ACTIVE] || backlog_head[FROM_INCOMING]
+                || backlog_head[FROM_DEFERRED];
         struct backlog_entry *e = backlog_take(FROM_ACTIVE);
         if (e) {
             qmgr_message_load(e->qid, e->flushed);
@@ -205,7 +224,7 @@ static void feed_active_queue(void)
             e = backlog_take(second);
         }
         if (e == NULL)
-            return;
+            return 0;
         const char *from = src == FROM_INCOMING ? "incoming" : "deferred";
         if (queue_move(e->qid, from, "active") == 0)
             qmgr_message_load(e->qid, e->flushed);
@@ -214,6 +233,7 @@ static void feed_active_queue(void)
                         strerror(errno));
         backlog_entry_free(e);
     }
+    return 0;
 }
 
 /* ---- public/qmgr clients ---- */
@@ -339,7 +359,7 @@ static void qmgr_run(int listen_fd)
     void **owners = NULL;
     int cap = 0;
     for (;;) {
-        feed_active_queue();
+        int more = feed_active_queue();
         qmgr_schedule();
         /* Time out overdue requests before the poll arrays name them. */
         time_t now = time(NULL);
@@ -381,7 +401,7 @@ static void qmgr_run(int listen_fd)
         for (struct client *c = clients; c; c = c->next)
             if (c->deadline < wake)
                 wake = c->deadline;
-        int timeout_ms = wake > now ? (int) ((wake - now) * 1000) : 0;
+        int timeout_ms = wake > now && !more ? (int) ((wake - now) * 1000) : 0;
         if (timeout_ms > 60000)
             timeout_ms = 60000;
         for (int i = 0; i < n; i++)

@@ -110,6 +110,14 @@ struct qmgr_job {
     struct qmgr_job *next;      /* dest queue, or running list */
 };
 
+/* ---- qmgr.c: a set of queue ids (hash table with chaining) ---- */
+#define QID_SET_SIZE 8192
+struct qid_node { char *qid; struct qid_node *next; };
+struct qid_set { struct qid_node *bucket[QID_SET_SIZE]; };
+int qid_set_has(const struct qid_set *set, const char *qid);
+void qid_set_add(struct qid_set *set, const char *qid);
+void qid_set_remove(struct qid_set *set, const char *qid);
+
 /* ---- qmgr.c: process-wide settings and helpers ---- */
 struct qmgr_settings {
     const char *myhostname;

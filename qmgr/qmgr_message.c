@@ -36,6 +36,7 @@
 #include "resolve.h"
 
 static struct qmgr_message *messages;   /* the active queue in memory */
+static struct qid_set active_ids;       /* their queue ids, for scans */
 static struct resolve_config resolver;
 static maps *transport_maps;
 static int transport_maps_broken;
@@ -47,7 +48,9 @@ static int transport_lookup(void *ctx, const char *key, int is_address, strbuf *
     if (transport_maps_broken)
         return -1;
     if (is_address)
-        return maps_lookup_addr(transport_maps, key, config_str("recipient_delimiter"), out);
+        /* Transport tables are not searched by bare user name (Postfix). */
+        return maps_lookup_addr_ex(transport_maps, key, config_str("recipient_delimiter"),
+                                   MAPS_ADDR_NO_USER, out);
     return maps_lookup(transport_maps, key, out);
 }
 
@@ -78,10 +81,7 @@ static void resolver_init(void)
 
 int qmgr_message_known(const char *qid)
 {
-    for (struct qmgr_message *m = messages; m; m = m->next)
-        if (strcmp(m->qid, qid) == 0)
-            return 1;
-    return 0;
+    return qid_set_has(&active_ids, qid);
 }
 
 static int transport_deferred(const char *name)
@@ -100,6 +100,7 @@ static void message_free(struct qmgr_message *m)
         messages = m->next;
     if (m->next)
         m->next->prev = m->prev;
+    qid_set_remove(&active_ids, m->qid);
     qmgr_active_messages--;
     qmgr_active_rcpts -= m->npending;
     for (int i = 0; i < m->msg.nrcpt; i++) {
@@ -360,6 +361,7 @@ int qmgr_message_load(const char *qid, int flushed)
     if (messages)
         messages->prev = m;
     messages = m;
+    qid_set_add(&active_ids, m->qid);
     qmgr_active_messages++;
     qmgr_active_rcpts += m->npending;
     log_info("%s: from=<%s>, size=%lld, nrcpt=%d (queue active)", m->qid,
