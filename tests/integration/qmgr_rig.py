@@ -358,7 +358,8 @@ class _Server:
 
 class FakeAgent(_Server):
     """private/NAME: decide(rcpt, request) -> (status, dsn, relay, reason).
-    gate: optional threading.Event every request waits on before answering."""
+    gate: optional threading.Event every request waits on before answering,
+    or a Semaphore each request takes one unit of."""
 
     def __init__(self, rig, name, decide, gate=None):
         super().__init__(os.path.join(rig.spool, "private", name))
@@ -376,8 +377,10 @@ class FakeAgent(_Server):
             self.active += 1
             self.max_active = max(self.max_active, self.active)
         try:
-            if self.gate is not None:
+            if isinstance(self.gate, threading.Event):
                 self.gate.wait(30)
+            elif self.gate is not None:         # a Semaphore: one release per answer
+                self.gate.acquire(timeout=30)
             out = b""
             for name, value in req:
                 if name == "rcpt":

@@ -461,3 +461,41 @@ def test_active_queue_limit():
         for q in qids:
             rig.wait_log(q + r": removed")
         assert agent.max_active == 2
+
+
+def test_window_grows_by_one_per_success_up_to_limit():
+    with QmgrRig("initial_destination_concurrency = 1\n"
+                 "smtp_destination_concurrency_limit = 3\n") as rig:
+        gate = threading.Semaphore(0)
+        agent = FakeAgent(rig, "smtp", sent("ok", "mx[192.0.2.1]"), gate=gate)
+        qids = [rig.write_message("a@mx.test.example", ["r%d@one.example" % i]) for i in range(8)]
+        rig.start()
+        for expect in (1, 2, 3, 3):
+            wait_for(lambda: agent.active == expect, what="%d in flight" % expect)
+            time.sleep(0.2)
+            assert agent.active == expect, (agent.active, expect)
+            gate.release()
+        for _ in range(8):
+            gate.release()
+        for q in qids:
+            rig.wait_log(q + r": removed")
+        assert agent.max_active == 3
+
+
+def test_deferred_mail_retried_by_timer():
+    state = {"n": 0}
+
+    def decide(rcpt, req):
+        state["n"] += 1
+        if state["n"] == 1:
+            return ("deferred", "4.4.1", "none", "connect to mx: timed out")
+        return ("sent", "2.0.0", "mx[192.0.2.1]", "250 ok")
+    with QmgrRig("queue_run_delay = 1s\nminimal_backoff_time = 1s\n"
+                 "maximal_backoff_time = 2s\n") as rig:
+        FakeAgent(rig, "smtp", decide)
+        qid = rig.write_message("a@mx.test.example", ["x@a.example"])
+        rig.start()
+        rig.wait_log(qid + r": to=<x@a.example>, .*status=deferred")
+        rig.wait_log(qid + r": to=<x@a.example>, .*status=sent", timeout=15)
+        rig.wait_log(qid + r": removed")
+        assert rig.log().count(qid + ": from=") == 2
