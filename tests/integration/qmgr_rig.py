@@ -218,7 +218,7 @@ class QmgrRig:
         self.stop()
         for a in self.agents:
             a.close()
-        if os.environ.get("KEEP_RIG"):
+        if os.environ.get("KEEP") == "1":
             print("rig kept in", self.dir)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
