@@ -1,0 +1,263 @@
+/*
+ * local.c - the local delivery agent: main() and the delivery conversation.
+ *
+ * qmgr connects to private/local and sends one record
+ *   {request=deliver, queue_id, queue_file, sender, arrival, ...,
+ *    [orcpt=, notify=, offset=] rcpt=ADDR ...}
+ * local opens the queue file read-only, resolves and delivers each recipient
+ * (local_resolve.c) and answers one record per recipient, in request order,
+ *   {rcpt, status=sent|deferred|bounced, dsn, relay=local, reason}
+ * then {done=1}.  It never writes the queue file: qmgr marks recipients done.
+ *
+ * Runs as root in a root instance (switching to each recipient's identity
+ * for the parts that touch their files) and as the instance user in a
+ * non-root instance, where every delivery runs as that user.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "ipc.h"
+#include "local.h"
+#include "log.h"
+#include "mem.h"
+#include "queue.h"
+#include "server.h"
+
+int local_is_root;
+struct local_user local_default_privs;
+struct local_user local_instance_user;
+
+/* How many distinct success texts one reply lists before "..." */
+#define REASON_SUCCESS_MAX 4
+
+void local_result_add(struct local_attempt *a, enum local_status status,
+                      const char *dsn, const char *fmt, ...)
+{
+    struct local_result *r = &a->result;
+    strbuf text;
+    strbuf_init(&text);
+    va_list ap;
+    va_start(ap, fmt);
+    strbuf_vappendf(&text, fmt, ap);
+    va_end(ap);
+
+    if (status == LOCAL_SENT) {
+        r->ndelivered++;
+        if (r->status == LOCAL_SENT) {
+            if (r->ndelivered <= REASON_SUCCESS_MAX) {
+                if (r->reason.len)
+                    strbuf_append_str(&r->reason, ", ");
+                strbuf_append(&r->reason, text.data, text.len);
+            } else if (r->ndelivered == REASON_SUCCESS_MAX + 1) {
+                strbuf_append_str(&r->reason, ", ...");
+            }
+        }
+    } else if (status > r->status || (status == r->status && r->dsn.len == 0)) {
+        /* the first failure of the worst kind explains the outcome */
+        r->status = status;
+        strbuf_set_str(&r->dsn, dsn);
+        strbuf_set(&r->reason, text.data, text.len);
+    }
+    strbuf_release(&text);
+}
+
+/* Open the queue file named in the request; -1 with why on failure. */
+static int local_open_queue_file(struct local_request *req, const char *queue_file,
+                                 strbuf *why)
+{
+    /* queue_file comes from qmgr, but stay inside the spool anyway */
+    if (queue_file[0] == '/' || strstr(queue_file, "..") != NULL) {
+        strbuf_printf(why, "bad queue file name: %s", queue_file);
+        return -1;
+    }
+    req->queue_fd = open(queue_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (req->queue_fd < 0) {
+        strbuf_printf(why, "open %s: %s", queue_file, strerror(errno));
+        return -1;
+    }
+    if (queue_message_load(req->queue_fd, req->qid, &req->msg, why) < 0) {
+        close(req->queue_fd);
+        req->queue_fd = -1;
+        return -1;
+    }
+    return 0;
+}
+
+static void local_reply(ipc_stream *s, ipc_record *rec, const char *rcpt,
+                        const struct local_result *r)
+{
+    static const char *const names[] = { "sent", "bounced", "deferred" };
+    ipc_record_reset(rec);
+    ipc_record_add_str(rec, "rcpt", rcpt);
+    ipc_record_add_str(rec, "status", names[r->status]);
+    ipc_record_add_str(rec, "dsn", r->status == LOCAL_SENT ? "2.0.0" : strbuf_str(&r->dsn));
+    ipc_record_add_str(rec, "relay", "local");
+    ipc_record_add_str(rec, "reason", strbuf_str(&r->reason));
+    if (ipc_send(s, rec) < 0)
+        log_warning("%s: reply to qmgr: %s", rcpt, ipc_error(s));
+}
+
+/* Split "local@domain" and prepare one attempt. */
+static void local_attempt_init(struct local_attempt *a, struct local_request *req,
+                               const char *rcpt, const char *orcpt)
+{
+    memset(a, 0, sizeof(*a));
+    a->req = req;
+    a->rcpt = rcpt;
+    a->orcpt = orcpt ? orcpt : rcpt;
+    a->sender = req->sender;
+    a->delivered_to = rcpt;
+    strbuf_init(&a->result.dsn);
+    strbuf_init(&a->result.reason);
+    strbuf_init(&a->forward_to);
+    a->result.status = LOCAL_SENT;
+}
+
+static void local_attempt_free(struct local_attempt *a)
+{
+    xfree(a->local_part);
+    xfree(a->extension);
+    xfree(a->domain);
+    for (int i = 0; i < a->nalias_stack; i++)
+        xfree(a->alias_stack[i]);
+    xfree(a->alias_stack);
+    for (int i = 0; i < a->nforward_stack; i++)
+        xfree(a->forward_stack[i]);
+    xfree(a->forward_stack);
+    strbuf_release(&a->result.dsn);
+    strbuf_release(&a->result.reason);
+    strbuf_release(&a->forward_to);
+}
+
+static void local_request_free(struct local_request *req)
+{
+    for (int i = 0; i < req->ndelivered_to; i++)
+        xfree(req->delivered_to[i]);
+    xfree(req->delivered_to);
+    for (int i = 0; i < req->ndups; i++) {
+        xfree(req->dups[i].key);
+        xfree(req->dups[i].dsn);
+        xfree(req->dups[i].reason);
+    }
+    xfree(req->dups);
+    if (req->queue_fd >= 0) {
+        queue_message_free(&req->msg);
+        close(req->queue_fd);
+    }
+}
+
+static void local_serve(int client_fd)
+{
+    int fd = dup(client_fd);
+    if (fd < 0) {
+        log_warning("dup: %m");
+        return;
+    }
+    ipc_stream *s = ipc_stream_open(fd, (int)config_time("ipc_timeout"));
+    ipc_record *in = ipc_record_new();
+    ipc_record *out = ipc_record_new();
+    struct local_request req;
+    memset(&req, 0, sizeof(req));
+    req.queue_fd = -1;
+    strbuf why;
+    strbuf_init(&why);
+
+    int rc = ipc_recv(s, in);
+    if (rc != 0) {
+        if (rc < 0)
+            log_warning("reading delivery request: %s", ipc_error(s));
+        goto done;
+    }
+    const char *request = ipc_record_get_str(in, "request");
+    if (request && strcmp(request, "wakeup") == 0)
+        goto done;
+    req.qid = ipc_record_get_str(in, "queue_id");
+    const char *queue_file = ipc_record_get_str(in, "queue_file");
+    req.sender = ipc_record_get_str(in, "sender");
+    if (!request || strcmp(request, "deliver") != 0 || !req.qid || !queue_file || !req.sender) {
+        log_warning("malformed delivery request (need request=deliver, queue_id, queue_file, sender)");
+        goto done;
+    }
+
+    int open_ok = local_open_queue_file(&req, queue_file, &why) == 0;
+    if (!open_ok)
+        log_warning("%s: %s", req.qid, strbuf_str(&why));
+    else if (local_scan_headers(&req, &why) < 0) {
+        log_warning("%s: %s", req.qid, strbuf_str(&why));
+        open_ok = 0;
+    }
+
+    if (open_ok)
+        local_aliases_open();
+    /* Recipients in request order; orcpt= applies to the next rcpt=. */
+    const char *orcpt = NULL;
+    for (size_t i = 0; i < in->n; i++) {
+        const struct ipc_attr *at = &in->attrs[i];
+        if (strcmp(at->name, "orcpt") == 0) {
+            orcpt = strbuf_str(&at->value);
+            continue;
+        }
+        if (strcmp(at->name, "rcpt") != 0)
+            continue;
+        struct local_attempt a;
+        local_attempt_init(&a, &req, strbuf_str(&at->value), orcpt);
+        orcpt = NULL;
+        if (!open_ok)
+            local_result_add(&a, LOCAL_DEFER, "4.3.0", "cannot read queue file: %s",
+                             strbuf_str(&why));
+        else
+            local_resolve(&a);
+        local_reply(s, out, a.rcpt, &a.result);
+        local_attempt_free(&a);
+    }
+    if (open_ok)
+        local_aliases_close();
+    ipc_build(out, "done", "1", NULL);
+    if (ipc_send(s, out) < 0)
+        log_warning("%s: reply to qmgr: %s", req.qid, ipc_error(s));
+
+done:
+    local_request_free(&req);
+    strbuf_release(&why);
+    ipc_record_free(in);
+    ipc_record_free(out);
+    ipc_stream_close(s);
+}
+
+static void local_post_jail(int argc, char **argv)
+{
+    local_is_root = geteuid() == 0;
+    if (!local_user_by_uid(geteuid(), &local_instance_user)) {
+        /* an instance user without a passwd entry still gets a name */
+        local_instance_user.name = xstrdup("nobody");
+        local_instance_user.uid = geteuid();
+        local_instance_user.gid = getegid();
+        local_instance_user.home = xstrdup("/");
+        local_instance_user.shell = xstrdup("/bin/sh");
+    }
+    if (local_is_root) {
+        const char *dp = config_str("default_privs");
+        if (!local_user_lookup(dp, &local_default_privs))
+            log_fatal("default_privs: unknown user: %s", dp);
+        if (local_default_privs.uid == 0)
+            log_fatal("default_privs: %s is a privileged user", dp);
+    } else {
+        local_user_copy(&local_default_privs, &local_instance_user);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static const struct server_spec spec = {
+        .program = "local",
+        .mode = SERVER_SINGLE,
+        .post_jail = local_post_jail,
+        .serve = local_serve,
+    };
+    return server_main(argc, argv, &spec);
+}
