@@ -1,0 +1,331 @@
+"""Integration tests for the local delivery agent, driving the real
+program in standalone mode (see local_helpers.py): mailboxes (Maildir and
+mbox with quoting and locking), aliases to lists, commands and files,
+:include:, .forward, extensions, loops, exit-status mapping, time limits,
+and the root-instance identity rules."""
+import os
+import re
+import stat
+import time
+
+from local_helpers import (LocalDir, NOBODY, deliver, delivery_request, finish_local,
+                           maildir_messages, read, run_local, start_local)
+
+MSG = ["Subject: hello", "From: Sender <sender@remote.example>", "",
+       "first line", "From the start", ">From quoted", "last line"]
+
+
+def one(replies, rcpt):
+    got = [r for r in replies if r.get("rcpt") == rcpt]
+    assert len(got) == 1, "expected one reply for %s, got %r" % (rcpt, replies)
+    return got[0]
+
+
+def test_maildir_delivery_non_root():
+    with LocalDir() as ld:
+        replies = deliver(ld, "sender@remote.example", ["alice@test.example"], MSG)
+        r = one(replies, "alice@test.example")
+        assert r["status"] == "sent", r
+        assert r["dsn"] == "2.0.0"
+        assert r["relay"] == "local"
+        assert r["reason"] == "delivered to maildir"
+        msgs = maildir_messages(ld.path("mail", "alice"))
+        assert len(msgs) == 1
+        lines = msgs[0].split("\n")
+        assert lines[0] == "Return-Path: <sender@remote.example>"
+        assert lines[1] == "Delivered-To: alice@test.example"
+        assert lines[2] == "Subject: hello"
+        # Maildir content is not From-quoted
+        assert "From the start" in lines and ">From quoted" in lines
+        assert os.listdir(ld.path("mail", "alice", "tmp")) == []
+        assert os.path.isdir(ld.path("mail", "alice", "cur"))
+        name = os.listdir(ld.path("mail", "alice", "new"))[0]
+        assert re.match(r"^\d+\.M\d+P\d+Q\d+\.test\.example$", name), name
+
+
+def test_mbox_format_and_quoting():
+    with LocalDir(maildir=False) as ld:
+        replies = deliver(ld, "", ["bob@test.example"], MSG)
+        assert one(replies, "bob@test.example")["reason"] == "delivered to mailbox"
+        replies = deliver(ld, "x@y.example", ["bob@test.example"], ["Subject: two", "", "body"])
+        assert one(replies, "bob@test.example")["status"] == "sent"
+        box = read(ld.path("mail", "bob"))
+        lines = box.split("\n")
+        assert re.match(r"^From MAILER-DAEMON [A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}$",
+                        lines[0]), lines[0]
+        assert lines[1] == "Return-Path: <>"
+        assert ">From the start" in lines
+        assert ">>From quoted" in lines
+        assert "From the start" not in lines
+        # a blank line ends each message, and the second starts with From_
+        second = lines.index("Subject: two") - 3
+        assert lines[second - 1] == "" and lines[second].startswith("From x@y.example ")
+        assert box.endswith("body\n\n")
+        assert not os.path.exists(ld.path("mail", "bob.lock"))
+
+
+def test_alias_list_command_and_file():
+    with LocalDir() as ld:
+        out = ld.path("out")
+        os.mkdir(out)
+        ld.write_aliases(
+            "team: alice, bob, \"|env > %s/env; cat > %s/cmd\", %s/archive\n" % (out, out, out)
+            + "postmaster: alice\n")
+        replies = deliver(ld, "s@remote.example", ["team@test.example"], MSG,
+                          orcpts=["rfc822;Team@test.example"])
+        r = one(replies, "team@test.example")
+        assert r["status"] == "sent", r
+        assert "delivered to command: env > " in r["reason"]
+        assert "delivered to file: %s/archive" % out in r["reason"]
+        assert len(maildir_messages(ld.path("mail", "alice"))) == 1
+        assert len(maildir_messages(ld.path("mail", "bob"))) == 1
+        cmd = read(os.path.join(out, "cmd"))
+        assert cmd.startswith("Return-Path: <s@remote.example>\nDelivered-To: team@test.example\n")
+        env = dict(line.split("=", 1) for line in read(os.path.join(out, "env")).splitlines()
+                   if "=" in line)
+        assert env["SENDER"] == "s@remote.example"
+        assert env["RECIPIENT"] == "team@test.example"
+        assert env["ORIGINAL_RECIPIENT"] == "rfc822;Team@test.example"
+        assert env["LOCAL"] == "team"
+        assert env["DOMAIN"] == "test.example"
+        assert env["EXTENSION"] == ""
+        assert env["PATH"] == "/usr/bin:/bin"
+        assert "HOME" in env and "USER" in env and "LOGNAME" in env and "SHELL" in env
+        archive = read(os.path.join(out, "archive"))
+        assert archive.startswith("From s@remote.example ")
+        assert ">From the start" in archive
+
+
+def test_alias_to_itself_and_cycle_reach_mailboxes():
+    with LocalDir() as ld:
+        ld.write_aliases("alice: alice, bob\nbob: carol, alice\n")
+        replies = deliver(ld, "s@x.example", ["alice@test.example"], MSG)
+        assert one(replies, "alice@test.example")["status"] == "sent"
+        # alice -> alice (mailbox), bob -> carol, alice (already expanding: mailbox, once)
+        assert len(maildir_messages(ld.path("mail", "alice"))) == 1
+        assert len(maildir_messages(ld.path("mail", "carol"))) == 1
+        assert not os.path.exists(ld.path("mail", "bob"))
+
+
+def test_duplicates_delivered_once_per_message():
+    with LocalDir() as ld:
+        ld.write_aliases("l1: dave, erin\nl2: erin, dave\n")
+        replies = deliver(ld, "s@x.example", ["l1@test.example", "l2@test.example",
+                                              "dave@test.example"], MSG)
+        assert [r["status"] for r in replies] == ["sent", "sent", "sent"]
+        assert [r["rcpt"] for r in replies] == ["l1@test.example", "l2@test.example",
+                                                "dave@test.example"]
+        assert len(maildir_messages(ld.path("mail", "dave"))) == 1
+        assert len(maildir_messages(ld.path("mail", "erin"))) == 1
+
+
+def test_delivered_to_loop_bounced():
+    with LocalDir() as ld:
+        lines = ["Delivered-To: Alice@Test.Example", "Subject: looped", "", "x"]
+        replies = deliver(ld, "s@x.example", ["alice@test.example", "bob@test.example"], lines)
+        a = one(replies, "alice@test.example")
+        assert a["status"] == "bounced"
+        assert a["dsn"] == "5.4.6"
+        assert a["reason"] == "mail forwarding loop for alice@test.example"
+        assert one(replies, "bob@test.example")["status"] == "sent"
+        assert maildir_messages(ld.path("mail", "alice")) == []
+
+
+def test_command_exit_status_mapping():
+    with LocalDir() as ld:
+        ld.write_aliases("tempfail: |exit 75\nnouser: |exit 67\n"
+                         "broken: \"|echo first complaint; echo second; exit 3\"\n"
+                         "fine: |cat >/dev/null\nsignalled: \"|kill -9 $$\"\n")
+        rcpts = ["tempfail@t.example", "nouser@t.example", "broken@t.example",
+                 "fine@t.example", "signalled@t.example"]
+        replies = deliver(ld, "s@x.example", rcpts, MSG)
+        assert [r["rcpt"] for r in replies] == rcpts
+        t, n, b, f, s = replies
+        assert (t["status"], t["dsn"]) == ("deferred", "4.3.0"), t
+        assert (n["status"], n["dsn"]) == ("bounced", "5.1.1"), n
+        assert (b["status"], b["dsn"]) == ("bounced", "5.3.0"), b
+        assert "status 3" in b["reason"] and "first complaint" in b["reason"], b
+        assert "second" not in b["reason"]
+        assert (f["status"], f["reason"]) == ("sent", "delivered to command: cat >/dev/null"), f
+        assert s["status"] == "bounced" and "signal 9" in s["reason"], s
+
+
+def test_command_time_limit_kills_process_group():
+    with LocalDir() as ld:
+        marker = ld.path("child.pid")
+        ld.write_aliases("slow: \"|sh -c 'echo $$ > %s; exec sleep 60' & wait\"\n" % marker)
+        start = time.monotonic()
+        replies = deliver(ld, "s@x.example", ["slow@t.example"], MSG,
+                          overrides=["command_time_limit=2s"])
+        elapsed = time.monotonic() - start
+        r = one(replies, "slow@t.example")
+        assert (r["status"], r["dsn"]) == ("deferred", "4.3.0"), r
+        assert "time limit" in r["reason"]
+        assert elapsed < 20, elapsed
+        pid = int(read(marker).strip())
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    if f.read().split(") ")[1].startswith("Z"):
+                        break
+            except FileNotFoundError:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("grandchild %d survived the time limit" % pid)
+
+
+def test_extensions_try_full_then_base():
+    with LocalDir() as ld:
+        ld.write_aliases("alice+special: carol\nalice: bob\n")
+        replies = deliver(ld, "s@x.example", ["alice+special@t.example", "alice+other@t.example",
+                                              "frank+x@t.example"], MSG)
+        assert [r["status"] for r in replies] == ["sent"] * 3, replies
+        assert len(maildir_messages(ld.path("mail", "carol"))) == 1
+        assert len(maildir_messages(ld.path("mail", "bob"))) == 1
+        # no alias: the mailbox is the user's, without the extension
+        assert len(maildir_messages(ld.path("mail", "frank"))) == 1
+        assert not os.path.exists(ld.path("mail", "frank+x"))
+
+
+def test_include_and_restrictions():
+    with LocalDir() as ld:
+        inc = ld.path("list.inc")
+        with open(inc, "w") as f:
+            f.write("# members\ngina\nhank, |cat > /dev/null\n")
+        ld.write_aliases("list: :include:%s\nmissing: :include:%s\n" % (inc, ld.path("nope")))
+        replies = deliver(ld, "s@x.example", ["list@t.example", "missing@t.example"], MSG)
+        r = one(replies, "list@t.example")
+        # members are delivered; the command from an include file is not allowed
+        assert len(maildir_messages(ld.path("mail", "gina"))) == 1
+        assert len(maildir_messages(ld.path("mail", "hank"))) == 1
+        assert (r["status"], r["dsn"]) == ("bounced", "5.7.1"), r
+        assert "restricted" in r["reason"]
+        m = one(replies, "missing@t.example")
+        assert m["status"] == "deferred", m
+
+
+def test_forward_file_of_own_user():
+    """In a non-root instance the instance user's own .forward is honoured
+    (forward_path points at a test directory)."""
+    with LocalDir() as ld:
+        fwd_dir = ld.path("forward")
+        out = ld.path("fwdout")
+        with open(os.path.join(fwd_dir, "nobody.forward"), "w") as f:
+            f.write("\\nobody, \"|cat > %s\"\n" % out)
+        ld.give_to_nobody()
+        replies = deliver(ld, "s@x.example", ["nobody@t.example"], MSG)
+        r = one(replies, "nobody@t.example")
+        assert r["status"] == "sent", r
+        assert "delivered to command" in r["reason"] and "delivered to maildir" in r["reason"]
+        assert len(maildir_messages(ld.path("mail", "nobody"))) == 1
+        assert "Delivered-To: nobody@t.example" in read(out)
+        # a group-writable .forward is ignored: plain mailbox delivery
+        os.chmod(os.path.join(fwd_dir, "nobody.forward"), 0o664)
+        os.unlink(out)
+        replies = deliver(ld, "s@x.example", ["nobody@t.example"], MSG)
+        assert one(replies, "nobody@t.example")["reason"] == "delivered to maildir"
+        assert not os.path.exists(out)
+        assert len(maildir_messages(ld.path("mail", "nobody"))) == 2
+
+
+def test_mailbox_size_limit_keeps_old_content():
+    with LocalDir(maildir=False) as ld:
+        deliver(ld, "s@x.example", ["ivan@t.example"], MSG)
+        before = read(ld.path("mail", "ivan"))
+        big = ["Subject: big", ""] + ["x" * 100] * 100
+        replies = deliver(ld, "s@x.example", ["ivan@t.example"], big,
+                          overrides=["mailbox_size_limit=%d" % (len(before) + 2000)])
+        r = one(replies, "ivan@t.example")
+        assert (r["status"], r["dsn"]) == ("bounced", "5.2.2"), r
+        assert read(ld.path("mail", "ivan")) == before
+
+
+def test_unsafe_local_part_never_becomes_a_path():
+    with LocalDir(maildir=False) as ld:
+        replies = deliver(ld, "s@x.example", ["../evil@t.example", ".hidden@t.example"], MSG)
+        assert [r["status"] for r in replies] == ["bounced", "bounced"], replies
+        assert sorted(os.listdir(ld.mail)) == []
+        assert not os.path.exists(ld.path("evil"))
+
+
+def test_unreadable_queue_file_defers_every_recipient():
+    with LocalDir() as ld:
+        req = delivery_request("6925A3F1B0C2E41A7F", "s@x.example", ["a@t.example", "b@t.example"])
+        replies, done, err = run_local(ld, req)
+        assert done, err
+        assert [(r["rcpt"], r["status"], r["dsn"]) for r in replies] == [
+            ("a@t.example", "deferred", "4.3.0"), ("b@t.example", "deferred", "4.3.0")]
+
+
+def test_malformed_request_gets_no_reply():
+    with LocalDir() as ld:
+        replies, done, err = run_local(ld, [("request", "deliver"), ("rcpt", "a@t.example")])
+        assert replies == [] and not done
+        assert "malformed delivery request" in read(ld.log)
+
+
+def test_racing_mbox_deliveries_stay_whole():
+    with LocalDir(maildir=False) as ld:
+        n_per_proc, n_lines = 4, 3000
+        procs = []
+        for k in range(2):
+            for i in range(n_per_proc):
+                body = ["Subject: m%d-%d" % (k, i), ""] + \
+                       ["m%d-%d line %05d %s" % (k, i, j, "y" * 60) for j in range(n_lines)]
+                qid = ld.queue("s@x.example", ["judy@t.example"], body)
+                procs.append(delivery_request(qid, "s@x.example", ["judy@t.example"]))
+        running = [start_local(ld, req) for req in procs]
+        for p in running:
+            records, err = finish_local(p)
+            assert dict(records[0])["status"] == "sent", (records, err)
+        box = read(ld.path("mail", "judy")).split("\n")
+        starts = [i for i, line in enumerate(box) if line.startswith("From s@x.example ")]
+        assert len(starts) == 2 * n_per_proc
+        seen = set()
+        for s in starts:
+            subject = box[s + 3]
+            assert subject.startswith("Subject: m"), subject
+            tag = subject[len("Subject: "):]
+            seen.add(tag)
+            # the message's body lines are contiguous and complete
+            body = box[s + 5:s + 5 + n_lines]
+            assert body == ["%s line %05d %s" % (tag, j, "y" * 60) for j in range(n_lines)]
+            assert box[s + 5 + n_lines] == ""
+        assert len(seen) == 2 * n_per_proc
+
+
+# ---- root instance: identities -------------------------------------------
+
+def test_root_instance_unknown_user_and_spool_ownership():
+    if os.geteuid() != 0:
+        return
+    with LocalDir(maildir=False) as ld:
+        replies = deliver(ld, "s@x.example", ["no-such-user-4711@t.example", "nobody@t.example"],
+                          MSG, as_nobody=False)
+        u, n = replies
+        assert (u["status"], u["dsn"]) == ("bounced", "5.1.1"), u
+        assert u["reason"] == 'unknown user: "no-such-user-4711"'
+        assert n["status"] == "sent", n
+        st = os.stat(ld.path("mail", "nobody"))
+        assert st.st_uid == NOBODY.pw_uid
+        assert stat.S_IMODE(st.st_mode) == 0o600
+
+
+def test_root_instance_alias_command_runs_as_default_privs():
+    if os.geteuid() != 0:
+        return
+    with LocalDir() as ld:
+        out = ld.path("out")
+        os.mkdir(out)
+        os.chmod(out, 0o777)
+        ld.write_aliases("whoami: \"|id -u > %s/uid; id -g > %s/gid\"\n" % (out, out))
+        replies = deliver(ld, "s@x.example", ["whoami@t.example"], MSG, as_nobody=False)
+        assert one(replies, "whoami@t.example")["status"] == "sent", replies
+        assert read(os.path.join(out, "uid")).strip() == str(NOBODY.pw_uid)
+        assert read(os.path.join(out, "gid")).strip() == str(NOBODY.pw_gid)
+        # root's own mailbox is delivered (as root) in the spool
+        replies = deliver(ld, "s@x.example", ["root@t.example"], MSG, as_nobody=False)
+        assert one(replies, "root@t.example")["reason"] == "delivered to maildir"
+        assert os.stat(ld.path("mail", "root", "new")).st_uid == 0
