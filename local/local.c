@@ -114,7 +114,6 @@ static void local_attempt_init(struct local_attempt *a, struct local_request *re
     a->delivered_to = rcpt;
     strbuf_init(&a->result.dsn);
     strbuf_init(&a->result.reason);
-    strbuf_init(&a->forward_to);
     a->result.status = LOCAL_SENT;
 }
 
@@ -131,7 +130,6 @@ static void local_attempt_free(struct local_attempt *a)
     xfree(a->forward_stack);
     strbuf_release(&a->result.dsn);
     strbuf_release(&a->result.reason);
-    strbuf_release(&a->forward_to);
 }
 
 static void local_request_free(struct local_request *req)

@@ -82,7 +82,8 @@ struct local_attempt {
     char **forward_stack;       /* users whose .forward is being expanded */
     int nforward_stack;
     int ndestinations;          /* cap on the size of one expansion */
-    strbuf forward_to;          /* comma list of addresses to resubmit */
+    char **forward_addr;        /* addresses to resubmit through cleanup */
+    char **forward_sender;      /* ... and the sender of each */
     int nforward;
 };
 

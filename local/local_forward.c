@@ -2,9 +2,9 @@
  * local_forward.c - forwarding: alias and .forward items that are full
  * addresses (user@domain) become a new message through cleanup.
  *
- * Interface: local_forward_add(a, address) collects an address (duplicate
- * filtered per message); local_forward_flush(a) sends one message with all
- * collected addresses for this recipient, as the "enqueue" conversation of
+ * Interface: local_forward_add(a, address) collects an address with the
+ * current sender (duplicate filtered per message); local_forward_flush(a)
+ * sends one message per distinct sender with its collected addresses, as the "enqueue" conversation of
  * doc/internals.md: {queue_id} from cleanup, the envelope
  * {request=enqueue, origin=local, sender, rcpt...}, the content as
  * {data=CHUNK} records ("Delivered-To: RECIPIENT" first, so a message that
@@ -31,9 +31,11 @@ void local_forward_add(struct local_attempt *a, const char *address)
     strbuf_init(&key);
     strbuf_printf(&key, "forward:%s:%s", a->sender, address);
     if (!local_dup_check(a, strbuf_str(&key))) {
-        if (a->nforward++)
-            strbuf_append_char(&a->forward_to, '\n');
-        strbuf_append_str(&a->forward_to, address);
+        a->forward_addr = xrealloc(a->forward_addr, (size_t)(a->nforward + 1) * sizeof(char *));
+        a->forward_sender = xrealloc(a->forward_sender, (size_t)(a->nforward + 1) * sizeof(char *));
+        a->forward_addr[a->nforward] = xstrdup(address);
+        a->forward_sender[a->nforward] = xstrdup(a->sender);
+        a->nforward++;
         /* the outcome is known at flush time; remember the key now so a
          * second mention in this message is not sent twice */
         local_dup_record(a, strbuf_str(&key), LOCAL_SENT, "2.0.0", "forwarded");
@@ -87,10 +89,9 @@ static int forward_send_content(struct local_attempt *a, ipc_stream *s, ipc_reco
     return rc;
 }
 
-void local_forward_flush(struct local_attempt *a)
+/* One message through cleanup to the addresses collected with sender. */
+static void forward_send(struct local_attempt *a, const char *sender)
 {
-    if (a->nforward == 0)
-        return;
     strbuf why;
     strbuf_init(&why);
     ipc_record *rec = ipc_record_new();
@@ -119,21 +120,18 @@ void local_forward_flush(struct local_attempt *a)
     strbuf_init(&new_qid);
     strbuf_set_str(&new_qid, qid);
 
-    ipc_build(rec, "request", "enqueue", "origin", "local", "sender", a->sender, NULL);
+    ipc_build(rec, "request", "enqueue", "origin", "local", "sender", sender, NULL);
     const char *envid = queue_message_attr(&a->req->msg, "envid");
     if (envid)
         ipc_record_add_str(rec, "envid", envid);
     const char *ret = queue_message_attr(&a->req->msg, "ret");
     if (ret)
         ipc_record_add_str(rec, "ret", ret);
-    const char *p = strbuf_str(&a->forward_to);
-    while (*p) {
-        size_t n = strcspn(p, "\n");
+    for (int i = 0; i < a->nforward; i++) {
+        if (a->forward_sender[i] == NULL || strcmp(a->forward_sender[i], sender) != 0)
+            continue;
         ipc_record_add_str(rec, "orcpt", a->orcpt);
-        ipc_record_add(rec, "rcpt", p, n);
-        p += n;
-        if (*p == '\n')
-            p++;
+        ipc_record_add_str(rec, "rcpt", a->forward_addr[i]);
     }
     if (ipc_send(s, rec) < 0 || forward_send_content(a, s, rec, &why) < 0) {
         if (why.len == 0)
@@ -175,6 +173,30 @@ report:
         ipc_stream_close(s);
     ipc_record_free(rec);
     strbuf_release(&why);
-    strbuf_reset(&a->forward_to);
+}
+
+void local_forward_flush(struct local_attempt *a)
+{
+    /* one message per distinct sender (owner-NAME aliases change it) */
+    for (int i = 0; i < a->nforward; i++) {
+        if (a->forward_sender[i] == NULL)
+            continue;
+        char *sender = xstrdup(a->forward_sender[i]);
+        forward_send(a, sender);
+        for (int j = i; j < a->nforward; j++) {
+            if (a->forward_sender[j] && strcmp(a->forward_sender[j], sender) == 0) {
+                xfree(a->forward_sender[j]);
+                a->forward_sender[j] = NULL;
+            }
+        }
+        xfree(sender);
+    }
+    for (int i = 0; i < a->nforward; i++) {
+        xfree(a->forward_addr[i]);
+        xfree(a->forward_sender[i]);
+    }
+    xfree(a->forward_addr);
+    xfree(a->forward_sender);
+    a->forward_addr = a->forward_sender = NULL;
     a->nforward = 0;
 }

@@ -106,17 +106,26 @@ void local_aliases_close(void)
     alias_nmaps = 0;
 }
 
-/* 1 found (value, owner), 0 not found, -1 temporary error. */
+/* 1 found (value, owner), 0 not found, -1 temporary error.  An aliases(5)
+ * file read as a texthash: table keeps the colon of "name: value" in the
+ * key, so "name:" is tried after "name" in each map. */
 static int alias_lookup(const char *key, strbuf *value, uid_t *owner)
 {
-    for (int i = 0; i < alias_nmaps; i++) {
-        int rc = map_lookup(alias_maps[i].m, key, value);
-        if (rc != 0) {
+    strbuf colon_key;
+    strbuf_init(&colon_key);
+    strbuf_printf(&colon_key, "%s:", key);
+    int rc = 0;
+    for (int i = 0; i < alias_nmaps && rc == 0; i++) {
+        rc = map_lookup(alias_maps[i].m, key, value);
+        if (rc == 0)
+            rc = map_lookup(alias_maps[i].m, strbuf_str(&colon_key), value);
+        if (rc != 0)
             *owner = alias_maps[i].owner;
-            return rc;
-        }
     }
-    return alias_open_failed ? -1 : 0;
+    strbuf_release(&colon_key);
+    if (rc == 0 && alias_open_failed)
+        rc = -1;
+    return rc;
 }
 
 /* ---- duplicate filter -------------------------------------------------- */

@@ -14,6 +14,7 @@ tree is then given to nobody.
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -172,27 +173,38 @@ def delivery_request(qid, sender, rcpts, orcpts=None):
 
 
 def start_local(ld, request_attrs, as_nobody=True, overrides=()):
+    """Start local -S with one end of a socketpair as its stdin (the
+    skeleton serves a socket on stdin directly); returns (process, socket)."""
     args = [local_binary(), "-S", "-c", ld.dir]
     for o in overrides:
         args += ["-o", o]
     if as_nobody and os.geteuid() == 0:
         ld.give_to_nobody()
     env = {"PATH": "/usr/bin:/bin", "POSTERN_CONFIG_DIR": ld.dir}
-    p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    ours, theirs = socket.socketpair()
+    p = subprocess.Popen(args, stdin=theirs, stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, env=env,
                          preexec_fn=_as_nobody if (as_nobody and os.geteuid() == 0) else None)
-    p.stdin.write(encode_record(request_attrs))
-    p.stdin.close()
-    return p
+    theirs.close()
+    ours.sendall(encode_record(request_attrs))
+    ours.shutdown(socket.SHUT_WR)
+    return p, ours
 
 
-def finish_local(p, timeout=60):
-    out = p.stdout.read()
+def finish_local(started, timeout=60):
+    p, sock = started
+    sock.settimeout(timeout)
+    out = bytearray()
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    sock.close()
     err = p.stderr.read()
     p.wait(timeout=timeout)
-    p.stdout.close()
     p.stderr.close()
-    return decode_records(out), err.decode(errors="replace")
+    return decode_records(bytes(out)), err.decode(errors="replace")
 
 
 def run_local(ld, request_attrs, as_nobody=True, overrides=(), timeout=60):
@@ -239,3 +251,78 @@ def wait_for(cond, timeout=10.0, what="condition"):
             return v
         time.sleep(0.05)
     raise AssertionError("timed out waiting for " + what)
+
+
+class FakeCleanup:
+    """A stand-in for cleanup on DIR/spool/private/cleanup that records one
+    enqueue conversation per connection and answers with `final`."""
+
+    def __init__(self, ld, final=(("status", "0"),)):
+        import threading
+        self.path = os.path.join(ld.spool, "private", "cleanup")
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        os.chmod(self.path, 0o777)
+        self.sock.listen(5)
+        self.sock.settimeout(30)
+        self.final = list(final)
+        self.sessions = []
+        self.count = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                self.count += 1
+                qid = "FAKE%04d" % self.count
+                conn.sendall(encode_record([("queue_id", qid)]))
+                buf = bytearray()
+                records = []
+                while not records or dict(records[-1]).get("end") != "1":
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+                    while b"\n\n" in buf or buf.startswith(b"\n"):
+                        # decode complete records from the front
+                        try:
+                            recs, used = _decode_prefix(bytes(buf))
+                        except ValueError:
+                            break
+                        if not recs:
+                            break
+                        records += recs
+                        del buf[:used]
+                self.sessions.append(records)
+                conn.sendall(encode_record(self.final + [("queue_id", qid)]))
+
+    def close(self):
+        self.sock.close()
+
+
+def _decode_prefix(data):
+    """Decode as many complete records as data holds: (records, bytes used)."""
+    records, cur, i, used = [], [], 0, 0
+    while i < len(data):
+        if data[i:i + 1] == b"\n":
+            records.append(cur)
+            cur = []
+            i += 1
+            used = i
+            continue
+        nl = data.find(b"\n", i)
+        if nl < 0:
+            break
+        name, length = data[i:nl].split(b" ")
+        length = int(length)
+        if nl + 2 + length > len(data):
+            break
+        cur.append((name.decode(), data[nl + 1:nl + 1 + length].decode(errors="replace")))
+        i = nl + 2 + length
+    return records, used

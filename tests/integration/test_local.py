@@ -8,7 +8,7 @@ import re
 import stat
 import time
 
-from local_helpers import (LocalDir, NOBODY, deliver, delivery_request, finish_local,
+from local_helpers import (FakeCleanup, LocalDir, NOBODY, deliver, delivery_request, finish_local,
                            maildir_messages, read, run_local, start_local)
 
 MSG = ["Subject: hello", "From: Sender <sender@remote.example>", "",
@@ -145,7 +145,8 @@ def test_command_exit_status_mapping():
         assert (n["status"], n["dsn"]) == ("bounced", "5.1.1"), n
         assert (b["status"], b["dsn"]) == ("bounced", "5.3.0"), b
         assert "status 3" in b["reason"] and "first complaint" in b["reason"], b
-        assert "second" not in b["reason"]
+        # only the first line of the output
+        assert b["reason"].endswith("Command output: first complaint"), b
         assert (f["status"], f["reason"]) == ("sent", "delivered to command: cat >/dev/null"), f
         assert s["status"] == "bounced" and "signal 9" in s["reason"], s
 
@@ -329,3 +330,48 @@ def test_root_instance_alias_command_runs_as_default_privs():
         replies = deliver(ld, "s@x.example", ["root@t.example"], MSG, as_nobody=False)
         assert one(replies, "root@t.example")["reason"] == "delivered to maildir"
         assert os.stat(ld.path("mail", "root", "new")).st_uid == 0
+
+
+def test_forward_through_cleanup_with_owner_alias():
+    with LocalDir() as ld:
+        ld.write_aliases("list: Ext@Remote.example, kate, other@remote.example\n"
+                         "owner-list: kate\nfwd: far@remote.example\n")
+        fake = FakeCleanup(ld)
+        try:
+            replies = deliver(ld, "s@x.example", ["list@t.example", "fwd@t.example"], MSG)
+        finally:
+            fake.close()
+        r = one(replies, "list@t.example")
+        assert r["status"] == "sent", r
+        assert "forwarded as FAKE0001" in r["reason"] and "delivered to maildir" in r["reason"]
+        assert one(replies, "fwd@t.example")["reason"] == "forwarded as FAKE0002"
+        assert len(fake.sessions) == 2
+        env = fake.sessions[0][0]
+        d = dict(env)
+        assert d["request"] == "enqueue" and d["origin"] == "local"
+        # owner-list exists: the list's copies carry owner-list@$myorigin as sender
+        assert d["sender"] == "owner-list@test.example"
+        assert [v for n, v in env if n == "rcpt"] == ["Ext@Remote.example", "other@remote.example"]
+        content = "".join(v for rec in fake.sessions[0][1:] for n, v in rec if n == "data")
+        assert content.startswith("Delivered-To: list@t.example\nSubject: hello\n")
+        assert content.endswith("last line\n")
+        assert dict(fake.sessions[1][0])["sender"] == "s@x.example"
+        # kate's mailbox copy also has the owner as Return-Path
+        assert maildir_messages(ld.path("mail", "kate"))[0].startswith(
+            "Return-Path: <owner-list@test.example>\n")
+
+
+def test_forward_failure_defers_or_bounces():
+    with LocalDir() as ld:
+        ld.write_aliases("a: x@remote.example\n")
+        # no cleanup listening at all
+        r = one(deliver(ld, "s@x.example", ["a@t.example"], MSG), "a@t.example")
+        assert (r["status"], r["dsn"]) == ("deferred", "4.3.0"), r
+        fake = FakeCleanup(ld, final=[("status", "5"), ("dsn", "5.7.1"),
+                                      ("reason", "message content rejected")])
+        try:
+            r = one(deliver(ld, "s@x.example", ["a@t.example"], MSG), "a@t.example")
+        finally:
+            fake.close()
+        assert (r["status"], r["dsn"]) == ("bounced", "5.7.1"), r
+        assert "message content rejected" in r["reason"]
