@@ -99,6 +99,9 @@ void local_result_add(struct local_attempt *a, enum local_status status,
 void local_aliases_open(void);          /* per request: maps may change */
 void local_aliases_close(void);
 void local_resolve(struct local_attempt *a);
+/* Expand forward_path / mailbox_command for this recipient and user. */
+void local_expand(strbuf *out, const char *raw, const struct local_attempt *a,
+                  const struct local_user *pw, const char *extension);
 /* Record the outcome of one destination: result plus duplicate filter. */
 void local_report(struct local_attempt *a, const char *key, enum local_status status,
                   const char *dsn, const char *reason);

@@ -5,7 +5,8 @@
  * Interface: local_deliver_mailbox(a, user, pw) and
  * local_deliver_file(a, path, as); see local.h.
  *
- * Where: home_mailbox (relative to the home directory; a trailing '/'
+ * Where: mailbox_command, when set and the user has a passwd entry, is
+ * run instead (local_command.c); else home_mailbox (relative to the home directory; a trailing '/'
  * means Maildir) when set and the user has a passwd entry, else
  * mail_spool_directory/USER (Maildir when the spool ends in '/').
  *
@@ -338,10 +339,21 @@ void local_deliver_mailbox(struct local_attempt *a, const char *user,
     if (local_dup_check(a, strbuf_str(&key)))
         goto done;
 
+    int own = pw && (local_is_root || pw->uid == geteuid());
+    const char *mailbox_command = config_raw("mailbox_command");
+    if (*mailbox_command && own) {
+        /* the command is the mailbox: it runs as the user (root: default_privs) */
+        strbuf cmd;
+        strbuf_init(&cmd);
+        local_expand(&cmd, mailbox_command, a, pw, a->extension);
+        local_deliver_command(a, strbuf_str(&cmd),
+                              pw->uid == 0 && local_is_root ? &local_default_privs : pw);
+        strbuf_release(&cmd);
+        goto done;
+    }
     struct failure f = { LOCAL_DEFER, "4.3.0", { 0 } };
     strbuf_init(&f.text);
     const char *home_mailbox = config_str("home_mailbox");
-    int own = pw && (local_is_root || pw->uid == geteuid());
     if (*home_mailbox && own) {
         /* in the home directory: everything as the user */
         strbuf_printf(&path, "%s/%s", pw->home, home_mailbox);

@@ -306,12 +306,16 @@ out:
     return result;
 }
 
-/* forward_path expansion: $name, ${name}, ${name?text}, ${name:text}. */
-struct forward_vars {
+/* Per-recipient expansion of forward_path and mailbox_command: $name,
+ * ${name}, ${name?text}, ${name:text} with name one of home user extension
+ * local domain recipient shell or a main.cf parameter; any other $NAME
+ * (e.g. $EXTENSION for the shell) is kept as written. */
+struct expand_vars {
     const char *home, *user, *extension, *local, *domain, *recipient, *shell;
 };
 
-static const char *forward_var(const struct forward_vars *v, const char *name)
+/* The value of name, or NULL when it is not a known name. */
+static const char *expand_var(const struct expand_vars *v, const char *name)
 {
     if (strcmp(name, "home") == 0) return v->home;
     if (strcmp(name, "user") == 0) return v->user;
@@ -322,11 +326,11 @@ static const char *forward_var(const struct forward_vars *v, const char *name)
     if (strcmp(name, "shell") == 0) return v->shell;
     if (config_lookup_def(name))
         return config_str(name);
-    return "";
+    return NULL;
 }
 
-static void forward_expand(strbuf *out, const char *s, size_t len,
-                           const struct forward_vars *v, int depth)
+static void expand_text(strbuf *out, const char *s, size_t len,
+                        const struct expand_vars *v, int depth)
 {
     size_t i = 0;
     while (i < len) {
@@ -334,10 +338,13 @@ static void forward_expand(strbuf *out, const char *s, size_t len,
             strbuf_append_char(out, s[i++]);
             continue;
         }
-        i++;
+        size_t dollar = i++;
         strbuf name;
         strbuf_init(&name);
-        if (i < len && s[i] == '{') {
+        if (i < len && s[i] == '$') {
+            strbuf_append_char(out, '$');
+            i++;
+        } else if (i < len && s[i] == '{') {
             size_t start = ++i;
             int nest = 1;
             size_t end = start;
@@ -353,15 +360,17 @@ static void forward_expand(strbuf *out, const char *s, size_t len,
             while (name_end < end && (isalnum((unsigned char)s[name_end]) || s[name_end] == '_'))
                 name_end++;
             strbuf_set(&name, s + start, name_end - start);
-            const char *val = forward_var(v, strbuf_str(&name));
+            const char *val = expand_var(v, strbuf_str(&name));
             if (name_end < end && s[name_end] == '?') {
-                if (*val)
-                    forward_expand(out, s + name_end + 1, end - name_end - 1, v, depth + 1);
+                if (val && *val)
+                    expand_text(out, s + name_end + 1, end - name_end - 1, v, depth + 1);
             } else if (name_end < end && s[name_end] == ':') {
-                if (!*val)
-                    forward_expand(out, s + name_end + 1, end - name_end - 1, v, depth + 1);
-            } else {
+                if (!val || !*val)
+                    expand_text(out, s + name_end + 1, end - name_end - 1, v, depth + 1);
+            } else if (val) {
                 strbuf_append_str(out, val);
+            } else {
+                strbuf_append(out, s + dollar, (end < len ? end + 1 : len) - dollar);
             }
             i = end < len ? end + 1 : len;
         } else {
@@ -369,10 +378,25 @@ static void forward_expand(strbuf *out, const char *s, size_t len,
             while (i < len && (isalnum((unsigned char)s[i]) || s[i] == '_'))
                 i++;
             strbuf_set(&name, s + start, i - start);
-            strbuf_append_str(out, forward_var(v, strbuf_str(&name)));
+            const char *val = name.len ? expand_var(v, strbuf_str(&name)) : NULL;
+            if (val)
+                strbuf_append_str(out, val);
+            else
+                strbuf_append(out, s + dollar, i - dollar);
         }
         strbuf_release(&name);
     }
+}
+
+void local_expand(strbuf *out, const char *raw, const struct local_attempt *a,
+                  const struct local_user *pw, const char *extension)
+{
+    struct expand_vars v = {
+        .home = pw->home, .user = pw->name, .extension = extension,
+        .local = a->local_part, .domain = a->domain, .recipient = a->rcpt,
+        .shell = pw->shell,
+    };
+    expand_text(out, raw, strlen(raw), &v, 0);
 }
 
 /* ---- expansion ------------------------------------------------------- */
@@ -536,17 +560,11 @@ static int expand_alias(struct local_attempt *a, const char *name, const char *u
 static int expand_forward(struct local_attempt *a, const struct local_user *pw,
                           const char *ext, int level)
 {
-    struct forward_vars v = {
-        .home = pw->home, .user = pw->name, .extension = ext,
-        .local = a->local_part, .domain = a->domain, .recipient = a->rcpt,
-        .shell = pw->shell,
-    };
     strbuf paths, content, why;
     strbuf_init(&paths);
     strbuf_init(&content);
     strbuf_init(&why);
-    const char *raw = config_raw("forward_path");
-    forward_expand(&paths, raw, strlen(raw), &v, 0);
+    local_expand(&paths, config_raw("forward_path"), a, pw, ext);
     int n = 0, handled = 0;
     char **list = config_list(strbuf_str(&paths), &n);
     for (int i = 0; i < n && !handled; i++) {

@@ -375,3 +375,19 @@ def test_forward_failure_defers_or_bounces():
             fake.close()
         assert (r["status"], r["dsn"]) == ("bounced", "5.7.1"), r
         assert "message content rejected" in r["reason"]
+
+
+def test_mailbox_command_for_own_user():
+    with LocalDir() as ld:
+        out = ld.path("mbcmd")
+        # $USER and $EXTENSION are left to the shell; ${extension} is local's
+        cmd = "cat > %s; echo $USER $EXTENSION >> %s; echo X${extension}X >> %s" % (out, out, out)
+        replies = deliver(ld, "s@x.example", ["nobody+tag@t.example"], MSG,
+                          overrides=["mailbox_command=" + cmd])
+        r = one(replies, "nobody+tag@t.example")
+        assert (r["status"], r["reason"]) == (
+            "sent", "delivered to command: " + cmd.replace("${extension}", "tag")), r
+        text = read(out)
+        assert text.startswith("Return-Path: <s@x.example>\nDelivered-To: nobody+tag@t.example\n")
+        assert text.endswith("last line\nnobody tag\nXtagX\n")
+        assert not os.path.exists(ld.path("mail", "nobody"))
