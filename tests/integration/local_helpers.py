@@ -181,6 +181,9 @@ def start_local(ld, request_attrs, as_nobody=True, overrides=()):
     if as_nobody and os.geteuid() == 0:
         ld.give_to_nobody()
     env = {"PATH": "/usr/bin:/bin", "POSTERN_CONFIG_DIR": ld.dir}
+    for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
+        if k in os.environ:
+            env[k] = os.environ[k]
     ours, theirs = socket.socketpair()
     p = subprocess.Popen(args, stdin=theirs, stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, env=env,

@@ -391,3 +391,26 @@ def test_mailbox_command_for_own_user():
         assert text.startswith("Return-Path: <s@x.example>\nDelivered-To: nobody+tag@t.example\n")
         assert text.endswith("last line\nnobody tag\nXtagX\n")
         assert not os.path.exists(ld.path("mail", "nobody"))
+
+
+def test_mbox_lock_wait_is_bounded_and_stale_locks_go():
+    with LocalDir(maildir=False) as ld:
+        lock = ld.path("mail", "kim.lock")
+        with open(lock, "w"):
+            pass
+        start = time.monotonic()
+        replies = deliver(ld, "s@x.example", ["kim@t.example"], MSG,
+                          overrides=["deliver_lock_attempts=3", "deliver_lock_delay=1s"])
+        r = one(replies, "kim@t.example")
+        assert (r["status"], r["dsn"]) == ("deferred", "4.2.0"), r
+        assert "lock" in r["reason"]
+        assert time.monotonic() - start < 15
+        assert not os.path.exists(ld.path("mail", "kim"))
+        assert os.path.exists(lock)             # someone else's lock is left alone
+        old = time.time() - 3600
+        os.utime(lock, (old, old))
+        replies = deliver(ld, "s@x.example", ["kim@t.example"], MSG,
+                          overrides=["deliver_lock_attempts=3", "stale_lock_time=600s"])
+        assert one(replies, "kim@t.example")["status"] == "sent"
+        assert not os.path.exists(lock)
+        assert "Subject: hello" in read(ld.path("mail", "kim"))
