@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -329,6 +330,8 @@ static void smtpd_load_params(void)
 static void smtpd_pre_jail(int argc, char **argv)
 {
     smtpd_load_params();
+    /* The zone of Received: dates: /etc/localtime is gone after chroot. */
+    tzset();
     /* Lookup tables (passwd, alias files) and the resolver configuration
      * must be read before a chroot hides them. */
     smtpd_check_init();
