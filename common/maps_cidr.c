@@ -18,6 +18,8 @@
  *    the IPv4 address a.b.c.d.
  *  - cidr_list_match: entries separated by blanks and commas; "!network"
  *    negates (first matching entry decides, as Postfix's match lists).
+ *    Postfix's "/file/name" and "type:table" entries are refused with a
+ *    clear reason (a table would have to be opened before the chroot).
  *    Returns 1 / 0, or -1 on the first malformed entry, err naming it.
  */
 #include <arpa/inet.h>
@@ -206,6 +208,20 @@ int map_open_cidr(const char *name, struct map *m, strbuf *err)
 
 /* ---- mynetworks-style lists --------------------------------------------- */
 
+/* "type:name"?  The type is letters and, unlike an IPv6 group, has one
+ * outside a-f (hash, btree, cidr, texthash, ...). */
+static int looks_like_table(const char *s, size_t n)
+{
+    size_t i = 0;
+    int non_hex = 0;
+    while (i < n && isalpha((unsigned char) s[i])) {
+        if (tolower((unsigned char) s[i]) > 'f')
+            non_hex = 1;
+        i++;
+    }
+    return i > 0 && i < n && s[i] == ':' && non_hex;
+}
+
 int cidr_list_match(const char *list, const char *addr, strbuf *err)
 {
     int family;
@@ -228,6 +244,8 @@ int cidr_list_match(const char *list, const char *addr, strbuf *err)
         }
         struct cidr_net net;
         const char *why = cidr_parse_net(entry, elen, &net);
+        if (why && elen > 0 && (entry[0] == '/' || looks_like_table(entry, elen)))
+            why = "files and tables are not supported in a network list";
         if (why) {
             strbuf_printf(err, "%s \"%.*s\"", why, (int) n, p);
             return -1;

@@ -390,7 +390,18 @@ START_TEST(cidr_list)
     ck_assert_str_eq(strbuf_str(&err), "non-null host address bits \"10.0.0.1/8\"");
     strbuf_reset(&err);
     ck_assert_int_eq(cidr_list_match("hash:/etc/x", "10.9.9.9", &err), -1);
-    ck_assert_str_eq(strbuf_str(&err), "bad network address \"hash:/etc/x\"");
+    ck_assert_str_eq(strbuf_str(&err),
+                     "files and tables are not supported in a network list \"hash:/etc/x\"");
+    strbuf_reset(&err);
+    ck_assert_int_eq(cidr_list_match("/etc/postern/networks", "10.9.9.9", &err), -1);
+    ck_assert_str_eq(strbuf_str(&err), "files and tables are not supported in a network "
+                     "list \"/etc/postern/networks\"");
+    strbuf_reset(&err);
+    ck_assert_int_eq(cidr_list_match("btree:/etc/x", "10.9.9.9", &err), -1);
+    ck_assert_ptr_nonnull(strstr(strbuf_str(&err), "files and tables"));
+    strbuf_reset(&err);
+    ck_assert_int_eq(cidr_list_match("fe80::/10 2001:db8:::1", "10.9.9.9", &err), -1);
+    ck_assert_str_eq(strbuf_str(&err), "bad network address \"2001:db8:::1\"");
     strbuf_release(&err);
 }
 END_TEST
