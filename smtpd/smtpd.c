@@ -315,6 +315,7 @@ static void smtpd_load_params(void)
     p->message_size_limit = config_size("message_size_limit");
     p->line_length_limit = config_int("line_length_limit");
     p->helo_required = config_bool("smtpd_helo_required");
+    p->strict_rfc821_envelopes = config_bool("strict_rfc821_envelopes");
     p->reject_unlisted_recipient = config_bool("smtpd_reject_unlisted_recipient");
     p->peername_lookup = config_bool("smtpd_peername_lookup");
     p->disable_vrfy = config_bool("disable_vrfy_command");

@@ -52,6 +52,7 @@ struct smtpd_params {
     long long message_size_limit;       /* 0 = no limit */
     long long line_length_limit;
     int helo_required;
+    int strict_rfc821_envelopes;
     int reject_unlisted_recipient;
     int peername_lookup;
     int disable_vrfy;

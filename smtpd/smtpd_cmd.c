@@ -63,6 +63,9 @@ static int parse_path_and_params(struct smtpd_state *st, const char *path, int f
 
     strbuf_init(&err);
     *utf8_seen = 0;
+    /* Postfix's default: "MAIL FROM:user@domain" without <> is tolerated. */
+    if (!smtpd_params.strict_rfc821_envelopes)
+        flags |= ADDR_ALLOW_BARE;
     used = addr_parse_path(path, strlen(path), flags, addr, &err);
     if (used < 0 && st->esmtp) {
         /* 8-bit addresses are legal only in an SMTPUTF8 transaction; find

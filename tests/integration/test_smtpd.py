@@ -289,7 +289,12 @@ def test_commands_and_sequence_errors():
         s.expect("DATA", 554, r"^5\.5\.1 Error: no valid recipients$")
         s.expect("RSET", 250, r"^2\.0\.0 Ok$")
         s.expect("RCPT TO:<jones@localhost>", 503)
-        s.expect("MAIL FROM:a@example.com", 501, r"^5\.1\.7 ")
+        s.expect("MAIL FROM:<a@@example.com>", 501, r"^5\.1\.7 Bad sender address syntax$")
+        s.expect("MAIL FROM:<a@example.com", 501, r"^5\.1\.7 ")
+        s.expect("MAIL FROM:a@example.com", 250)    # strict_rfc821_envelopes = no
+        s.expect("RCPT TO:jones@localhost NOTIFY=NEVER", 250)
+        s.expect("RCPT TO:<jones@localhost>x", 501, r"^5\.1\.3 Bad recipient address syntax$")
+        s.expect("RSET", 250)
         s.expect("MAIL TO:<a@example.com>", 501, r"^5\.5\.4 Syntax: MAIL FROM:<address>$")
         s.expect("MAIL FROM:<a@example.com> FOO=BAR", 555, r"^5\.5\.4 Unsupported option: FOO$")
         s.expect("XYZZY", 502, r"^5\.5\.2 Error: command not recognized$")
@@ -630,7 +635,8 @@ def test_smtplib_and_swaks_clients():
 
 
 def test_vrfy_enabled_and_helo_required():
-    conf = {"disable_vrfy_command": "no", "smtpd_helo_required": "yes"}
+    conf = {"disable_vrfy_command": "no", "smtpd_helo_required": "yes",
+            "strict_rfc821_envelopes": "yes"}
     with instance(conf) as inst:
         s = session(inst, helo=None)
         s.expect("MAIL FROM:<a@example.com>", 503, r"^5\.5\.1 Error: send HELO/EHLO first$")
@@ -642,6 +648,7 @@ def test_vrfy_enabled_and_helo_required():
                  r"^5\.1\.1 <nobody@localhost>: Recipient address rejected: "
                  r"User unknown in local recipient table$")
         s.expect("VRFY", 501, r"^5\.5\.4 ")
+        s.expect("MAIL FROM:a@example.com", 501, r"^5\.1\.7 ")     # strict: <> required
         s.expect("MAIL FROM:<a@example.com>", 250)
         s.expect("QUIT", 221)
 
