@@ -53,12 +53,19 @@ double qmgr_now(void)
 
 void qmgr_format_delay(strbuf *out, double s)
 {
-    if (s < 0.005)
+    /* Postfix's look: two decimals without trailing zeros below 10s. */
+    if (s < 0.005) {
         strbuf_append_char(out, '0');
-    else if (s < 10)
-        strbuf_appendf(out, "%.2g", s);
-    else
+    } else if (s < 10) {
+        size_t start = out->len;
+        strbuf_appendf(out, "%.2f", s);
+        while (out->len > start && out->data[out->len - 1] == '0')
+            strbuf_truncate(out, out->len - 1);
+        if (out->len > start && out->data[out->len - 1] == '.')
+            strbuf_truncate(out, out->len - 1);
+    } else {
         strbuf_appendf(out, "%.0f", s);
+    }
 }
 
 /* ---- backlog of queue ids waiting for room in the active queue ---- */

@@ -1,0 +1,96 @@
+"""test_qmgr_e2e.py - qmgr inside a real instance (harness.py): master
+starts it, smtpd and cleanup feed it, its notices go back through the
+real cleanup.  The notice is read back from its queue file and parsed
+with Python's email package.
+"""
+import email
+import email.policy
+import os
+import re
+
+import harness
+from qmgr_rig import ipc_call, rec_get
+
+
+def queue_file_records(path):
+    """[(type, bytes)] of a queue file (common/queue.h format)."""
+    data = open(path, "rb").read()
+    out, pos = [], 0
+    while pos < len(data):
+        t = chr(data[pos])
+        colon = data.index(b":", pos)
+        n = int(data[pos + 1:colon])
+        out.append((t, data[colon + 1:colon + 1 + n]))
+        pos = colon + 1 + n + 1
+    return out
+
+
+def find_queue_file(inst, qid):
+    spool = os.path.join(inst.dir, "spool")
+    for q in ("incoming", "active", "deferred/" + qid[13], "hold"):
+        p = os.path.join(spool, q, qid)
+        if os.path.exists(p):
+            return p
+    return None
+
+
+def started(conf, files):
+    inst = harness.Instance(conf=conf, start=False)
+    inst.__enter__()
+    for name, text in files.items():
+        with open(os.path.join(inst.dir, name), "w") as f:
+            f.write(text)
+        os.chmod(os.path.join(inst.dir, name), 0o644)
+    r = inst.postern("start")
+    if r.returncode != 0:
+        inst.__exit__(None, None, None)
+        raise AssertionError("postern start failed:\n" + r.stderr + inst.log())
+    harness.wait_for(lambda: harness.port_accepts(inst.port), 10, what="smtp port")
+    return inst
+
+
+def test_bounce_through_real_cleanup_then_flush():
+    inst = started({"transport_maps": "texthash:$config_directory/transport"},
+                   {"transport": "bad.example error:5.1.1 No such domain here\n"
+                                 "example.org parked:\n"})
+    try:
+        with inst.smtp() as s:
+            s.sendmail("alice@example.org", ["bob@bad.example"],
+                       "From: alice@example.org\r\nSubject: e2e\r\n\r\nthe body\r\n")
+        m = inst.wait_log(r"(\w+): to=<bob@bad.example>, relay=none, .*dsn=5.1.1, "
+                          r"status=bounced \(No such domain here\)")
+        qid = m.group(1)
+        n = inst.wait_log(qid + r": sender non-delivery notification: (\w+)")
+        notice = n.group(1)
+        inst.wait_log(qid + r": removed")
+        # The notice goes to example.org, parked on a transport that is not
+        # in master.cf: deferred, waiting in deferred/.
+        inst.wait_log(notice + r": to=<alice@example.org>, .*status=deferred "
+                      r"\(mail transport unavailable\)")
+        path = harness.wait_for(lambda: (lambda p: p if p and "/deferred/" in p else None)(
+            find_queue_file(inst, notice)), what="notice in deferred/")
+        recs = queue_file_records(path)
+        assert [v for t, v in recs if t == "S"] == [b""]      # null sender
+        assert b"origin=bounce" in [v for t, v in recs if t == "A"]
+        text = "\n".join(v.decode() for t, v in recs if t == "L")
+        msg = email.message_from_string(text, policy=email.policy.compat32)
+        assert msg.get_content_type() == "multipart/report"
+        assert msg["Subject"] == "Undelivered Mail Returned to Sender"
+        parts = msg.get_payload()
+        assert [p.get_content_type() for p in parts] == \
+            ["text/plain", "message/delivery-status", "message/rfc822"]
+        groups = parts[1].get_payload()
+        assert groups[0]["X-Postern-Queue-ID"] == qid
+        assert groups[1]["Final-Recipient"] == "rfc822; bob@bad.example"
+        assert groups[1]["Action"] == "failed"
+        assert groups[1]["Status"] == "5.1.1"
+        returned = parts[2].get_payload()[0]
+        assert returned["Subject"] == "e2e"
+        # A flush makes qmgr try the notice again at once.
+        spool = os.path.join(inst.dir, "spool")
+        reply = ipc_call(os.path.join(spool, "public", "qmgr"), [("request", "flush")])
+        assert rec_get(reply, "status") == "0"
+        harness.wait_for(lambda: len(re.findall(notice + r": from=<>", inst.log())) == 2,
+                         what="second attempt after flush")
+    finally:
+        inst.__exit__(None, None, None)
