@@ -313,6 +313,7 @@ static void smtpd_load_params(void)
     p->hard_error_limit = config_int("smtpd_hard_error_limit");
     p->error_sleep_time = (int)config_time("smtpd_error_sleep_time");
     p->message_size_limit = config_size("message_size_limit");
+    p->queue_minfree = config_size("queue_minfree");
     p->line_length_limit = config_int("line_length_limit");
     p->helo_required = config_bool("smtpd_helo_required");
     p->strict_rfc821_envelopes = config_bool("strict_rfc821_envelopes");

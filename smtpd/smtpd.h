@@ -50,6 +50,7 @@ struct smtpd_params {
     long long hard_error_limit;
     int error_sleep_time;
     long long message_size_limit;       /* 0 = no limit */
+    long long queue_minfree;            /* 0 = no check */
     long long line_length_limit;
     int helo_required;
     int strict_rfc821_envelopes;

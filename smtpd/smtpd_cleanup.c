@@ -19,6 +19,7 @@
  * enhanced status code and reason.  The stream is closed after finish or on
  * any error, so a broken conversation is never reused.
  */
+#include <errno.h>
 #include <string.h>
 #include <time.h>
 
@@ -69,7 +70,7 @@ int smtpd_cleanup_open(struct smtpd_state *st, strbuf *reply)
     long long status;
 
     if (fd < 0) {
-        log_warning("connect to %s: %m", CLEANUP_SOCKET);
+        log_warning("connect to %s: %s", CLEANUP_SOCKET, strerror(errno));
         set_queue_error(reply);
         ipc_record_free(r);
         return -1;

@@ -13,6 +13,7 @@
  */
 #include <string.h>
 #include <strings.h>
+#include <sys/statvfs.h>
 
 #include "addr.h"
 #include "log.h"
@@ -100,6 +101,21 @@ static int parse_path_and_params(struct smtpd_state *st, const char *path, int f
     return 0;
 }
 
+/* Postfix's free-space rule at MAIL: the spool (our working directory)
+ * must keep queue_minfree free, and room for 1.5 times the declared SIZE. */
+static int spool_has_room(unsigned long long declared)
+{
+    struct statvfs vfs;
+
+    if (statvfs(".", &vfs) < 0)
+        return 1;               /* cannot tell: let cleanup find out */
+    unsigned long long avail = (unsigned long long)vfs.f_bavail * vfs.f_frsize;
+    if (smtpd_params.queue_minfree > 0
+        && avail < (unsigned long long)smtpd_params.queue_minfree)
+        return 0;
+    return declared == 0 || avail - (avail > declared / 2 ? declared / 2 : avail) >= declared;
+}
+
 void smtpd_cmd_mail(struct smtpd_state *st, const char *arg)
 {
     struct smtp_params params;
@@ -176,6 +192,10 @@ void smtpd_cmd_mail(struct smtpd_state *st, const char *arg)
     if (smtpd_params.message_size_limit > 0
         && size > (unsigned long long)smtpd_params.message_size_limit) {
         smtpd_reply(st, "552 5.3.4 Message size exceeds fixed limit");
+        goto bad;
+    }
+    if (!spool_has_room(size)) {
+        smtpd_reply(st, "452 4.3.1 Insufficient system storage");
         goto bad;
     }
     st->sender = xstrdup(strbuf_str(&addr));

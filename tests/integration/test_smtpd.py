@@ -298,6 +298,7 @@ def test_commands_and_sequence_errors():
         s.expect("MAIL TO:<a@example.com>", 501, r"^5\.5\.4 Syntax: MAIL FROM:<address>$")
         s.expect("MAIL FROM:<a@example.com> FOO=BAR", 555, r"^5\.5\.4 Unsupported option: FOO$")
         s.expect("XYZZY", 502, r"^5\.5\.2 Error: command not recognized$")
+        s.expect("MAIL FROM:<a@example.com> SIZE=18000000000000000000", 552, r"^5\.3\.4 ")
         # shell metacharacters are only an address
         marker = "/tmp/postern-smtpd-pwned-%d" % os.getpid()
         s.expect("MAIL FROM:<`touch${IFS}%s`@example.com>" % marker, 250)
@@ -697,4 +698,25 @@ def test_root_instance_chrooted_smtpd():
             uid = re.search(r"^Uid:\s+(\d+)", f.read(), re.M).group(1)
         import pwd
         assert pwd.getpwuid(int(uid)).pw_name == "postern"
+        s.expect("QUIT", 221)
+
+
+def test_http_client_and_queue_minfree():
+    # a spool that can never have 1 EB free: MAIL is refused temporarily
+    with instance({"queue_minfree": str(10 ** 18), "message_size_limit": "0"}) as inst:
+        s = session(inst)
+        s.expect("MAIL FROM:<a@example.com>", 452, r"^4\.3\.1 Insufficient system storage$")
+        s.close()
+        s = Session(inst.port)
+        assert s.reply()[0] == 220
+        s.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        code, texts = s.reply()
+        assert code == 221 and texts[-1].startswith("2.7.0 "), texts
+        assert s.closed()
+        inst.wait_log(r"warning: non-SMTP command from localhost\[127\.0\.0\.1\]: GET$")
+    with instance({"message_size_limit": "0"}) as inst:
+        s = session(inst)
+        # no size limit: a huge declared SIZE is judged by free space only
+        s.expect("MAIL FROM:<a@example.com> SIZE=18000000000000000000", 452, r"^4\.3\.1 ")
+        s.expect("MAIL FROM:<a@example.com> SIZE=1000", 250)
         s.expect("QUIT", 221)
