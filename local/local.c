@@ -33,7 +33,21 @@ struct local_user local_default_privs;
 struct local_user local_instance_user;
 
 /* How many distinct success texts one reply lists before "..." */
-#define REASON_SUCCESS_MAX 4
+#define REASON_SUCCESS_MAX 8
+
+/* 1 when text is already one of the ", "-separated items of list. */
+static int reason_listed(const strbuf *list, const char *text)
+{
+    size_t n = strlen(text);
+    const char *s = strbuf_str(list);
+    for (const char *p = strstr(s, text); p; p = strstr(p + 1, text)) {
+        int starts = p == s || (p - s >= 2 && p[-2] == ',' && p[-1] == ' ');
+        int ends = p[n] == '\0' || (p[n] == ',' && p[n + 1] == ' ');
+        if (starts && ends)
+            return 1;
+    }
+    return 0;
+}
 
 void local_result_add(struct local_attempt *a, enum local_status status,
                       const char *dsn, const char *fmt, ...)
@@ -48,14 +62,15 @@ void local_result_add(struct local_attempt *a, enum local_status status,
 
     if (status == LOCAL_SENT) {
         r->ndelivered++;
-        if (r->status == LOCAL_SENT) {
-            if (r->ndelivered <= REASON_SUCCESS_MAX) {
+        if (r->status == LOCAL_SENT && !reason_listed(&r->reason, strbuf_str(&text))) {
+            if (r->nreasons < REASON_SUCCESS_MAX) {
                 if (r->reason.len)
                     strbuf_append_str(&r->reason, ", ");
                 strbuf_append(&r->reason, text.data, text.len);
-            } else if (r->ndelivered == REASON_SUCCESS_MAX + 1) {
+            } else if (r->nreasons == REASON_SUCCESS_MAX) {
                 strbuf_append_str(&r->reason, ", ...");
             }
+            r->nreasons++;
         }
     } else if (status > r->status || (status == r->status && r->dsn.len == 0)) {
         /* the first failure of the worst kind explains the outcome */

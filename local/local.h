@@ -41,6 +41,7 @@ struct local_user {
 struct local_result {
     enum local_status status;
     int ndelivered;
+    int nreasons;               /* distinct success texts in reason */
     strbuf dsn;
     strbuf reason;              /* of the worst failure, or the successes */
 };

@@ -1,0 +1,117 @@
+"""End-to-end tests of local delivery through a real instance: SMTP in,
+cleanup, qmgr, local, and mail in DIR/mail/ (see harness.py).  The
+instance runs as a non-root user, so every delivery runs as that user."""
+import os
+import re
+import threading
+
+import harness
+
+MSG = ("From: Sender <sender@localhost>\r\nSubject: %s\r\n\r\n"
+       "hello\r\nFrom the start of a line\r\n>From already quoted\r\nbye\r\n")
+
+
+def add_aliases(inst, text):
+    with open(os.path.join(inst.dir, "aliases"), "a") as f:
+        f.write(text)
+
+
+def send(inst, rcpts, subject, sender="sender@localhost"):
+    with inst.smtp() as s:
+        refused = s.sendmail(sender, rcpts, MSG % subject)
+        assert refused == {}, refused
+
+
+def test_maildir_delivery_via_smtp():
+    with harness.Instance(conf={"local_recipient_maps": ""}) as inst:
+        send(inst, ["alice@localhost"], "one")
+        inst.wait_log(r"to=<alice@localhost>, relay=local, .*dsn=2\.0\.0, "
+                      r"status=sent \(delivered to maildir\)", timeout=20)
+        msgs = inst.mailbox("alice")
+        assert len(msgs) == 1
+        lines = msgs[0].split("\n")
+        assert lines[0] == "Return-Path: <sender@localhost>"
+        assert lines[1] == "Delivered-To: alice@localhost"
+        assert "Subject: one" in lines
+        assert "From the start of a line" in lines      # Maildir: no quoting
+        assert "\r" not in msgs[0]
+
+
+def test_alias_list_command_file_and_forward():
+    with harness.Instance(conf={"local_recipient_maps": ""}) as inst:
+        out = os.path.join(inst.tmp, "out")
+        os.mkdir(out)
+        os.chmod(out, 0o777)
+        add_aliases(inst, "team: bob, carol, \"|cat > %s/cmd\", %s/archive, fwd\n"
+                          "fwd: dave@localhost\n" % (out, out))
+        send(inst, ["team@localhost"], "to the team")
+        inst.wait_log(r"to=<dave@localhost>, (orig_to=<team@localhost>, )?relay=local, "
+                      r".*status=sent \(delivered to maildir\)",
+                      timeout=20)
+        m = inst.wait_log(r"to=<team@localhost>, relay=local, .*status=sent \((.*)\)$", timeout=20)
+        reason = m.group(1)
+        assert reason.startswith("delivered to maildir, delivered to command"), reason
+        assert "delivered to command: cat > %s/cmd" % out in reason, reason
+        assert "delivered to file: %s/archive" % out in reason, reason
+        assert re.search(r"forwarded as [0-9A-F]+", reason), reason
+        for user in ("bob", "carol", "dave"):
+            assert len(inst.mailbox(user)) == 1, user
+        with open(os.path.join(out, "cmd")) as f:
+            assert f.read().startswith("Return-Path: <sender@localhost>\nDelivered-To: team@localhost\n")
+        with open(os.path.join(out, "archive")) as f:
+            archive = f.read()
+        assert archive.startswith("From sender@localhost ")
+        assert ">From the start of a line" in archive.split("\n")
+        assert ">>From already quoted" in archive.split("\n")
+        # the forwarded copy carries both Delivered-To headers
+        dave = inst.mailbox("dave")[0]
+        assert "Delivered-To: dave@localhost\n" in dave
+        assert "Delivered-To: team@localhost\n" in dave
+
+
+def test_forwarding_loop_is_bounced():
+    with harness.Instance(conf={"local_recipient_maps": ""}) as inst:
+        add_aliases(inst, "ping: pong@localhost\npong: ping@localhost\n")
+        send(inst, ["ping@localhost"], "loop", sender="erin@localhost")
+        inst.wait_log(r"to=<ping@localhost>, relay=local, .*dsn=5\.4\.6, "
+                      r"status=bounced \(mail forwarding loop for ping@localhost\)", timeout=30)
+        # the bounce comes back to the sender's mailbox
+        bounce = inst.wait_for(lambda: inst.mailbox("erin"), timeout=30, what="the bounce")
+        assert "mail forwarding loop for ping@localhost" in bounce[0]
+
+
+def test_mbox_spool_concurrent_deliveries_stay_whole():
+    mail_conf = {"local_recipient_maps": ""}
+    with harness.Instance(conf=mail_conf) as inst:
+        spool = os.path.join(inst.dir, "mail")
+        inst.edit_main_cf({"mail_spool_directory": spool})
+        assert inst.postern("reload").returncode == 0
+        n = 6
+        errors = []
+
+        def one(i):
+            try:
+                send(inst, ["frank@localhost"], "m%d" % i)
+            except Exception as e:          # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        inst.wait_for(lambda: len(re.findall(r"to=<frank@localhost>, relay=local, .*status=sent "
+                                             r"\(delivered to mailbox\)", inst.log())) == n,
+                      timeout=30, what="%d deliveries" % n)
+        with open(os.path.join(spool, "frank")) as f:
+            box = f.read().split("\n")
+        starts = [i for i, line in enumerate(box) if line.startswith("From sender@localhost ")]
+        assert len(starts) == n
+        subjects = sorted(line for line in box if line.startswith("Subject: m"))
+        assert subjects == sorted("Subject: m%d" % i for i in range(n))
+        for s in starts:
+            end = box.index("bye", s)
+            part = box[s:end + 2]
+            assert ">From the start of a line" in part and ">>From already quoted" in part
+            assert part[-1] == ""
