@@ -50,17 +50,13 @@ static int cidr_parse_addr(const char *s, size_t n, int *family,
         if (n == 0 || memchr(s, ':', n) == NULL)
             return -1;          /* brackets are for IPv6 only */
     }
-    if (n == 0 || n > 63)
-        return -1;
-    char text[64];
-    memcpy(text, s, n);
-    text[n] = '\0';
-    if (memchr(text, ':', n)) {
-        *family = AF_INET6;
-        return inet_pton(AF_INET6, text, bytes) == 1 ? 0 : -1;
-    }
-    *family = AF_INET;
-    return inet_pton(AF_INET, text, bytes) == 1 ? 0 : -1;
+    if (n == 0 || n > INET6_ADDRSTRLEN)
+        return -1;              /* longer than any address: not one */
+    char *text = xstrndup(s, n);
+    *family = memchr(text, ':', n) ? AF_INET6 : AF_INET;
+    int ok = inet_pton(*family, text, bytes) == 1;
+    xfree(text);
+    return ok ? 0 : -1;
 }
 
 /* A key to look up: an address as cidr_parse_addr takes it, where an
