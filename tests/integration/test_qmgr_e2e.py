@@ -94,3 +94,62 @@ def test_bounce_through_real_cleanup_then_flush():
                          what="second attempt after flush")
     finally:
         inst.__exit__(None, None, None)
+
+
+def parse_delivered(text):
+    msg = email.message_from_string(text, policy=email.policy.compat32)
+    assert msg.get_content_type() == "multipart/report", msg.get_content_type()
+    parts = msg.get_payload()
+    assert [p.get_content_type() for p in parts][:2] == ["text/plain", "message/delivery-status"]
+    return msg, parts, parts[1].get_payload()
+
+
+def test_bounce_delivered_to_local_sender_mailbox():
+    inst = started({"transport_maps": "texthash:$config_directory/transport"},
+                   {"transport": "bad.example error:5.1.1 No such domain here\n"})
+    try:
+        with inst.smtp() as s:
+            s.sendmail("postmaster@localhost", ["bob@bad.example", "postmaster@localhost"],
+                       "From: postmaster@localhost\r\nSubject: e2e local\r\n\r\nbody\r\n")
+        m = inst.wait_log(r"(\w+): sender non-delivery notification: (\w+)")
+        qid, notice = m.group(1), m.group(2)
+        inst.wait_log(qid + r": removed")
+        inst.wait_log(notice + r": to=<postmaster@localhost>, relay=local, .*status=sent")
+        inst.wait_log(notice + r": removed")
+        # postmaster is an alias of root: the original and the notice.
+        msgs = harness.wait_for(lambda: (lambda b: b if len(b) == 2 else None)(
+            inst.mailbox("root")), what="two messages for root")
+        reports = [t for t in msgs if "multipart/report" in t]
+        assert len(reports) == 1
+        msg, parts, groups = parse_delivered(reports[0])
+        assert msg["Return-Path"] == "<>"
+        assert msg["Subject"] == "Undelivered Mail Returned to Sender"
+        assert groups[1]["Final-Recipient"] == "rfc822; bob@bad.example"
+        assert groups[1]["Status"] == "5.1.1"
+        assert parts[2].get_payload()[0]["Subject"] == "e2e local"
+    finally:
+        inst.__exit__(None, None, None)
+
+
+def test_null_sender_bounce_goes_to_postmaster_once():
+    inst = started({"transport_maps": "texthash:$config_directory/transport"},
+                   {"transport": "bad.example error:5.1.1 No such domain here\n"})
+    try:
+        with inst.smtp() as s:
+            s.sendmail("<>", ["bob@bad.example"],
+                       "From: MAILER-DAEMON@remote.example\r\nSubject: a bounce\r\n\r\nx\r\n")
+        m = inst.wait_log(r"(\w+): sender non-delivery notification: (\w+)")
+        notice = m.group(2)
+        inst.wait_log(notice + r": from=<double-bounce@localhost.localdomain>")
+        try:
+            inst.wait_log(notice + r": to=<postmaster[^>]*>, .*status=sent")
+        except AssertionError:
+            print(inst.log())
+            raise
+        msgs = harness.wait_for(lambda: inst.mailbox("root") or None, what="root mailbox")
+        assert len(msgs) == 1
+        msg, parts, groups = parse_delivered(msgs[0])
+        assert msg["Return-Path"] == "<double-bounce@localhost.localdomain>"
+        assert groups[1]["Final-Recipient"] == "rfc822; bob@bad.example"
+    finally:
+        inst.__exit__(None, None, None)
