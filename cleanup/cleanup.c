@@ -444,7 +444,12 @@ static void cleanup_serve(int client_fd)
         goto done;
     }
     if (take_envelope(&st, r) < 0) {
-        reply_error(out, st.qid, 4, "4.3.0", "Error: protocol error");
+        char qid[QUEUE_ID_MAX];
+        snprintf(qid, sizeof(qid), "%s", st.qid);
+        queue_writer_abort(st.writer);
+        st.writer = NULL;
+        st.qid = NULL;
+        reply_error(out, qid, 4, "4.3.0", "Error: protocol error");
         goto done;
     }
     if (take_content(&st, in, r) < 0)
@@ -455,14 +460,22 @@ static void cleanup_serve(int client_fd)
         cleanup_fail(&st, 5, "5.1.0", st.flag_extract
                      ? "No recipient addresses found in message header"
                      : "No recipients specified");
-    if (st.status != 0) {
-        log_failure(&st);
-        reply_error(out, st.qid, st.status, st.dsn, strbuf_str(&st.reason));
-        goto done;
-    }
-    if (st.discard) {
-        ipc_build(r, "status", "0", "queue_id", st.qid, "discarded", "1", NULL);
-        ipc_send(out, r);
+    if (st.status != 0 || st.discard) {
+        /* Remove the temporary file before the client hears the verdict:
+         * when it does, nothing of the message is left. */
+        char qid[QUEUE_ID_MAX];
+        snprintf(qid, sizeof(qid), "%s", st.qid);
+        st.qid = qid;
+        queue_writer_abort(st.writer);
+        st.writer = NULL;
+        if (st.status != 0) {
+            log_failure(&st);
+            reply_error(out, qid, st.status, st.dsn, strbuf_str(&st.reason));
+        } else {
+            ipc_build(r, "status", "0", "queue_id", qid, "discarded", "1", NULL);
+            ipc_send(out, r);
+        }
+        st.qid = NULL;
         goto done;
     }
 

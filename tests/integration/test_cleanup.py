@@ -833,3 +833,142 @@ def test_instance_cleanup_chrooted_as_root():
         print("  (skipped: needs root)")
         return
     check_instance(as_root=True)
+
+
+# --- end to end: smtplib -> smtpd -> cleanup -> queue file ----------------------
+
+def have_smtpd():
+    import harness
+    if os.access(os.path.join(harness.BUILD, "libexec", "smtpd"), os.X_OK):
+        return True
+    print("  (skipped: smtpd not built)")
+    return False
+
+
+E2E_CHECKS = ("/^X-Test-Hold: yes/ HOLD kept for the test\n"
+              "/^Subject: .*forbidden/ REJECT 5.7.1 Forbidden subject\n"
+              "/^Subject: .*throw away/ DISCARD\n")
+
+
+def e2e_instance():
+    import harness
+    inst = harness.Instance(conf={
+        "header_checks": "regexp:$config_directory/header_checks",
+        "sender_canonical_maps": "inline:{ alice@example.com=alice.smith@example.com }",
+    }, start=False)
+    inst.__enter__()
+    try:
+        with open(os.path.join(inst.dir, "header_checks"), "w") as f:
+            f.write(E2E_CHECKS)
+        os.chmod(os.path.join(inst.dir, "header_checks"), 0o644)
+        r = inst.postern("start")
+        assert r.returncode == 0, r.stderr + inst.log()
+        import harness as h
+        h.wait_for(lambda: h.port_accepts(inst.port), 10, what="the smtp port")
+    except BaseException:
+        inst.__exit__(None, None, None)
+        raise
+    return inst
+
+
+def smtp_send(inst, sender, rcpts, msg):
+    """MAIL/RCPT/DATA by hand; returns (code, text) of the DATA reply."""
+    import smtplib
+    with inst.smtp() as s:
+        s.ehlo("client.example")
+        code, text = s.mail(sender)
+        assert code == 250, (code, text)
+        for r in rcpts:
+            code, text = s.rcpt(r)
+            assert code == 250, (code, text)
+        try:
+            code, text = s.data(msg)
+        except smtplib.SMTPDataError as e:
+            code, text = e.smtp_code, e.smtp_error
+        return code, text.decode() if isinstance(text, bytes) else text
+
+
+def all_queue_files(spool):
+    out = []
+    for q in ("incoming", "active", "deferred", "hold"):
+        for root, _, names in os.walk(os.path.join(spool, q)):
+            out += names
+    return out
+
+
+def test_smtp_end_to_end_headers_rewriting_and_hold():
+    if not have_smtpd():
+        return
+    inst = e2e_instance()
+    try:
+        spool = instance_spool(inst)
+        msg = ("From: Alice <alice@example.com>\r\nTo: bob@example.org\r\n"
+               "X-Test-Hold: yes\r\nSubject: end to end\r\n\r\n..leading dot\r\nbody\r\n")
+        code, text = smtp_send(inst, "alice@example.com", ["bob@example.org"], msg)
+        assert code == 250, (code, text)
+        qid = re.search(r"queued as ([0-9A-F]+)", text).group(1)
+        qf = QueueFile(os.path.join(spool, "hold", qid))
+        assert qf.sender == "alice.smith@example.com"
+        assert qf.rcpts == ["bob@example.org"]
+        heads = qf.headers()
+        assert heads[0].startswith("Received: from client.example"), heads[0]
+        assert "id %s" % qid in heads[0]
+        assert qf.header("From") == ["From: Alice <alice.smith@example.com>"]
+        assert len(qf.header("Message-Id")) == 1 and qid in qf.header("Message-Id")[0]
+        assert len(qf.header("Date")) == 1
+        assert qf.text().endswith("\n\n..leading dot\nbody")   # smtplib stuffed, smtpd unstuffed
+        inst.wait_log(r"%s: hold: header X-Test-Hold: yes from localhost\[127\.0\.0\.1\]; "
+                      r"from=<alice.smith@example.com> to=<bob@example.org> proto=ESMTP "
+                      r"helo=<client.example>: kept for the test" % qid)
+    finally:
+        inst.__exit__(None, None, None)
+
+
+def test_smtp_end_to_end_reject_and_discard():
+    if not have_smtpd():
+        return
+    inst = e2e_instance()
+    try:
+        spool = instance_spool(inst)
+        before = set(all_queue_files(spool))
+        code, text = smtp_send(inst, "alice@example.com", ["bob@example.org"],
+                               "Subject: a forbidden word\r\n\r\nbody\r\n")
+        assert code == 550 and "5.7.1 Forbidden subject" in text, (code, text)
+        inst.wait_log(r"reject: header Subject: a forbidden word from localhost\[127\.0\.0\.1\]; "
+                      r"from=<alice.smith@example.com> to=<bob@example.org> proto=ESMTP "
+                      r"helo=<client.example>: 5.7.1 Forbidden subject")
+        code, text = smtp_send(inst, "alice@example.com", ["bob@example.org"],
+                               "Subject: throw away\r\n\r\nbody\r\n")
+        assert code == 250, (code, text)
+        inst.wait_log(r"discard: header Subject: throw away")
+        assert set(all_queue_files(spool)) == before
+    finally:
+        inst.__exit__(None, None, None)
+
+
+def test_smtp_client_dropping_mid_data_leaves_no_file():
+    if not have_smtpd():
+        return
+    inst = e2e_instance()
+    try:
+        spool = instance_spool(inst)
+        s = socket.create_connection(("127.0.0.1", inst.port), timeout=10)
+        f = s.makefile("rb")
+        assert f.readline().startswith(b"220")
+        for cmd in (b"EHLO client.example", b"MAIL FROM:<alice@example.com>",
+                    b"RCPT TO:<bob@example.org>", b"DATA"):
+            s.sendall(cmd + b"\r\n")
+            line = f.readline()
+            while line[3:4] == b"-":
+                line = f.readline()
+            assert line[:1] in (b"2", b"3"), (cmd, line)
+        s.sendall(b"Subject: half\r\n\r\n" + b"x" * 70000 + b"\r\n")
+        # the file object holds the socket open: shut the connection for real
+        s.shutdown(socket.SHUT_RDWR)
+        f.close()
+        s.close()
+        inst.wait_log(r"client went away before end of message")
+        incoming = os.listdir(os.path.join(spool, "incoming"))
+        assert incoming == [], incoming
+    finally:
+        inst.__exit__(None, None, None)
