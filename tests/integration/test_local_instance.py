@@ -115,3 +115,32 @@ def test_mbox_spool_concurrent_deliveries_stay_whole():
             part = box[s:end + 2]
             assert ">From the start of a line" in part and ">>From already quoted" in part
             assert part[-1] == ""
+
+
+def test_root_instance_identities():
+    """A root instance: local runs as root and switches identities; mail to
+    a real account lands in a mailbox owned by it; a command from the
+    root-owned alias file runs as default_privs (nobody)."""
+    if not harness.is_root():
+        return
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    with harness.Instance(as_root=True) as inst:
+        out = os.path.join(inst.tmp, "out")
+        os.mkdir(out)
+        os.chmod(out, 0o777)
+        add_aliases(inst, "whoami: \"|id -u > %s/uid\"\n" % out)
+        send(inst, ["nobody@localhost", "whoami@localhost"], "root instance")
+        inst.wait_log(r"to=<nobody@localhost>, relay=local, .*status=sent \(delivered to maildir\)",
+                      timeout=20)
+        inst.wait_log(r"to=<whoami@localhost>, relay=local, .*status=sent "
+                      r"\(delivered to command: id -u", timeout=20)
+        box = os.path.join(inst.dir, "mail", "nobody")
+        assert os.stat(box).st_uid == nobody.pw_uid
+        new = os.path.join(box, "new")
+        assert os.stat(new).st_uid == nobody.pw_uid
+        names = os.listdir(new)
+        assert len(names) == 1
+        assert os.stat(os.path.join(new, names[0])).st_uid == nobody.pw_uid
+        with open(os.path.join(out, "uid")) as f:
+            assert f.read().strip() == str(nobody.pw_uid)
