@@ -188,6 +188,52 @@ START_TEST(bdat_crlf_split_across_chunks)
 }
 END_TEST
 
+/* Property: for random inputs over the bytes that matter, the message ends
+ * exactly where the reference rule says (first CR LF . CR LF, or . CR LF at
+ * the start), and splitting the input into reads changes nothing. */
+START_TEST(random_inputs_match_reference_rule)
+{
+    static const char alphabet[] = { '\r', '\n', '.', 'a' };
+    unsigned rnd = 12345;
+    for (int iter = 0; iter < 20000; iter++) {
+        char in[24];
+        size_t len = 0;
+        rnd = rnd * 1103515245u + 12345u;
+        size_t want = (rnd >> 16) % sizeof(in);
+        while (len < want) {
+            rnd = rnd * 1103515245u + 12345u;
+            in[len++] = alphabet[(rnd >> 16) % 4];
+        }
+        size_t ref = 0;
+        if (len >= 3 && memcmp(in, ".\r\n", 3) == 0)
+            ref = 3;
+        else
+            for (size_t i = 0; i + 5 <= len && !ref; i++)
+                if (memcmp(in + i, "\r\n.\r\n", 5) == 0)
+                    ref = i + 5;
+
+        strbuf whole, parts;
+        struct smtp_data_decoder a, b;
+        strbuf_init(&whole);
+        strbuf_init(&parts);
+        smtp_data_init(&a);
+        size_t used = smtp_data_decode(&a, in, len, &whole);
+        ck_assert_int_eq(a.done, ref != 0);
+        ck_assert_uint_eq(used, ref ? ref : len);
+        smtp_data_init(&b);
+        size_t used_b = 0;
+        while (used_b < len && !b.done)
+            used_b += smtp_data_decode(&b, in + used_b, 1, &parts);
+        ck_assert_uint_eq(used_b, used);
+        ck_assert_uint_eq(parts.len, whole.len);
+        ck_assert_int_eq(memcmp(parts.data ? parts.data : "", whole.data ? whole.data : "", whole.len), 0);
+        ck_assert_uint_eq(a.bare_lf, b.bare_lf);
+        strbuf_release(&whole);
+        strbuf_release(&parts);
+    }
+}
+END_TEST
+
 Suite *smtp_data_suite(void)
 {
     Suite *s = suite_create("smtp_data");
@@ -201,6 +247,7 @@ Suite *smtp_data_suite(void)
     tcase_add_test(tc, no_terminator_consumes_everything);
     tcase_add_test(tc, nul_and_binary_bytes_pass_through);
     tcase_add_test(tc, bdat_crlf_split_across_chunks);
+    tcase_add_test(tc, random_inputs_match_reference_rule);
     suite_add_tcase(s, tc);
     return s;
 }
