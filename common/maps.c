@@ -231,6 +231,15 @@ const char *kv_table_get(const struct kv_table *t, const char *key)
     return NULL;
 }
 
+void kv_table_each_duplicate(const struct kv_table *t,
+                             void (*fn)(const char *key, void *ctx), void *ctx)
+{
+    for (size_t i = 1; i < t->count; i++)
+        if (strcmp(t->entries[i].key, t->entries[i - 1].key) == 0
+            && (i < 2 || strcmp(t->entries[i].key, t->entries[i - 2].key) != 0))
+            fn(t->entries[i].key, ctx);
+}
+
 void kv_table_free(struct kv_table *t)
 {
     if (!t)

@@ -63,6 +63,9 @@ struct kv_table *kv_table_new(void);
 void kv_table_add(struct kv_table *t, const char *key, const char *value);
 void kv_table_seal(struct kv_table *t);     /* sort; call once after adds */
 const char *kv_table_get(const struct kv_table *t, const char *key);
+/* After seal: fn for every key that was added more than once (once each). */
+void kv_table_each_duplicate(const struct kv_table *t,
+                             void (*fn)(const char *key, void *ctx), void *ctx);
 void kv_table_free(struct kv_table *t);
 
 #endif

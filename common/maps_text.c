@@ -8,7 +8,8 @@
  *  - texthash:FILE reads FILE once at open, in postmap's source format
  *    ("key value" lines, see map_file_read); keys are lowercased; a line
  *    without a value fails the open ("FILE: line N: missing value"); for a
- *    duplicate key the first line wins (as postmap keeps the first).
+ *    duplicate key the first line wins (as postmap keeps the first), with
+ *    a warning.
  *  - inline:{ k1=v1, k2=v2, { k3 = value, with commas } } - elements are
  *    separated by commas or blanks (as in Postfix); an element in braces
  *    may hold both, and there blanks around '=' are dropped.  Keys lowercased.  An element without
@@ -19,6 +20,7 @@
 #include <ctype.h>
 #include <string.h>
 
+#include "log.h"
 #include "maps_internal.h"
 #include "mem.h"
 
@@ -55,6 +57,12 @@ static int texthash_line(const char *line, int lineno, void *ctx, strbuf *err)
     return 0;
 }
 
+static void warn_duplicate(const char *key, void *ctx)
+{
+    log_warning("%s: duplicate entry \"%s\": the first one is used",
+                (const char *) ctx, key);
+}
+
 int map_open_texthash(const char *name, struct map *m, strbuf *err)
 {
     struct texthash_load ld;
@@ -69,6 +77,7 @@ int map_open_texthash(const char *name, struct map *m, strbuf *err)
         return -1;
     }
     kv_table_seal(ld.table);
+    kv_table_each_duplicate(ld.table, warn_duplicate, (void *) name);
     m->ops = &kv_ops;
     m->impl = ld.table;
     m->flags = MAP_FOLD_CASE;
