@@ -4,6 +4,7 @@ mbox with quoting and locking), aliases to lists, commands and files,
 :include:, .forward, extensions, loops, exit-status mapping, time limits,
 and the root-instance identity rules."""
 import os
+import pwd
 import re
 import stat
 import time
@@ -13,6 +14,12 @@ from local_helpers import (FakeCleanup, LocalDir, NOBODY, deliver, delivery_requ
 
 MSG = ["Subject: hello", "From: Sender <sender@remote.example>", "",
        "first line", "From the start", ">From quoted", "last line"]
+
+
+# The user local runs as in the non-root tests: nobody when the tests run
+# as root (local_helpers drops to it), else whoever runs them.
+OWN = NOBODY if os.geteuid() == 0 else pwd.getpwuid(os.getuid())
+ME = OWN.pw_name
 
 
 def one(replies, rcpt):
@@ -213,22 +220,22 @@ def test_forward_file_of_own_user():
     with LocalDir() as ld:
         fwd_dir = ld.path("forward")
         out = ld.path("fwdout")
-        with open(os.path.join(fwd_dir, "nobody.forward"), "w") as f:
-            f.write("\\nobody, \"|cat > %s\"\n" % out)
+        with open(os.path.join(fwd_dir, ME + ".forward"), "w") as f:
+            f.write("\\%s, \"|cat > %s\"\n" % (ME, out))
         ld.give_to_nobody()
-        replies = deliver(ld, "s@x.example", ["nobody@t.example"], MSG)
-        r = one(replies, "nobody@t.example")
+        replies = deliver(ld, "s@x.example", [ME + "@t.example"], MSG)
+        r = one(replies, ME + "@t.example")
         assert r["status"] == "sent", r
         assert "delivered to command" in r["reason"] and "delivered to maildir" in r["reason"]
-        assert len(maildir_messages(ld.path("mail", "nobody"))) == 1
-        assert "Delivered-To: nobody@t.example" in read(out)
+        assert len(maildir_messages(ld.path("mail", ME))) == 1
+        assert "Delivered-To: %s@t.example" % ME in read(out)
         # a group-writable .forward is ignored: plain mailbox delivery
-        os.chmod(os.path.join(fwd_dir, "nobody.forward"), 0o664)
+        os.chmod(os.path.join(fwd_dir, ME + ".forward"), 0o664)
         os.unlink(out)
-        replies = deliver(ld, "s@x.example", ["nobody@t.example"], MSG)
-        assert one(replies, "nobody@t.example")["reason"] == "delivered to maildir"
+        replies = deliver(ld, "s@x.example", [ME + "@t.example"], MSG)
+        assert one(replies, ME + "@t.example")["reason"] == "delivered to maildir"
         assert not os.path.exists(out)
-        assert len(maildir_messages(ld.path("mail", "nobody"))) == 2
+        assert len(maildir_messages(ld.path("mail", ME))) == 2
 
 
 def test_mailbox_size_limit_keeps_old_content():
@@ -382,15 +389,15 @@ def test_mailbox_command_for_own_user():
         out = ld.path("mbcmd")
         # $USER and $EXTENSION are left to the shell; ${extension} is local's
         cmd = "cat > %s; echo $USER $EXTENSION >> %s; echo X${extension}X >> %s" % (out, out, out)
-        replies = deliver(ld, "s@x.example", ["nobody+tag@t.example"], MSG,
+        replies = deliver(ld, "s@x.example", [ME + "+tag@t.example"], MSG,
                           overrides=["mailbox_command=" + cmd])
-        r = one(replies, "nobody+tag@t.example")
+        r = one(replies, ME + "+tag@t.example")
         assert (r["status"], r["reason"]) == (
             "sent", "delivered to command: " + cmd.replace("${extension}", "tag")), r
         text = read(out)
-        assert text.startswith("Return-Path: <s@x.example>\nDelivered-To: nobody+tag@t.example\n")
-        assert text.endswith("last line\nnobody tag\nXtagX\n")
-        assert not os.path.exists(ld.path("mail", "nobody"))
+        assert text.startswith("Return-Path: <s@x.example>\nDelivered-To: %s+tag@t.example\n" % ME)
+        assert text.endswith("last line\n%s tag\nXtagX\n" % ME)
+        assert not os.path.exists(ld.path("mail", ME))
 
 
 def test_mbox_lock_wait_is_bounded_and_stale_locks_go():
