@@ -740,6 +740,50 @@ def test_stale_temporary_files_are_purged_at_start():
         assert os.path.exists(fresh)
 
 
+def test_reply_only_after_file_and_directory_are_synced():
+    """The durability contract, seen in the system calls: fsync of the
+    queue file, rename into incoming/, fsync of incoming/, and only then the
+    status=0 reply."""
+    if not shutil.which("strace"):
+        print("  (skipped: strace not installed)")
+        return
+    with Spool() as sp:
+        trace = os.path.join(sp.dir, "trace")
+        parent, child = socket.socketpair()
+        proc = subprocess.Popen(["strace", "-f", "-s", "256", "-o", trace,
+                                 "-e", "trace=fsync,fdatasync,rename,renameat,renameat2,"
+                                 "openat,open,sendto,sendmsg,write",
+                                 CLEANUP, "-S", "-c", sp.dir], stdin=child,
+                                stdout=subprocess.DEVNULL)
+        child.close()
+        reader = IpcReader(parent)
+        try:
+            qid = rec_get(reader.record(), "queue_id")
+            parent.sendall(ipc_encode([("request", "enqueue")] + SMTP_ENV))
+            parent.sendall(ipc_encode([("data", "Subject: s\n\nbody\n")]))
+            parent.sendall(ipc_encode([("end", "1")]))
+            assert rec_get(reader.record(), "status") == "0"
+        finally:
+            parent.close()
+            assert proc.wait(timeout=30) == 0
+        lines = open(trace).read().splitlines()
+
+        def first(pattern, after=-1):
+            for i, line in enumerate(lines):
+                if i > after and re.search(pattern, line):
+                    return i
+            raise AssertionError("no %s after line %d in:\n%s" % (pattern, after,
+                                                                  "\n".join(lines)))
+        fd = re.search(r"= (\d+)$", lines[first(r'open(at)?\(.*"incoming/\.tmp-')]).group(1)
+        synced = first(r"f(data)?sync\(%s\)" % fd)
+        renamed = first(r'rename.*"incoming/\.tmp-[^"]*".*"incoming/%s"' % qid, synced)
+        dir_open = first(r'open(at)?\(.*"incoming"', renamed)
+        dir_fd = re.search(r"= (\d+)$", lines[dir_open]).group(1)
+        dir_synced = first(r"f(data)?sync\(%s\)" % dir_fd, dir_open)
+        replied = first(r"(sendto|sendmsg|write)\(.*status 1\\n0\\n", 0)
+        assert replied > dir_synced, "\n".join(lines)
+
+
 def test_qmgr_down_is_not_an_error():
     with Spool(qmgr=False) as sp:
         _, final = sp.enqueue(SMTP_ENV, "Subject: s\n\nbody\n")
