@@ -421,6 +421,67 @@ START_TEST(stream_byte_by_byte)
 }
 END_TEST
 
+/* The stream's resumable scanning must agree with one-shot decoding
+ * whatever the chunking: random records, written in random-size pieces,
+ * then a malformed tail that both must reject. */
+START_TEST(stream_random_chunks_match_decode)
+{
+    unsigned seed = 777 + (unsigned)_i;
+    strbuf all;
+    strbuf_init(&all);
+    enum { NREC = 40 };
+    ipc_record *recs[NREC];
+    for (int k = 0; k < NREC; k++) {
+        recs[k] = ipc_record_new();
+        int nattr = rand_r(&seed) % 6;
+        for (int j = 0; j < nattr; j++) {
+            char name[8];
+            snprintf(name, sizeof(name), "a%d", rand_r(&seed) % 3);
+            size_t len = (size_t)(rand_r(&seed) % 3000);
+            char *v = xmalloc(len + 1);
+            for (size_t b = 0; b < len; b++)
+                v[b] = (char)(rand_r(&seed) % 256);
+            ipc_record_add(recs[k], name, v, len);
+            xfree(v);
+        }
+        ipc_encode(recs[k], &all);
+    }
+    strbuf_append_str(&all, "ok 1\nx\nBad 1\nx\n\n");
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(sv[0]);
+        size_t off = 0;
+        while (off < all.len) {
+            size_t n = 1 + (size_t)(rand_r(&seed) % 5000);
+            if (n > all.len - off)
+                n = all.len - off;
+            if (write(sv[1], all.data + off, n) != (ssize_t)n)
+                _exit(1);
+            off += n;
+        }
+        _exit(0);
+    }
+    close(sv[1]);
+    ipc_stream *in = ipc_stream_open(sv[0], 10);
+    ipc_record *d = ipc_record_new();
+    for (int k = 0; k < NREC; k++) {
+        ck_assert_msg(ipc_recv(in, d) == 0, "record %d: %s", k, ipc_error(in));
+        assert_same_record(recs[k], d);
+    }
+    ck_assert_int_eq(ipc_recv(in, d), -1);
+    ck_assert_str_eq(ipc_error(in), "malformed attribute name");
+    waitpid(pid, NULL, 0);
+    ipc_stream_close(in);
+    ipc_record_free(d);
+    for (int k = 0; k < NREC; k++)
+        ipc_record_free(recs[k]);
+    strbuf_release(&all);
+}
+END_TEST
+
 START_TEST(stream_timeout)
 {
     int sv[2];
@@ -515,6 +576,29 @@ START_TEST(stream_malformed_and_limits)
     ck_assert_str_eq(ipc_error(b), "attribute value too long");
     ipc_stream_close(b);
     close(sv[1]);
+
+    /* max_record counts per record: a small one passes, the next, larger
+     * one fails even though each attribute is within max_attr. */
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    strbuf enc;
+    strbuf_init(&enc);
+    ipc_record *r = ipc_record_new();
+    ipc_record_add(r, "a", "0123456789012345678901234567890123456789", 40);
+    ipc_encode(r, &enc);        /* 47 bytes */
+    ipc_record_add(r, "b", "0123456789012345678901234567890123456789", 40);
+    ipc_record_add(r, "c", "0123456789012345678901234567890123456789", 40);
+    ipc_encode(r, &enc);        /* 139 bytes */
+    ck_assert_int_eq(write(sv[1], enc.data, enc.len), (ssize_t)enc.len);
+    b = ipc_stream_open(sv[0], 2);
+    ipc_stream_set_limits(b, 50, 100);
+    ck_assert_int_eq(ipc_recv(b, d), 0);
+    ck_assert_uint_eq(d->n, 1);
+    ck_assert_int_eq(ipc_recv(b, d), -1);
+    ck_assert_str_eq(ipc_error(b), "record too large");
+    ipc_stream_close(b);
+    close(sv[1]);
+    ipc_record_free(r);
+    strbuf_release(&enc);
     ipc_record_free(d);
 }
 END_TEST
@@ -665,6 +749,7 @@ Suite *ipc_suite(void)
     tcase_add_test(ts, stream_round_trip);
     tcase_add_loop_test(ts, stream_large_record, 0, 2);
     tcase_add_test(ts, stream_byte_by_byte);
+    tcase_add_loop_test(ts, stream_random_chunks_match_decode, 0, 5);
     tcase_add_test(ts, stream_timeout);
     tcase_add_test(ts, stream_timeout_mid_record);
     tcase_add_test(ts, stream_write_timeout);
