@@ -39,6 +39,16 @@ static int finish_item(struct item_vec *v, strbuf *text, int quoted_start,
 {
     strbuf_rtrim(text);
     const char *s = strbuf_str(text);
+    size_t lead = 0;
+    while (lead < text->len && is_blank((unsigned char)s[lead]))
+        lead++;
+    if (lead > 0) {
+        /* blanks inside quotes at the start mean nothing either */
+        char *rest = xstrdup(s + lead);
+        strbuf_set_str(text, rest);
+        xfree(rest);
+        s = strbuf_str(text);
+    }
     if (text->len == 0 && !quoted_start)
         return 0;
     if (s[0] == '|') {

@@ -161,6 +161,51 @@ START_TEST(length_is_respected)
 }
 END_TEST
 
+/* Random input from a small alphabet full of the syntax characters: the
+ * parser must either fail with a reason or return items that are non-empty
+ * and carry no separators, NULs or surrounding blanks where the syntax
+ * excludes them. */
+START_TEST(randomized_inputs_hold_invariants)
+{
+    static const char alphabet[] = "ab@|/:\"\\, \t\r\n#include:x";
+    unsigned int seed = 12345;
+    strbuf err, text;
+    strbuf_init(&err);
+    strbuf_init(&text);
+    for (int round = 0; round < 20000; round++) {
+        strbuf_reset(&text);
+        seed = seed * 1103515245u + 12345u;
+        int len = (int)((seed >> 16) % 40);
+        for (int i = 0; i < len; i++) {
+            seed = seed * 1103515245u + 12345u;
+            strbuf_append_char(&text, alphabet[(seed >> 16) % (sizeof(alphabet) - 1)]);
+        }
+        struct alias_item *it = NULL;
+        strbuf_reset(&err);
+        int n = alias_list_parse(text.data ? text.data : "", text.len, &it, &err);
+        if (n < 0) {
+            ck_assert_ptr_null(it);
+            ck_assert_uint_gt(err.len, 0);
+            continue;
+        }
+        for (int i = 0; i < n; i++) {
+            const char *v = it[i].value;
+            size_t vl = strlen(v);
+            ck_assert_msg(vl > 0, "empty item from \"%s\"", strbuf_str(&text));
+            ck_assert(v[0] != ' ' && v[0] != '\t');
+            ck_assert(v[vl - 1] != ' ' && v[vl - 1] != '\t');
+            if (it[i].kind == ALIAS_ITEM_INCLUDE || it[i].kind == ALIAS_ITEM_FILE)
+                ck_assert_int_eq(v[0], '/');
+            if (it[i].kind == ALIAS_ITEM_ADDRESS && !it[i].no_expand)
+                ck_assert(v[0] != '|');
+        }
+        alias_list_free(it, n);
+    }
+    strbuf_release(&err);
+    strbuf_release(&text);
+}
+END_TEST
+
 Suite *alias_list_suite(void)
 {
     Suite *s = suite_create("alias_list");
@@ -173,6 +218,7 @@ Suite *alias_list_suite(void)
     tcase_add_test(tc, empty_input);
     tcase_add_test(tc, malformed_inputs);
     tcase_add_test(tc, length_is_respected);
+    tcase_add_test(tc, randomized_inputs_hold_invariants);
     suite_add_tcase(s, tc);
     return s;
 }
