@@ -39,6 +39,7 @@
 #include "mem.h"
 #include "privs.h"
 #include "queue.h"
+#include "service_addr.h"
 
 static void svc_free(struct master_svc *s)
 {
@@ -73,27 +74,6 @@ void master_services_free(struct master_svc *list)
         svc_free(list);
         list = next;
     }
-}
-
-/* Split an inet service name into host (NULL = none) and port. */
-static void split_inet_name(const char *name, char **host, char **port)
-{
-    *host = NULL;
-    if (name[0] == '[') {
-        const char *close_br = strchr(name, ']');
-        if (close_br && close_br[1] == ':') {
-            *host = xstrndup(name + 1, (size_t)(close_br - name - 1));
-            *port = xstrdup(close_br + 2);
-            return;
-        }
-    }
-    const char *colon = strrchr(name, ':');
-    if (colon && !strchr(name, '[')) {
-        *host = xstrndup(name, (size_t)(colon - name));
-        *port = xstrdup(colon + 1);
-        return;
-    }
-    *port = xstrdup(name);
 }
 
 static int open_inet_listener(const char *host, const char *port, strbuf *err)
@@ -304,7 +284,12 @@ int master_services_build(struct master_service *cf, struct master_svc *old,
             rc = add_service(cf, NULL, NULL, strbuf_str(&program), old, &tail, err);
         } else {
             char *host, *port;
-            split_inet_name(cf->name, &host, &port);
+            if (service_addr_split(cf->name, &host, &port, err) < 0) {
+                log_warning("service %s (master.cf line %d): %s -- skipped", cf->name,
+                            cf->line, strbuf_str(err));
+                strbuf_reset(err);
+                continue;
+            }
             if (host) {
                 rc = add_service(cf, host, port, strbuf_str(&program), old, &tail, err);
             } else {
