@@ -349,13 +349,13 @@ static void state_free(struct cleanup_state *st)
 
 /* Read records until {end=1}.  0 at end, -1 when the client went away or
  * broke the protocol (logged). */
-static int take_content(struct cleanup_state *st, ipc_stream *in, ipc_record *r)
+static int take_content(struct cleanup_state *st, ipc_stream *client, ipc_record *r)
 {
     for (;;) {
-        int rc = ipc_recv(in, r);
+        int rc = ipc_recv(client, r);
         if (rc != 0) {
             log_info("%s: client went away before end of message (%s); nothing queued",
-                     st->qid, rc > 0 ? "end of input" : ipc_error(in));
+                     st->qid, rc > 0 ? "end of input" : ipc_error(client));
             return -1;
         }
         int known = 0;
@@ -377,6 +377,17 @@ static int take_content(struct cleanup_state *st, ipc_stream *in, ipc_record *r)
     }
 }
 
+/* Throw the queue file away now, before any reply: once the client hears
+ * the verdict nothing of the message is left.  The id stays usable for the
+ * reply and the log through qid_copy. */
+static void drop_queue_file(struct cleanup_state *st, char *qid_copy)
+{
+    snprintf(qid_copy, QUEUE_ID_MAX, "%s", st->qid);
+    st->qid = qid_copy;
+    queue_writer_abort(st->writer);
+    st->writer = NULL;
+}
+
 static void log_failure(struct cleanup_state *st)
 {
     if (st->failure_logged)
@@ -393,14 +404,16 @@ static void cleanup_serve(int client_fd)
     /* The stream closes its fd: work on a duplicate (the skeleton closes
      * the client's).  In standalone mode (-S) the skeleton hands us a
      * socket too. */
-    int in_fd = dup(client_fd);
-    if (in_fd < 0) {
+    int fd = dup(client_fd);
+    if (fd < 0) {
         log_warning("dup: %s", strerror(errno));
         return;
     }
-    ipc_stream *in = ipc_stream_open(in_fd, cleanup_cfg.ipc_timeout);
-    ipc_stream *out = in;
+    ipc_stream *client = ipc_stream_open(fd, cleanup_cfg.ipc_timeout);
     ipc_record *r = ipc_record_new();
+    char qid_copy[QUEUE_ID_MAX];
+    strbuf err;
+    strbuf_init(&err);
 
     struct cleanup_state st;
     memset(&st, 0, sizeof(st));
@@ -412,86 +425,69 @@ static void cleanup_serve(int client_fd)
 
     if (cleanup_cfg.config_error) {
         log_warning("refusing mail: %s", cleanup_cfg.config_error);
-        reply_error(out, NULL, 4, "4.3.5", "Error: server configuration error");
+        reply_error(client, NULL, 4, "4.3.5", "Error: server configuration error");
         goto done;
     }
 
-    strbuf err;
-    strbuf_init(&err);
+    /* 1. the queue file, and its id for the client */
     st.writer = queue_writer_create("incoming", &err);
     if (!st.writer) {
         int disk_full = errno == ENOSPC || errno == EDQUOT;
         log_warning("%s", strbuf_str(&err));
-        strbuf_release(&err);
         if (disk_full)
-            reply_error(out, NULL, 4, "4.3.1", "Insufficient system storage");
+            reply_error(client, NULL, 4, "4.3.1", "Insufficient system storage");
         else
-            reply_error(out, NULL, 4, "4.3.0", "Error: queue file write error");
+            reply_error(client, NULL, 4, "4.3.0", "Error: queue file write error");
         goto done;
     }
-    strbuf_release(&err);
     st.qid = queue_writer_id(st.writer);
-
     ipc_build(r, "queue_id", st.qid, NULL);
-    if (ipc_send(out, r) < 0) {
-        log_debug("%s: client went away: %s", st.qid, ipc_error(out));
+    if (ipc_send(client, r) < 0) {
+        log_debug("%s: client went away: %s", st.qid, ipc_error(client));
         goto done;
     }
 
-    int rc = ipc_recv(in, r);
-    if (rc != 0) {
+    /* 2. envelope, 3. content */
+    if (ipc_recv(client, r) != 0) {
         log_debug("%s: client went away before the envelope", st.qid);
         goto done;
     }
     if (take_envelope(&st, r) < 0) {
-        char qid[QUEUE_ID_MAX];
-        snprintf(qid, sizeof(qid), "%s", st.qid);
-        queue_writer_abort(st.writer);
-        st.writer = NULL;
-        st.qid = NULL;
-        reply_error(out, qid, 4, "4.3.0", "Error: protocol error");
+        drop_queue_file(&st, qid_copy);
+        reply_error(client, st.qid, 4, "4.3.0", "Error: protocol error");
         goto done;
     }
-    if (take_content(&st, in, r) < 0)
+    if (take_content(&st, client, r) < 0)
         goto done;
     cleanup_message_end(&st);
 
+    /* 4. the verdict */
     if (st.status == 0 && !st.discard && st.nrcpt == 0)
         cleanup_fail(&st, 5, "5.1.0", st.flag_extract
                      ? "No recipient addresses found in message header"
                      : "No recipients specified");
-    if (st.status != 0 || st.discard) {
-        /* Remove the temporary file before the client hears the verdict:
-         * when it does, nothing of the message is left. */
-        char qid[QUEUE_ID_MAX];
-        snprintf(qid, sizeof(qid), "%s", st.qid);
-        st.qid = qid;
-        queue_writer_abort(st.writer);
-        st.writer = NULL;
-        if (st.status != 0) {
-            log_failure(&st);
-            reply_error(out, qid, st.status, st.dsn, strbuf_str(&st.reason));
-        } else {
-            ipc_build(r, "status", "0", "queue_id", qid, "discarded", "1", NULL);
-            ipc_send(out, r);
-        }
-        st.qid = NULL;
+    if (st.status != 0) {
+        drop_queue_file(&st, qid_copy);
+        log_failure(&st);
+        reply_error(client, st.qid, st.status, st.dsn, strbuf_str(&st.reason));
         goto done;
     }
-
-    strbuf_init(&err);
+    if (st.discard) {
+        drop_queue_file(&st, qid_copy);
+        ipc_build(r, "status", "0", "queue_id", st.qid, "discarded", "1", NULL);
+        if (ipc_send(client, r) < 0)
+            log_debug("%s: client went away before the reply", st.qid);
+        goto done;
+    }
     if (queue_writer_commit(st.writer, &err) < 0) {
         int disk_full = errno == ENOSPC || errno == EDQUOT;
         log_warning("%s", strbuf_str(&err));
-        strbuf_release(&err);
         if (disk_full)
-            reply_error(out, st.qid, 4, "4.3.1", "Insufficient system storage");
+            reply_error(client, st.qid, 4, "4.3.1", "Insufficient system storage");
         else
-            reply_error(out, st.qid, 4, "4.3.0", "Error: queue file write error");
+            reply_error(client, st.qid, 4, "4.3.0", "Error: queue file write error");
         goto done;
     }
-    strbuf_release(&err);
-
     int held = 0;
     if (st.hold) {
         if (queue_move(st.qid, "incoming", "hold") == 0)
@@ -503,16 +499,19 @@ static void cleanup_serve(int client_fd)
     ipc_build(r, "status", "0", "queue_id", st.qid, NULL);
     if (held)
         ipc_record_add_str(r, "held", "1");
-    if (ipc_send(out, r) < 0)
+    if (ipc_send(client, r) < 0)
         log_warning("%s: queued, but the client went away before the reply: %s",
-                    st.qid, ipc_error(out));
+                    st.qid, ipc_error(client));
+
+    /* 5. tell qmgr (a held message is none of its business) */
     if (!held)
         wake_qmgr();
 
 done:
     state_free(&st);
+    strbuf_release(&err);
     ipc_record_free(r);
-    ipc_stream_close(in);
+    ipc_stream_close(client);
 }
 
 int main(int argc, char **argv)
