@@ -119,6 +119,8 @@ static void cleanup_pre_jail(int argc, char **argv)
     cleanup_cfg.sender_canonical = open_tables("sender_canonical_maps");
     cleanup_cfg.recipient_canonical = open_tables("recipient_canonical_maps");
     cleanup_cfg.virtual_alias = open_tables("virtual_alias_maps");
+    cleanup_cfg.sender_bcc = open_tables("sender_bcc_maps");
+    cleanup_cfg.recipient_bcc = open_tables("recipient_bcc_maps");
     strbuf locals;
     strbuf_init(&locals);
     strbuf_printf(&locals, "%s, %s", config_str("myorigin"), config_str("mydestination"));
@@ -189,6 +191,8 @@ static void cleanup_post_jail(int argc, char **argv)
     cleanup_cfg.virtual_expansion_limit = positive_int("virtual_alias_expansion_limit");
     cleanup_cfg.dup_limit = (size_t)positive_int("duplicate_filter_limit");
     cleanup_cfg.undisclosed_header = config_str("undisclosed_recipients_header");
+    cleanup_cfg.always_bcc = config_str("always_bcc");
+    cleanup_cfg.override_options = config_str("receive_override_options");
     long long t = config_time("ipc_timeout");
     cleanup_cfg.ipc_timeout = t > 0 && t < 86400 ? (int)t : 3600;
 
@@ -268,6 +272,10 @@ static int take_envelope(struct cleanup_state *st, const ipc_record *env)
     const char *flags = ipc_record_get_str(env, "flags");
     st->flag_local = flag_set(flags, "local");
     st->flag_extract = flag_set(flags, "extract");
+    st->no_mappings = flag_set(flags, "no_address_mappings")
+                      || flag_set(cleanup_cfg.override_options, "no_address_mappings");
+    st->no_checks = flag_set(flags, "no_header_body_checks")
+                    || flag_set(cleanup_cfg.override_options, "no_header_body_checks");
     st->origin = attr_dup(env, "origin");
     st->client_name = attr_dup(env, "client_name");
     st->client_addr = attr_dup(env, "client_addr");
@@ -315,6 +323,7 @@ static int take_envelope(struct cleanup_state *st, const ipc_record *env)
             notify = orcpt = NULL;
         }
     }
+    cleanup_add_sender_bcc(st);
     return 0;
 }
 

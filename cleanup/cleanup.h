@@ -44,6 +44,10 @@ struct cleanup_config {
     maps *sender_canonical;
     maps *recipient_canonical;
     maps *virtual_alias;
+    maps *sender_bcc;
+    maps *recipient_bcc;
+    const char *always_bcc;
+    const char *override_options; /* receive_override_options */
     domain_list *virtual_domains;
     domain_list *local_domains;  /* $myorigin, $mydestination */
     const char *myhostname;
@@ -91,6 +95,8 @@ struct cleanup_state {
     char *protocol;
     int flag_local;
     int flag_extract;
+    int no_mappings;            /* no_address_mappings */
+    int no_checks;              /* no_header_body_checks */
     size_t nrcpt;
     char *first_rcpt;           /* for log lines */
     struct cleanup_seen_set *seen;
@@ -146,6 +152,8 @@ void cleanup_set_sender(struct cleanup_state *st, const char *sender);
  * duplicate elimination each result is written (late: after X). */
 void cleanup_add_rcpt(struct cleanup_state *st, const char *addr,
                       const char *orcpt, const char *notify, int late);
+/* Automatic BCC for the sender (always_bcc, sender_bcc_maps). */
+void cleanup_add_sender_bcc(struct cleanup_state *st);
 /* Write the late recipients (after content_end). */
 void cleanup_write_late_rcpts(struct cleanup_state *st);
 /* Header address rewriting: class 's' sender headers, 'r' recipient

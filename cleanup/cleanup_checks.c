@@ -15,6 +15,8 @@
  * After a REJECT or DISCARD no further checks are made (the outcome is
  * decided).  A table lookup error is a temporary failure (4.3.0).
  * body_checks look at no more than body_checks_size_limit body bytes.
+ * receive_override_options=no_header_body_checks (or that envelope flag)
+ * turns both off.
  */
 #include <ctype.h>
 #include <string.h>
@@ -66,7 +68,7 @@ static void log_action(struct cleanup_state *st, const struct check_action *act,
 static int apply_checks(struct cleanup_state *st, maps *tables, const char *where,
                         const char *key, size_t keylen, strbuf *out, strbuf *prepend)
 {
-    if (!tables || st->status != 0 || st->discard)
+    if (!tables || st->status != 0 || st->discard || st->no_checks)
         return CHECK_DUNNO;
     strbuf value;
     strbuf_init(&value);

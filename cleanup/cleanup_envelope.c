@@ -10,6 +10,11 @@
  *               virtual_alias_maps (one to many, recursive; see
  *               common/addr_rewrite.h for the loop rules), then duplicate
  *               elimination on (address, orcpt, notify).
+ * Automatic BCC (always_bcc, sender_bcc_maps, recipient_bcc_maps; the
+ * latter looked up with the canonical recipient) adds recipients with
+ * NOTIFY=NEVER, as Postfix does; they go through the same rewriting.
+ * no_address_mappings (receive_override_options or envelope flag) turns
+ * off canonical, virtual and automatic BCC; qualification stays.
  * propagate_unmatched_extensions (canonical, virtual) keeps a +ext that
  * only an extension-less key matched.
  * Envelope addresses are always qualified; header addresses only for local
@@ -169,7 +174,7 @@ static void qualify_cb(strbuf *addr, void *ctx)
 static int canonical_step(struct cleanup_state *st, maps *tables, const char *name,
                           strbuf *addr)
 {
-    if (!tables || addr->len == 0)
+    if (!tables || addr->len == 0 || st->no_mappings)
         return 0;
     strbuf out;
     strbuf_init(&out);
@@ -255,28 +260,11 @@ static void add_final_rcpt(struct cleanup_state *st, const char *addr,
         st->first_rcpt = xstrdup(addr);
 }
 
-void cleanup_add_rcpt(struct cleanup_state *st, const char *addr_in,
-                      const char *orcpt, const char *notify, int late)
+/* virtual_alias_maps for one (canonical) recipient; every result is a
+ * final recipient. */
+static void expand_virtual(struct cleanup_state *st, const char *addr,
+                           const char *orcpt, const char *notify, int late)
 {
-    strbuf addr;
-    strbuf_init(&addr);
-    strbuf_set_str(&addr, addr_in);
-    cleanup_qualify(&addr);
-    if (addr.len == 0) {
-        strbuf_release(&addr);
-        return;
-    }
-    if (canonical_step(st, cleanup_cfg.recipient_canonical, "recipient_canonical_maps", &addr) < 0
-        || canonical_step(st, cleanup_cfg.canonical, "canonical_maps", &addr) < 0) {
-        strbuf_release(&addr);
-        return;
-    }
-    if (!cleanup_cfg.virtual_alias) {
-        add_final_rcpt(st, strbuf_str(&addr), orcpt, notify, late);
-        strbuf_release(&addr);
-        return;
-    }
-
     struct virtual_opts opts = {
         .delim = cleanup_cfg.delim,
         .recursion_limit = cleanup_cfg.virtual_recursion_limit,
@@ -289,29 +277,97 @@ void cleanup_add_rcpt(struct cleanup_state *st, const char *addr_in,
     addr_vec_init(&out);
     strbuf err;
     strbuf_init(&err);
-    int rc = virtual_alias_expand(cleanup_cfg.virtual_alias, strbuf_str(&addr),
-                                  &opts, &out, &err);
+    int rc = virtual_alias_expand(cleanup_cfg.virtual_alias, addr, &opts, &out, &err);
     if (rc < 0) {
         log_warning("%s: %s -- message not accepted, try again later",
                     st->qid, strbuf_str(&err));
         cleanup_fail(st, 4, "4.3.0", "Error: %s", strbuf_str(&err));
     } else {
-        if (out.n == 1 && strcmp(out.addrs[0], strbuf_str(&addr)) == 0
-            && cleanup_cfg.virtual_domains) {
-            const char *at = strrchr(out.addrs[0], '@');
+        if (out.n == 1 && strcmp(out.addrs[0], addr) == 0 && cleanup_cfg.virtual_domains) {
+            const char *at = strrchr(addr, '@');
             if (at && domain_list_match(cleanup_cfg.virtual_domains, at + 1) == 1)
                 log_warning("%s: virtual alias domain recipient <%s> has no mapping; kept",
-                            st->qid, out.addrs[0]);
+                            st->qid, addr);
         }
         for (size_t i = 0; i < out.n; i++) {
-            if (strcmp(out.addrs[i], strbuf_str(&addr)) != 0)
-                log_debug("%s: virtual_alias_maps: %s -> %s", st->qid,
-                          strbuf_str(&addr), out.addrs[i]);
+            if (strcmp(out.addrs[i], addr) != 0)
+                log_debug("%s: virtual_alias_maps: %s -> %s", st->qid, addr, out.addrs[i]);
             add_final_rcpt(st, out.addrs[i], orcpt, notify, late);
         }
     }
     strbuf_release(&err);
     addr_vec_release(&out);
+}
+
+static void add_rcpt(struct cleanup_state *st, const char *addr_in,
+                     const char *orcpt, const char *notify, int late, int is_bcc);
+
+struct bcc_ctx {
+    struct cleanup_state *st;
+    int late;
+};
+
+static void add_bcc_cb(const char *addr, void *ctx)
+{
+    struct bcc_ctx *bc = ctx;
+    /* Postfix: an automatic BCC asks for no delivery status notification. */
+    add_rcpt(bc->st, addr, NULL, "NEVER", bc->late, 1);
+}
+
+/* Look addr up in a *_bcc_maps table and add every address found. */
+static void add_bcc_from(struct cleanup_state *st, maps *tables, const char *name,
+                         const char *addr, int late)
+{
+    if (!tables || !*addr || st->no_mappings)
+        return;
+    strbuf value;
+    strbuf_init(&value);
+    int rc = maps_lookup_addr_ex(tables, addr, cleanup_cfg.delim, lookup_flags(addr), &value);
+    if (rc < 0) {
+        log_warning("%s: %s lookup error for %s", st->qid, name, addr);
+        cleanup_fail(st, 4, "4.3.0", "Error: %s lookup error", name);
+    } else if (rc == 1) {
+        struct bcc_ctx bc = { st, late };
+        addr_result_split(strbuf_str(&value), add_bcc_cb, &bc);
+    }
+    strbuf_release(&value);
+}
+
+void cleanup_add_sender_bcc(struct cleanup_state *st)
+{
+    if (st->no_mappings)
+        return;
+    if (*cleanup_cfg.always_bcc)
+        add_rcpt(st, cleanup_cfg.always_bcc, NULL, "NEVER", 0, 1);
+    add_bcc_from(st, cleanup_cfg.sender_bcc, "sender_bcc_maps", st->sender, 0);
+}
+
+void cleanup_add_rcpt(struct cleanup_state *st, const char *addr_in,
+                      const char *orcpt, const char *notify, int late)
+{
+    add_rcpt(st, addr_in, orcpt, notify, late, 0);
+}
+
+static void add_rcpt(struct cleanup_state *st, const char *addr_in,
+                     const char *orcpt, const char *notify, int late, int is_bcc)
+{
+    strbuf addr;
+    strbuf_init(&addr);
+    strbuf_set_str(&addr, addr_in);
+    cleanup_qualify(&addr);
+    if (addr.len == 0
+        || canonical_step(st, cleanup_cfg.recipient_canonical, "recipient_canonical_maps", &addr) < 0
+        || canonical_step(st, cleanup_cfg.canonical, "canonical_maps", &addr) < 0) {
+        strbuf_release(&addr);
+        return;
+    }
+    if (!cleanup_cfg.virtual_alias || st->no_mappings)
+        add_final_rcpt(st, strbuf_str(&addr), orcpt, notify, late);
+    else
+        expand_virtual(st, strbuf_str(&addr), orcpt, notify, late);
+    /* The copy for recipient_bcc_maps follows the recipient. */
+    if (!is_bcc)
+        add_bcc_from(st, cleanup_cfg.recipient_bcc, "recipient_bcc_maps", strbuf_str(&addr), late);
     strbuf_release(&addr);
 }
 

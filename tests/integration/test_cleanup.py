@@ -472,6 +472,46 @@ def test_canonical_and_virtual_alias_rewriting():
             % qid, sp.log()))
 
 
+def test_automatic_bcc():
+    conf = {"always_bcc": "archive",
+            "sender_bcc_maps": "inline:{ alice@example.com=sent-copies@example.org }",
+            "recipient_bcc_maps": "inline:{ bob@example.org=bob-copy@example.org }",
+            "virtual_alias_maps": "inline:{ bob-copy@example.org=bob-archive@example.net }"}
+    with Spool(conf=conf) as sp:
+        env = [("origin", "smtp"), ("sender", "alice@example.com"),
+               ("rcpt", "bob@example.org"), ("rcpt", "carol@example.org")]
+        _, final = sp.enqueue(env, "Subject: bcc\n\nbody\n")
+        qf = sp.queue_file(ok(final))
+        # recipients first as given, each recipient's copy after it; BCC
+        # copies ask for no notifications and are rewritten like any other
+        assert qf.rcpts_before == [
+            ("bob@example.org", None, None),
+            ("bob-archive@example.net", None, "NEVER"),
+            ("carol@example.org", None, None),
+            ("archive@example.org", None, "NEVER"),
+            ("sent-copies@example.org", None, "NEVER")]
+        # no_address_mappings from the client turns all of it off
+        env2 = env + [("flags", "no_address_mappings")]
+        _, final = sp.enqueue(env2, "Subject: bcc\n\nbody\n")
+        qf = sp.queue_file(ok(final))
+        assert qf.rcpts == ["bob@example.org", "carol@example.org"]
+
+
+def test_receive_override_options():
+    conf = {"receive_override_options": "no_header_body_checks",
+            "header_checks": "regexp:DIR/hc",
+            "canonical_maps": "inline:{ bob@example.org=robert@example.org }"}
+    with Spool(conf=conf, files={"hc": "/^Subject: reject me/ REJECT\n"}) as sp:
+        _, final = sp.enqueue(SMTP_ENV, "Subject: reject me\n\nbody\n")
+        qf = sp.queue_file(ok(final))
+        assert qf.rcpts == ["robert@example.org"]       # mappings still on
+        env = SMTP_ENV + [("flags", "no_address_mappings")]
+        _, final = sp.enqueue(env, "Subject: reject me\nTo: bob@example.org\n\nbody\n")
+        qf = sp.queue_file(ok(final))
+        assert qf.rcpts == ["bob@example.org"]
+        assert qf.header("To") == ["To: bob@example.org"]
+
+
 def test_virtual_alias_expansion_limit_defers():
     conf = {"virtual_alias_maps": "inline:{ { big@example.org = a@x.example, b@x.example, "
                                   "c@x.example } }",
