@@ -152,6 +152,9 @@ START_TEST(path_dots_and_empty_parts)
     expect_bad("<.a@x.org>", 0, "leading dot in local part");
     expect_bad("<a.@x.org>", 0, "trailing dot in local part");
     expect_bad("<user@>", 0, "empty domain");
+    expect_bad("user@", ADDR_ALLOW_BARE, "empty domain");
+    expect_bad("@x.org", ADDR_ALLOW_BARE, "empty local part");
+    expect_bad("<@x.org>", 0, "empty local part");
     expect_bad("<user@x.org.>", 0, "trailing dot in domain");
     expect_bad("<user@.x.org>", 0, "leading dot in domain");
     expect_bad("<user@x..org>", 0, "empty label in domain");
