@@ -227,6 +227,17 @@ def test_skeleton_max_use_wakeup_and_standalone():
         r = inst.run([daemon, "-S", "-c", inst.dir], input="hi\r\nQUIT\r\n", timeout=20)
         assert r.returncode == 0, r.stderr
         assert "250 hi\n221 bye\n" in r.stdout, r.stdout
+        # malformed and unknown -o arguments
+        r = inst.run([daemon, "-S", "-c", inst.dir, "-o", "novalue"], input="", timeout=20)
+        assert r.returncode == 1
+        # (before the log is set up: -o may change it; the error is on stderr)
+        assert "fatal: bad -o argument (expected name=value): novalue" in r.stderr, r.stderr
+        r = inst.run([daemon, "-S", "-c", inst.dir, "-o", "no_such_param=1"],
+                     input="QUIT\r\n", timeout=20)
+        assert r.returncode == 0 and "221 bye" in r.stdout, (r.stdout, r.stderr)
+        assert "-o no_such_param: unknown parameter" in r.stderr, r.stderr
+        r = inst.run([daemon, "-c", inst.dir, "-n", "x"], timeout=20)
+        assert r.returncode == 1     # no master: no listener on fd 3
 
 
 def test_root_instance_chroots_and_drops_privileges():
@@ -248,7 +259,7 @@ def test_root_instance_chroots_and_drops_privileges():
             status = f.read()
         uids = re.search(r"^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", status, re.M).groups()
         assert all(int(u) == postern_uid for u in uids), uids
-        assert os.readlink("/proc/%d/root" % pid) == os.path.join(inst.dir, "spool")
+        assert os.readlink("/proc/%d/root" % pid) == os.path.realpath(os.path.join(inst.dir, "spool"))
         assert c.say("QUIT") == "221 bye"
         c.close()
         # the master itself stays root
