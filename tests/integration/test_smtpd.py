@@ -78,7 +78,9 @@ class Session:
                 if not chunk:
                     return True
                 self.buf += chunk
-        except (socket.timeout, ConnectionResetError):
+        except ConnectionResetError:
+            return True                 # closed with our input unread: RST
+        except socket.timeout:
             return False
 
     def close(self):
@@ -720,3 +722,40 @@ def test_http_client_and_queue_minfree():
         s.expect("MAIL FROM:<a@example.com> SIZE=18000000000000000000", 452, r"^4\.3\.1 ")
         s.expect("MAIL FROM:<a@example.com> SIZE=1000", 250)
         s.expect("QUIT", 221)
+
+
+def test_random_hostile_sessions_do_not_hurt_the_daemon():
+    """Seeded random mixes of commands, control bytes, binary junk, huge
+    lines and half transactions: every session gets replies, no smtpd dies
+    abnormally, and a normal session works afterwards."""
+    import random
+    rnd = random.Random(5321)
+    words = [b"EHLO x", b"HELO y", b"MAIL FROM:<a@example.com>", b"MAIL FROM:<>",
+             b"RCPT TO:<jones@localhost>", b"RCPT TO:<x@elsewhere.example>", b"DATA",
+             b"BDAT 5", b"BDAT 0 LAST", b"BDAT 3 LAST", b"RSET", b"NOOP", b"VRFY a",
+             b".", b"\x00", b"\r", b"\xff\xfe", b"x" * 3000, b"RCPT TO:<jones@localhost> NOTIFY=X",
+             b"MAIL FROM:<a@example.com> SIZE=99999999999999999999999", b"BDAT 99999999999"]
+    conf = {"smtpd_timeout": "2s", "smtpd_error_sleep_time": "0"}
+    with instance(conf) as inst:
+        for _ in range(25):
+            data = b"".join(rnd.choice(words) + rnd.choice([b"\r\n", b"\n", b"", b"\r"])
+                            for _ in range(rnd.randint(1, 30)))
+            data += bytes(rnd.randrange(256) for _ in range(rnd.randint(0, 200)))
+            s = Session(inst.port)
+            assert s.reply()[0] == 220
+            try:
+                s.send(data)
+                s.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass                    # the server may have hung up already
+            assert s.closed(timeout=10)
+            s.close()
+        s = session(inst)
+        start_mail(s)
+        s.expect("DATA", 354)
+        s.send("Subject: still fine\r\n\r\nx\r\n.\r\n")
+        assert s.reply()[0] == 250
+        s.expect("QUIT", 221)
+        log = inst.log()
+        assert not re.search(r"warning: process \S+smtpd pid \d+ (exit status|killed)", log), log
+        assert not re.search(r"smtpd\[\d+\]: (fatal|panic):", log), log
