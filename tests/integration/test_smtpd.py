@@ -433,6 +433,7 @@ def test_limits_line_nul_recipients_size():
         big = (b"x" * 998 + b"\r\n") * 40
         s.send(b"Subject: big\r\n\r\n" + big + b".\r\n")
         assert s.reply() == (552, ["5.3.4 Message size exceeds fixed limit"])
+        big_qid = re.findall(r"smtpd\[\d+\]: ([0-9A-F]+): client=", inst.log())[-1]
         s.expect("NOOP", 250)
         start_mail(s)
         s.expect("DATA", 354)
@@ -440,9 +441,12 @@ def test_limits_line_nul_recipients_size():
         code, texts = s.reply()
         assert code == 250, texts
         s.expect("QUIT", 221)
-    # nothing of the big message was queued: only the small one
         qid = queued_id(texts[-1])
         wait_queued(inst, qid)
+        # the big message was abandoned: cleanup never committed it
+        assert big_qid != qid
+        assert queue_file(inst, big_qid) is None
+        assert not re.search(big_qid + r": message-id=", inst.log())
 
 
 def test_error_limits():
@@ -560,6 +564,17 @@ def test_recipient_restrictions_and_access_maps():
         s.expect("RSET", 250)
         s.expect("MAIL FROM:<>", 250)
         s.expect("RCPT TO:<jones@localhost>", 250)
+        s.expect("DATA", 354)
+        s.send("Subject: gr\u00fc\u00dfe\r\n\r\nx\r\n.\r\n".encode())
+        code, texts = s.reply()
+        assert code == 250, texts
+        qid = queued_id(texts[-1])
+        wait_queued(inst, qid)
+        msg = queued_message(inst, qid)
+        if msg:
+            assert ("A", b"protocol=UTF8SMTP") in msg[0], msg[0]
+            assert ("S", "j\u00f6rg@example.com".encode()) in msg[0], msg[0]
+            assert b" with UTF8SMTP id " in msg[1]
         s.expect("QUIT", 221)
 
 
