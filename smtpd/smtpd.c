@@ -63,8 +63,6 @@ static const char *cmd_log_name(enum smtpd_cmd_id id)
     return "unknown";
 }
 
-static int last_reply_code;
-
 void smtpd_reply(struct smtpd_state *st, const char *fmt, ...)
 {
     strbuf text;
@@ -74,8 +72,8 @@ void smtpd_reply(struct smtpd_state *st, const char *fmt, ...)
     va_start(ap, fmt);
     strbuf_vappendf(&text, fmt, ap);
     va_end(ap);
-    last_reply_code = atoi(strbuf_str(&text));
-    if (last_reply_code >= 400 && strncmp(strbuf_str(&text), "421", 3) != 0) {
+    st->last_reply_code = atoi(strbuf_str(&text));
+    if (st->last_reply_code >= 400 && strncmp(strbuf_str(&text), "421", 3) != 0) {
         st->error_count++;
         /* Slow down clients that keep making errors (tarpit). */
         if (st->error_count > smtpd_params.soft_error_limit
@@ -187,7 +185,7 @@ static void dispatch(struct smtpd_state *st, const char *verb, const char *arg)
             break;
     enum smtpd_cmd_id id = commands[i].id;
     st->stats_total[id]++;
-    last_reply_code = 0;
+    st->last_reply_code = 0;
     switch (id) {
     case CMD_HELO: st->where = "HELO"; smtpd_cmd_helo(st, arg, 0); break;
     case CMD_EHLO: st->where = "EHLO"; smtpd_cmd_helo(st, arg, 1); break;
@@ -215,7 +213,7 @@ static void dispatch(struct smtpd_state *st, const char *verb, const char *arg)
     }
     /* A command cut short by a lost connection (e.g. DATA after its 354)
      * did not succeed. */
-    if (last_reply_code > 0 && last_reply_code < 400 && st->io.status == SMTPD_IO_OK)
+    if (st->last_reply_code > 0 && st->last_reply_code < 400 && st->io.status == SMTPD_IO_OK)
         st->stats_ok[id]++;
 }
 

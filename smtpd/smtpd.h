@@ -91,6 +91,7 @@ struct smtpd_state {
     int tls_active;             /* 0 until STARTTLS exists (TLS seam) */
     const char *where;          /* last command, for "lost connection after" */
     int error_count;
+    int last_reply_code;        /* of the latest smtpd_reply(), for stats */
     int quit;                   /* end the session after this reply */
     int stats_ok[CMD_COUNT], stats_total[CMD_COUNT];
 
