@@ -564,17 +564,6 @@ def test_recipient_restrictions_and_access_maps():
         s.expect("RSET", 250)
         s.expect("MAIL FROM:<>", 250)
         s.expect("RCPT TO:<jones@localhost>", 250)
-        s.expect("DATA", 354)
-        s.send("Subject: gr\u00fc\u00dfe\r\n\r\nx\r\n.\r\n".encode())
-        code, texts = s.reply()
-        assert code == 250, texts
-        qid = queued_id(texts[-1])
-        wait_queued(inst, qid)
-        msg = queued_message(inst, qid)
-        if msg:
-            assert ("A", b"protocol=UTF8SMTP") in msg[0], msg[0]
-            assert ("S", "j\u00f6rg@example.com".encode()) in msg[0], msg[0]
-            assert b" with UTF8SMTP id " in msg[1]
         s.expect("QUIT", 221)
 
 
@@ -622,6 +611,17 @@ def test_dsn_and_smtputf8_parameters():
         s.send("MAIL FROM:<j\u00f6rg@example.com> SMTPUTF8 BODY=8BITMIME\r\n".encode())
         assert s.reply()[0] == 250
         s.expect("RCPT TO:<jones@localhost>", 250)
+        s.expect("DATA", 354)
+        s.send("Subject: gr\u00fc\u00dfe\r\n\r\nx\r\n.\r\n".encode())
+        code, texts = s.reply()
+        assert code == 250, texts
+        qid = queued_id(texts[-1])
+        wait_queued(inst, qid)
+        msg = queued_message(inst, qid)
+        if msg:
+            assert ("A", b"protocol=UTF8SMTP") in msg[0], msg[0]
+            assert ("S", "j\u00f6rg@example.com".encode()) in msg[0], msg[0]
+            assert b" with UTF8SMTP id " in msg[1]
         s.expect("QUIT", 221)
 
 
