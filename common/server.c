@@ -447,6 +447,10 @@ int server_main(int argc, char **argv, const struct server_spec *spec)
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = server_sigterm;
     sigemptyset(&sa.sa_mask);
+    /* SA_RESTART: a busy child's reads and writes carry on (its client is
+     * finished first); poll() still returns EINTR, which the idle wait
+     * needs to notice. */
+    sa.sa_flags = SA_RESTART;
     sigaction(SIGTERM, &sa, NULL);
     server_loop_single(spec);
     return 0;

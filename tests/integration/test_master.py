@@ -75,6 +75,7 @@ def test_start_status_stop_leaves_nothing():
         # stop returns once the master is gone; nothing of the instance stays
         assert inst.pids() == [], inst.pids()
         assert not harness.port_accepts(eport)
+        assert not harness.port_accepts(inst.port)
         assert not os.path.exists(os.path.join(inst.dir, "spool", "pid", "master.pid"))
         assert re.search(r"terminating on signal 15", inst.log())
         r = inst.postern("status")
@@ -221,6 +222,17 @@ def test_skeleton_max_use_wakeup_and_standalone():
         assert pids[0] == pids[1], pids          # one child, two clients
         assert pids[2] != pids[1], pids          # max_use=2: a new child
         inst.wait_log(r"postern/echo-daemon\[\d+\]: wakeup received")
+        # SIGTERM (here from a reload) lets a busy skeleton child finish its
+        # client, then it exits
+        c = Client(eport)
+        busy = c.greeting()
+        assert inst.postern("reload").returncode == 0
+        inst.wait_log(r"reload -- version")
+        assert c.say("still served") == "250 still served"
+        assert busy in inst.pids()
+        assert c.say("QUIT") == "221 bye"
+        c.close()
+        wait_for(lambda: busy not in inst.pids(), 10, what="the busy child to exit after its client")
         assert re.search(r"echo-daemon\[\d+\]: ready uid=%d chrooted=0" % os.stat(inst.dir).st_uid,
                          inst.log())
         # -S: one client on stdin/stdout, no master
@@ -278,3 +290,26 @@ def test_init_refuses_existing_and_check_passes():
         r = inst.postern("check")
         assert r.returncode == 1
         assert "main.cf, line" in r.stderr, r.stderr
+
+
+def test_smtp_session_survives_reload_and_stop_closes_port():
+    if not os.access(os.path.join(harness.BUILD, "libexec", "smtpd"), os.X_OK):
+        print("skipped: smtpd not built")
+        return
+    with Instance() as inst:
+        s = inst.smtp()
+        try:
+            code, _ = s.ehlo("client.example")
+            assert code == 250
+            assert inst.postern("reload").returncode == 0
+            inst.wait_log(r"reload -- version")
+            assert s.noop()[0] == 250            # the session was not cut
+            with inst.smtp() as s2:                # new sessions get new children
+                assert s2.noop()[0] == 250
+            assert s.quit()[0] == 221
+        finally:
+            s.close()
+        assert inst.postern("stop").returncode == 0
+        assert not harness.port_accepts(inst.port)
+        assert not harness.port_accepts(inst.submission_port)
+        assert inst.pids() == []
