@@ -76,13 +76,11 @@ static int parse_path_and_params(struct smtpd_state *st, const char *path, int f
         if (used >= 0)
             *utf8_seen = 1;
     }
-    if (used < 0) {
-        smtpd_reply(st, "%s", bad_syntax_reply);
-        strbuf_release(&err);
-        return -1;
-    }
-    const char *rest = path + used;
-    if (*rest != '\0' && *rest != ' ') {
+    const char *rest = used < 0 ? path : path + used;
+    if (used < 0 || (*rest != '\0' && *rest != ' ')) {
+        /* Postfix's line, which fail2ban-style filters look for */
+        log_warning("Illegal address syntax from %s in %s command: %s", st->namaddr,
+                    st->where, path);
         smtpd_reply(st, "%s", bad_syntax_reply);
         strbuf_release(&err);
         return -1;

@@ -310,6 +310,8 @@ def test_commands_and_sequence_errors():
         assert s.closed()
         assert not os.path.exists(marker)
         inst.wait_log(r"disconnect from localhost\[127\.0\.0\.1\] .*unknown=0/1 commands=\d+/\d+$")
+        assert re.search(r"smtpd\[\d+\]: warning: Illegal address syntax from localhost\[127\.0\.0\.1\] "
+                         r"in MAIL command: <a@@example\.com>$", inst.log(), re.M)
 
 
 SMUGGLING = [
