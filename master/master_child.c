@@ -110,6 +110,9 @@ void master_child_spawn(struct master_svc *svc)
         if (lfd < 0 || sfd < 0 || dup2(lfd, SERVER_LISTEN_FD) < 0
             || dup2(sfd, SERVER_STATUS_FD) < 0)
             _exit(127);
+        /* Own process group: a Ctrl-C at `master -f` (make run) reaches the
+         * master only, which then stops the children gracefully. */
+        (void)setpgid(0, 0);
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
