@@ -146,6 +146,9 @@ static void master_reload(void)
 static void master_stop(int sig, const char *pid_path)
 {
     log_info("terminating on signal %d", sig);
+    /* Detach the children from their services first: they point at the
+     * service structures that master_services_free() releases. */
+    master_child_retire_all();
     master_services_free(master_services);     /* closes the listeners */
     master_services = NULL;
     master_child_stop_all(MASTER_STOP_GRACE_MS, master_sigpipe[0]);
