@@ -776,3 +776,35 @@ def test_random_hostile_sessions_do_not_hurt_the_daemon():
         log = inst.log()
         assert not re.search(r"warning: process \S+smtpd pid \d+ (exit status|killed)", log), log
         assert not re.search(r"smtpd\[\d+\]: (fatal|panic):", log), log
+
+
+def test_concurrent_clients():
+    """Ten clients at once, five messages each: every one is queued once."""
+    import threading
+    results, errors = [], []
+
+    def client(n):
+        try:
+            with harness_smtp(inst) as c:
+                for i in range(5):
+                    c.sendmail("c%d@example.com" % n, ["jones@localhost"],
+                               "Subject: client %d message %d\r\n\r\nx\r\n" % (n, i))
+                    results.append((n, i))
+        except Exception as e:          # reported below, with the others
+            errors.append(repr(e))
+
+    def harness_smtp(instance):
+        return instance.smtp(timeout=20)
+
+    with instance() as inst:
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors
+        assert len(results) == 50
+        qids = set(re.findall(r"smtpd\[\d+\]: ([0-9A-F]+): client=", inst.log()))
+        assert len(qids) == 50
+        inst.wait_for(lambda: len(re.findall(r"cleanup\[\d+\]: ([0-9A-F]+): message-id=",
+                                             inst.log())) >= 50, 20, what="50 messages in cleanup's log")
