@@ -280,6 +280,12 @@ int master_services_build(struct master_service *cf, struct master_svc *old,
             continue;
         }
         int rc = 0;
+        if (cf->type == SERVICE_UNIX && (strchr(cf->name, '/') || strcmp(cf->name, ".") == 0
+                                         || strcmp(cf->name, "..") == 0)) {
+            log_warning("service %s (master.cf line %d): a unix service name must not "
+                        "contain '/' -- skipped", cf->name, cf->line);
+            continue;
+        }
         if (cf->type == SERVICE_UNIX) {
             rc = add_service(cf, NULL, NULL, strbuf_str(&program), old, &tail, err);
         } else {

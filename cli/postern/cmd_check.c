@@ -5,7 +5,9 @@
  * naming the file, line or path concerned:
  *   - main.cf parses (errors name file and line); parameters the table
  *     does not know are warnings (a typo is the usual cause);
- *   - master.cf parses; each service's program exists in daemon_directory
+ *   - master.cf parses; inet addresses are well-formed, unix names hold no
+ *     '/'; fifo/pass services are warned about (not supported yet);
+ *     each service's program exists in daemon_directory
  *     (missing: a warning, the master skips such a service) and is
  *     executable (a file that is not: an error);
  *   - queue_directory exists, is a directory, is not group or world
@@ -24,7 +26,9 @@
 
 #include "config.h"
 #include "master_cf.h"
+#include "mem.h"
 #include "postern.h"
+#include "service_addr.h"
 #include "strbuf.h"
 
 static int check_errors;
@@ -58,6 +62,28 @@ static void check_programs(const struct master_service *list, const char *cf_pat
             strbuf_set_str(&p, cmd);
         else
             strbuf_printf(&p, "%s/%s", daemon_dir, cmd);
+        if (list->type == SERVICE_INET) {
+            char *host, *port;
+            strbuf why;
+            strbuf_init(&why);
+            if (service_addr_split(list->name, &host, &port, &why) < 0)
+                check_error("%s, line %d: service %s: %s", cf_path, list->line,
+                            list->name, strbuf_str(&why));
+            else {
+                xfree(host);
+                xfree(port);
+            }
+            strbuf_release(&why);
+        } else if (list->type == SERVICE_UNIX) {
+            if (strchr(list->name, '/') || strcmp(list->name, ".") == 0
+                || strcmp(list->name, "..") == 0)
+                check_error("%s, line %d: service %s: a unix service name must not "
+                            "contain '/'", cf_path, list->line, list->name);
+        } else {
+            postern_warning("%s, line %d: service %s: type %s is not supported yet "
+                            "(the master skips it)", cf_path, list->line, list->name,
+                            list->type_name);
+        }
         struct stat st;
         if (stat(strbuf_str(&p), &st) < 0)
             postern_warning("%s, line %d: service %s: program %s: %s", cf_path,

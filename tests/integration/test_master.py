@@ -285,6 +285,15 @@ def test_init_refuses_existing_and_check_passes():
         assert r.returncode == 1 and "already exists" in r.stderr, r.stderr
         r = inst.postern("check")
         assert r.returncode == 0, r.stderr
+        # a malformed inet address in master.cf is an error naming the line
+        inst.append_master_cf("[::1:25 inet n - n - - smtpd")
+        r = inst.postern("check")
+        assert r.returncode == 1
+        assert re.search(r"master\.cf, line \d+: .*\[::1:25", r.stderr), r.stderr
+        with open(os.path.join(inst.dir, "master.cf")) as f:
+            text = f.read()
+        with open(os.path.join(inst.dir, "master.cf"), "w") as f:
+            f.write(text.replace("[::1:25 inet n - n - - smtpd", ""))
         with open(os.path.join(inst.dir, "main.cf"), "a") as f:
             f.write("this line is broken\n")
         r = inst.postern("check")
