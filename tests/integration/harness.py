@@ -38,6 +38,7 @@ something true and returns that, else raises AssertionError.
 """
 import os
 import pwd
+import random
 import re
 import shutil
 import signal
@@ -110,17 +111,31 @@ def port_is_free(port):
         s.close()
 
 
+_handed_out = set()
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_ports(count=2):
-    """`count` consecutive free loopback ports (a small race with other
-    processes remains; Instance retries start on a bind failure)."""
-    for _ in range(200):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.bind(("127.0.0.1", 0))
-        base = s.getsockname()[1]
-        s.close()
-        if base + count - 1 > 65535:
+    """`count` consecutive free loopback ports, chosen at random below the
+    kernel's ephemeral range (so no client connection anywhere on the host
+    can be given one of them meanwhile) and never handed out twice by this
+    process.  A race with another process binding the same port remains;
+    Instance retries start on a bind failure."""
+    high = min(_ephemeral_low(), 65536) - count
+    for _ in range(500):
+        base = random.randrange(10000, high)
+        ports = range(base, base + count)
+        if any(p in _handed_out for p in ports):
             continue
-        if all(port_is_free(base + k) for k in range(count)):
+        if all(port_is_free(p) for p in ports):
+            _handed_out.update(ports)
             return base
     raise AssertionError("no free loopback ports")
 
