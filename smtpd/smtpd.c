@@ -29,6 +29,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "maps.h"
 #include "mem.h"
 #include "server.h"
 #include "smtp_parse.h"
@@ -217,6 +218,24 @@ static void dispatch(struct smtpd_state *st, const char *verb, const char *arg)
         st->stats_ok[id]++;
 }
 
+/* Postfix 3.9: "yes" (alias "reject") refuses bare LF unless the client is
+ * in smtpd_forbid_bare_newline_exclusions ($mynetworks by default). */
+static int smtpd_forbid_bare_lf(struct smtpd_state *st)
+{
+    const char *v = smtpd_params.forbid_bare_newline;
+    strbuf err;
+
+    if (strcasecmp(v, "yes") != 0 && strcasecmp(v, "reject") != 0)
+        return 0;
+    strbuf_init(&err);
+    int excluded = cidr_list_match(smtpd_params.forbid_bare_newline_exclusions,
+                                   st->client_addr, &err);
+    if (excluded < 0)
+        log_warning("smtpd_forbid_bare_newline_exclusions: %s", strbuf_str(&err));
+    strbuf_release(&err);
+    return excluded != 1;
+}
+
 static void smtpd_serve(int client_fd)
 {
     struct smtpd_state st;
@@ -234,6 +253,7 @@ static void smtpd_serve(int client_fd)
     smtp_cmd_init(&cmd);
     smtpd_peer_lookup(&st, client_fd);
     log_info("connect from %s", st.namaddr);
+    st.forbid_bare_lf = smtpd_forbid_bare_lf(&st);
     st.where = "CONNECT";
 
     smtpd_reply(&st, "220 %s", smtpd_params.banner);
@@ -244,8 +264,8 @@ static void smtpd_serve(int client_fd)
             log_info("too many errors after %s from %s", st.where, st.namaddr);
             break;
         }
-        int too_long;
-        int rc = smtpd_io_get_line(&st.io, &line, limit, &too_long);
+        int too_long, bare_lf;
+        int rc = smtpd_io_get_line(&st.io, &line, limit, &too_long, &bare_lf);
         if (rc <= 0) {
             session_io_failed(&st);
             break;
@@ -253,6 +273,12 @@ static void smtpd_serve(int client_fd)
         if (too_long) {
             st.stats_total[CMD_UNKNOWN]++;
             smtpd_reply(&st, "500 5.5.2 Error: line too long");
+            continue;
+        }
+        if (bare_lf && st.forbid_bare_lf) {
+            st.stats_total[CMD_UNKNOWN]++;
+            log_info("bare <LF> received from %s", st.namaddr);
+            smtpd_reply(&st, "550 5.5.2 Error: bare <LF> received");
             continue;
         }
         if (smtp_cmd_split(line.data, line.len, &cmd) < 0) {
@@ -304,6 +330,7 @@ static void smtpd_load_params(void)
     p->relay_restrictions = config_str("smtpd_relay_restrictions");
     p->recipient_restrictions = config_str("smtpd_recipient_restrictions");
     p->forbid_bare_newline = config_str("smtpd_forbid_bare_newline");
+    p->forbid_bare_newline_exclusions = config_str("smtpd_forbid_bare_newline_exclusions");
     p->timeout = (int)config_time("smtpd_timeout");
     p->ipc_timeout = (int)config_time("ipc_timeout");
     p->recipient_limit = config_int("smtpd_recipient_limit");

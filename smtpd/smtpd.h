@@ -43,6 +43,7 @@ struct smtpd_params {
     const char *relay_restrictions;
     const char *recipient_restrictions;
     const char *forbid_bare_newline;
+    const char *forbid_bare_newline_exclusions;
     int timeout;
     int ipc_timeout;
     long long recipient_limit;
@@ -93,6 +94,7 @@ struct smtpd_state {
     int error_count;
     int last_reply_code;        /* of the latest smtpd_reply(), for stats */
     int quit;                   /* end the session after this reply */
+    int forbid_bare_lf;         /* smtpd_forbid_bare_newline applies */
     int stats_ok[CMD_COUNT], stats_total[CMD_COUNT];
 
     /* the transaction: sender == NULL means no MAIL yet */

@@ -14,7 +14,8 @@
  *    (nothing beyond the limit is stored), the rest of the content is read
  *    and dropped, and the reply is "552 5.3.4 Message size exceeds fixed
  *    limit".
- *  - smtpd_forbid_bare_newline = yes: content with a bare LF is read to its
+ *  - smtpd_forbid_bare_newline = yes (for clients not in its exclusions,
+ *    $mynetworks by default): content with a bare LF is read to its
  *    end and answered "550 5.5.2 Error: bare <LF> received"; the transaction
  *    is dropped, the session continues.  (BDAT content is binary-clean by
  *    design and is not checked for bare LF.)
@@ -114,7 +115,7 @@ void smtpd_cmd_data(struct smtpd_state *st, const char *arg)
             failed = 1;
     }
 
-    if (dec.bare_lf > 0 && strcasecmp(smtpd_params.forbid_bare_newline, "yes") == 0) {
+    if (dec.bare_lf > 0 && st->forbid_bare_lf) {
         strbuf_set_str(&reply, "550 5.5.2 Error: bare <LF> received");
         smtpd_log_reject(st, "END-OF-MESSAGE", strbuf_str(&reply), NULL);
     } else if (too_big) {

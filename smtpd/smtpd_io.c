@@ -115,10 +115,13 @@ static int fill(smtpd_io *io)
     return 0;
 }
 
-int smtpd_io_get_line(smtpd_io *io, strbuf *line, size_t limit, int *too_long)
+int smtpd_io_get_line(smtpd_io *io, strbuf *line, size_t limit, int *too_long, int *bare_lf)
 {
+    int last_cr = 0;            /* the byte before the LF was a CR */
+
     strbuf_reset(line);
     *too_long = 0;
+    *bare_lf = 0;
     for (;;) {
         /* Reply to everything the client pipelined before we block. */
         if (io->rpos == io->rlen && smtpd_io_flush(io) < 0)
@@ -138,8 +141,11 @@ int smtpd_io_get_line(smtpd_io *io, strbuf *line, size_t limit, int *too_long)
             if (keep < take)
                 *too_long = 1;
         }
+        if (take > 0)
+            last_cr = start[take - 1] == '\r';
         io->rpos += take + (lf ? 1 : 0);
         if (lf) {
+            *bare_lf = !last_cr;
             if (line->len > 0 && line->data[line->len - 1] == '\r')
                 strbuf_truncate(line, line->len - 1);
             if (line->len > limit) {

@@ -10,8 +10,8 @@
  *
  * Interface:
  *   smtpd_io_init(io, in_fd, out_fd, timeout)   in_fd == out_fd for sockets
- *   smtpd_io_get_line(io, line, limit, &too_long)
- *       one line without its CR LF (or bare LF).  A line longer than limit
+ *   smtpd_io_get_line(io, line, limit, &too_long, &bare_lf)
+ *       one line without its CR LF (or bare LF: bare_lf = 1).  A line longer than limit
  *       is read to its end and discarded (no buffer growth): too_long = 1
  *       and line holds the first limit bytes.  Returns 1 line, 0 end of
  *       input, -1 timeout or error (see io->status).
@@ -64,7 +64,7 @@ void smtpd_io_init(smtpd_io *io, int in_fd, int out_fd, int timeout);
 void smtpd_io_release(smtpd_io *io);
 void smtpd_io_set_transport(smtpd_io *io, const struct smtpd_io_transport *t, void *ctx);
 
-int smtpd_io_get_line(smtpd_io *io, strbuf *line, size_t limit, int *too_long);
+int smtpd_io_get_line(smtpd_io *io, strbuf *line, size_t limit, int *too_long, int *bare_lf);
 const char *smtpd_io_peek(smtpd_io *io, size_t *avail);
 void smtpd_io_consume(smtpd_io *io, size_t n);
 size_t smtpd_io_pending(const smtpd_io *io);

@@ -326,8 +326,9 @@ SMUGGLING = [
 def test_smtp_smuggling_variants():
     """None of these ends the message; the smuggled MAIL is content.  With
     smtpd_forbid_bare_newline = yes (default) a bare LF rejects the
-    message: 550 5.5.2, and the session stays usable."""
-    with instance() as inst:
+    message: 550 5.5.2, and the session stays usable.  The exclusion list
+    ($mynetworks by default) is emptied so that the test client counts."""
+    with instance({"smtpd_forbid_bare_newline_exclusions": ""}) as inst:
         for name, seq, has_bare_lf in SMUGGLING:
             s = session(inst)
             start_mail(s)
@@ -349,9 +350,37 @@ def test_smtp_smuggling_variants():
             s.send("Subject: after\r\n\r\nok\r\n.\r\n")
             code, texts = s.reply()
             assert code == 250, (name, texts)
+            s.send("NOOP\n")                      # bare LF in a command, too
+            assert s.reply() == (550, ["5.5.2 Error: bare <LF> received"])
             s.expect("QUIT", 221)
             s.close()
         assert "from=<evil@example.com>" not in inst.log()
+
+
+def test_bare_newline_exclusions_default_to_mynetworks():
+    """As Postfix 3.9: clients in $mynetworks may send bare LF (normalized),
+    but even for them only CR LF . CR LF ends the message."""
+    with instance() as inst:
+        s = session(inst)
+        s.send("NOOP\n")
+        assert s.reply()[0] == 250
+        start_mail(s)
+        s.expect("DATA", 354)
+        s.send(b"Subject: lf\r\n\r\nbody\n.\nMAIL FROM:<evil@example.com>\r\n.\r\n")
+        code, texts = s.reply()
+        assert code == 250, texts
+        qid = queued_id(texts[-1])
+        s.expect("NOOP", 250)
+        s.expect("QUIT", 221)
+        wait_queued(inst, qid)
+        msg = queued_message(inst, qid)
+        if msg:
+            assert msg[1].endswith(b"\nbody\n.\nMAIL FROM:<evil@example.com>\n"), msg[1]
+    with instance({"smtpd_forbid_bare_newline": "no",
+                   "smtpd_forbid_bare_newline_exclusions": ""}) as inst:
+        s = session(inst)
+        s.send("NOOP\n")
+        assert s.reply()[0] == 250
 
 
 def test_pipelining_and_content_after_354():
