@@ -207,8 +207,10 @@ def test_skeleton_max_use_wakeup_and_standalone():
     with Instance(start=False) as inst:
         daemon = harness.build_echo_daemon(os.path.join(inst.tmp, "echo-daemon"))
         eport = harness.free_port()
+        idle_port = harness.free_port()
         inst.append_master_cf(
             "127.0.0.1:%d inet n - n - 1 %s -o max_use=2\n" % (eport, daemon)
+            + "127.0.0.1:%d inet n - n - 1 %s -o max_idle=1s\n" % (idle_port, daemon)
             + "echowake unix n - n 1 1 %s\n" % daemon)
         r = inst.postern("start")
         assert r.returncode == 0, r.stderr
@@ -221,6 +223,16 @@ def test_skeleton_max_use_wakeup_and_standalone():
         # maxproc 1: the second client waits for the same child
         assert pids[0] == pids[1], pids          # one child, two clients
         assert pids[2] != pids[1], pids          # max_use=2: a new child
+        # max_idle=1s: an idle child goes away by itself, and a new client
+        # gets a new one
+        c = Client(idle_port)
+        idler = c.greeting()
+        assert c.say("QUIT") == "221 bye"
+        c.close()
+        wait_for(lambda: idler not in inst.pids(), 10, what="the idle child to exit")
+        c = Client(idle_port)
+        assert c.greeting() != idler
+        c.close()
         inst.wait_log(r"postern/echo-daemon\[\d+\]: wakeup received")
         # SIGTERM (here from a reload) lets a busy skeleton child finish its
         # client, then it exits
