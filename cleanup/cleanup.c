@@ -193,6 +193,22 @@ static void cleanup_post_jail(int argc, char **argv)
     cleanup_cfg.undisclosed_header = config_str("undisclosed_recipients_header");
     cleanup_cfg.always_bcc = config_str("always_bcc");
     cleanup_cfg.override_options = config_str("receive_override_options");
+    cleanup_cfg.masq_domains = config_str("masquerade_domains");
+    cleanup_cfg.masq_exceptions = config_str("masquerade_exceptions");
+    classes = config_list(config_str("masquerade_classes"), &n);
+    for (int i = 0; i < n; i++) {
+        if (strcasecmp(classes[i], "envelope_sender") == 0)
+            cleanup_cfg.masq_env_sender = 1;
+        else if (strcasecmp(classes[i], "envelope_recipient") == 0)
+            cleanup_cfg.masq_env_rcpt = 1;
+        else if (strcasecmp(classes[i], "header_sender") == 0)
+            cleanup_cfg.masq_hdr_sender = 1;
+        else if (strcasecmp(classes[i], "header_recipient") == 0)
+            cleanup_cfg.masq_hdr_rcpt = 1;
+        else
+            log_warning("masquerade_classes: unknown class \"%s\" ignored", classes[i]);
+    }
+    config_list_free(classes);
     long long t = config_time("ipc_timeout");
     cleanup_cfg.ipc_timeout = t > 0 && t < 86400 ? (int)t : 3600;
 

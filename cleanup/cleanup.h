@@ -48,6 +48,9 @@ struct cleanup_config {
     maps *recipient_bcc;
     const char *always_bcc;
     const char *override_options; /* receive_override_options */
+    const char *masq_domains;
+    const char *masq_exceptions;
+    int masq_env_sender, masq_env_rcpt, masq_hdr_sender, masq_hdr_rcpt;
     domain_list *virtual_domains;
     domain_list *local_domains;  /* $myorigin, $mydestination */
     const char *myhostname;

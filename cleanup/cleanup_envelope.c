@@ -13,8 +13,11 @@
  * Automatic BCC (always_bcc, sender_bcc_maps, recipient_bcc_maps; the
  * latter looked up with the canonical recipient) adds recipients with
  * NOTIFY=NEVER, as Postfix does; they go through the same rewriting.
+ * masquerade_domains follows canonical mapping, for the classes in
+ * masquerade_classes (default: envelope sender, header addresses).
  * no_address_mappings (receive_override_options or envelope flag) turns
- * off canonical, virtual and automatic BCC; qualification stays.
+ * off canonical, masquerading, virtual and automatic BCC; qualification
+ * stays.
  * propagate_unmatched_extensions (canonical, virtual) keeps a +ext that
  * only an extension-less key matched.
  * Envelope addresses are always qualified; header addresses only for local
@@ -164,6 +167,21 @@ static int lookup_flags(const char *addr)
     return at && !cleanup_is_local(at + 1, NULL) ? MAPS_ADDR_NO_USER : 0;
 }
 
+/* masquerade_domains, when this class of address is to be masqueraded. */
+static void masquerade(struct cleanup_state *st, int enabled, strbuf *addr)
+{
+    if (!enabled || st->no_mappings || !*cleanup_cfg.masq_domains || addr->len == 0)
+        return;
+    strbuf out;
+    strbuf_init(&out);
+    if (addr_masquerade(strbuf_str(addr), cleanup_cfg.masq_domains,
+                        cleanup_cfg.masq_exceptions, &out) == 1) {
+        log_debug("%s: masquerade: %s -> %s", st->qid, strbuf_str(addr), strbuf_str(&out));
+        strbuf_set(addr, out.data, out.len);
+    }
+    strbuf_release(&out);
+}
+
 static void qualify_cb(strbuf *addr, void *ctx)
 {
     (void)ctx;
@@ -203,6 +221,7 @@ void cleanup_set_sender(struct cleanup_state *st, const char *sender)
         cleanup_qualify(&addr);
         canonical_step(st, cleanup_cfg.sender_canonical, "sender_canonical_maps", &addr);
         canonical_step(st, cleanup_cfg.canonical, "canonical_maps", &addr);
+        masquerade(st, cleanup_cfg.masq_env_sender, &addr);
     }
     xfree(st->sender);
     st->sender = strbuf_detach(&addr, NULL);
@@ -361,6 +380,7 @@ static void add_rcpt(struct cleanup_state *st, const char *addr_in,
         strbuf_release(&addr);
         return;
     }
+    masquerade(st, cleanup_cfg.masq_env_rcpt, &addr);
     if (!cleanup_cfg.virtual_alias || st->no_mappings)
         add_final_rcpt(st, strbuf_str(&addr), orcpt, notify, late);
     else
@@ -399,13 +419,15 @@ static int header_addr_cb(const char *addr, size_t len, strbuf *repl, void *ctx)
     else
         canonical_step(st, cleanup_cfg.recipient_canonical, "recipient_canonical_maps", repl);
     canonical_step(st, cleanup_cfg.canonical, "canonical_maps", repl);
+    masquerade(st, hc->addr_class == 's' ? cleanup_cfg.masq_hdr_sender : cleanup_cfg.masq_hdr_rcpt,
+               repl);
     return repl->len != len || memcmp(repl->data, addr, len) != 0;
 }
 
 int cleanup_rewrite_header_addrs(struct cleanup_state *st, int addr_class,
                                  const char *value, size_t len, strbuf *out)
 {
-    if (!st->flag_local && !cleanup_cfg.canonical
+    if (!st->flag_local && !cleanup_cfg.canonical && !*cleanup_cfg.masq_domains
         && !(addr_class == 's' ? cleanup_cfg.sender_canonical : cleanup_cfg.recipient_canonical))
         return 0;
     struct header_rewrite_ctx hc = { st, addr_class };

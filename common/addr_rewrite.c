@@ -280,6 +280,72 @@ int virtual_alias_expand(maps *ms, const char *addr,
     return rc;
 }
 
+/* --- masquerading --------------------------------------------------------- */
+
+struct masq_ctx {
+    const char *domain;
+    size_t domain_len;
+    const char *result;         /* entry that decided, or NULL */
+    int decided;
+    int rewrite;
+};
+
+static void masq_entry(const char *entry, void *ctx)
+{
+    struct masq_ctx *m = ctx;
+    if (m->decided)
+        return;
+    int excluded = entry[0] == '!';
+    if (excluded)
+        entry++;
+    size_t len = strlen(entry);
+    if (len == 0 || len > m->domain_len)
+        return;
+    const char *tail = m->domain + m->domain_len - len;
+    if (strcasecmp(tail, entry) != 0)
+        return;
+    if (len < m->domain_len && tail[-1] != '.')
+        return;
+    m->decided = 1;
+    if (!excluded && len < m->domain_len) {
+        m->rewrite = 1;
+        m->result = tail;
+    }
+}
+
+struct masq_user {
+    const char *local;
+    size_t len;
+    int found;
+};
+
+static void masq_exception(const char *user, void *ctx)
+{
+    struct masq_user *u = ctx;
+    if (strlen(user) == u->len && strncasecmp(user, u->local, u->len) == 0)
+        u->found = 1;
+}
+
+int addr_masquerade(const char *addr, const char *domains, const char *exceptions,
+                    strbuf *out)
+{
+    const char *at = strrchr(addr, '@');
+    if (!at || !domains || !*domains)
+        return 0;
+    struct masq_user u = { addr, (size_t)(at - addr), 0 };
+    if (exceptions && *exceptions)
+        addr_result_split(exceptions, masq_exception, &u);
+    if (u.found)
+        return 0;
+    struct masq_ctx m = { .domain = at + 1, .domain_len = strlen(at + 1) };
+    addr_result_split(domains, masq_entry, &m);
+    if (!m.rewrite)
+        return 0;
+    strbuf_set(out, addr, (size_t)(at - addr) + 1);
+    strbuf_append_str(out, m.result);
+    return 1;
+}
+
 /* --- domain lists -------------------------------------------------------- */
 
 struct domain_list {

@@ -29,6 +29,14 @@
  *       "user" keys are tried only for local addresses (all when NULL).
  *   addr_vec_*: a small owned vector of strings; contains() compares
  *       case-insensitively.
+ *   addr_masquerade(addr, domains, exceptions, out)
+ *       Postfix's masquerade_domains: when addr's domain is a subdomain of
+ *       an entry of the list domains (in order), it becomes that entry
+ *       ("user@host.example.com" -> "user@example.com").  The first entry
+ *       that equals or contains the domain decides; one written "!name"
+ *       leaves name and its subdomains alone.  Local parts in the list
+ *       exceptions (case-insensitive; e.g. "root") are never masqueraded.
+ *       Returns 1 with out set when rewritten, else 0.
  *   addr_result_split(value, fn, ctx)  split a table result on commas and
  *       blanks outside double quotes.
  *   domain_list_open(list, err) / domain_list_match(dl, domain) /
@@ -78,6 +86,9 @@ struct virtual_opts {
 int virtual_alias_expand(maps *ms, const char *addr,
                          const struct virtual_opts *opts,
                          struct addr_vec *out, strbuf *err);
+
+int addr_masquerade(const char *addr, const char *domains, const char *exceptions,
+                    strbuf *out);
 
 void addr_result_split(const char *value, void (*fn)(const char *addr, void *ctx),
                      void *ctx);

@@ -512,6 +512,24 @@ def test_receive_override_options():
         assert qf.header("To") == ["To: bob@example.org"]
 
 
+def test_masquerading():
+    conf = {"masquerade_domains": "!dev.example.com, example.com",
+            "masquerade_exceptions": "root"}
+    with Spool(conf=conf) as sp:
+        env = [("origin", "smtp"), ("sender", "alice@host.example.com"),
+               ("rcpt", "bob@mail.example.com")]
+        content = ("From: Alice <alice@host.example.com>\n"
+                   "To: bob@mail.example.com, root@host.example.com, eve@x.dev.example.com\n"
+                   "\nbody\n")
+        _, final = sp.enqueue(env, content)
+        qf = sp.queue_file(ok(final))
+        assert qf.sender == "alice@example.com"
+        assert qf.rcpts == ["bob@mail.example.com"]     # envelope_recipient: not by default
+        assert qf.header("From") == ["From: Alice <alice@example.com>"]
+        assert qf.header("To") == ["To: bob@example.com, root@host.example.com, "
+                                   "eve@x.dev.example.com"]
+
+
 def test_virtual_alias_expansion_limit_defers():
     conf = {"virtual_alias_maps": "inline:{ { big@example.org = a@x.example, b@x.example, "
                                   "c@x.example } }",

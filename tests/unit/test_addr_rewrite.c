@@ -250,6 +250,34 @@ START_TEST(extension_propagation)
 }
 END_TEST
 
+START_TEST(masquerading)
+{
+    strbuf out;
+    strbuf_init(&out);
+    const char *list = "!sub.example.com, example.com, other.org";
+    ck_assert_int_eq(addr_masquerade("u@host.example.com", list, "", &out), 1);
+    ck_assert_str_eq(strbuf_str(&out), "u@example.com");
+    ck_assert_int_eq(addr_masquerade("u@a.b.HOST.Example.COM", list, "", &out), 1);
+    ck_assert_str_eq(strbuf_str(&out), "u@Example.COM");
+    ck_assert_int_eq(addr_masquerade("u@mail.other.org", list, NULL, &out), 1);
+    ck_assert_str_eq(strbuf_str(&out), "u@other.org");
+    strbuf_reset(&out);
+    /* the domain itself, excluded names and their subdomains, strangers */
+    ck_assert_int_eq(addr_masquerade("u@example.com", list, "", &out), 0);
+    ck_assert_int_eq(addr_masquerade("u@sub.example.com", list, "", &out), 0);
+    ck_assert_int_eq(addr_masquerade("u@x.sub.example.com", list, "", &out), 0);
+    ck_assert_int_eq(addr_masquerade("u@notexample.com", list, "", &out), 0);
+    ck_assert_int_eq(addr_masquerade("u@example.net", list, "", &out), 0);
+    /* exceptions by local part; no domain; empty list */
+    ck_assert_int_eq(addr_masquerade("Root@host.example.com", list, "root, admin", &out), 0);
+    ck_assert_int_eq(addr_masquerade("rooter@host.example.com", list, "root", &out), 1);
+    ck_assert_int_eq(addr_masquerade("nodomain", list, "", &out), 0);
+    ck_assert_int_eq(addr_masquerade("u@host.example.com", "", "", &out), 0);
+    ck_assert_int_eq(addr_masquerade("u@host.example.com", "!", "", &out), 0);
+    strbuf_release(&out);
+}
+END_TEST
+
 static void collect(const char *item, void *ctx)
 {
     addr_vec_add(ctx, item);
@@ -306,6 +334,7 @@ Suite *addr_rewrite_suite(void)
     tcase_add_test(tc, virtual_limits);
     tcase_add_test(tc, virtual_texthash_canon_and_local_users);
     tcase_add_test(tc, extension_propagation);
+    tcase_add_test(tc, masquerading);
     tcase_add_test(tc, result_split);
     tcase_add_test(tc, domain_lists);
     suite_add_tcase(s, tc);
