@@ -268,6 +268,15 @@ class Instance:
     def __enter__(self):
         if not os.access(POSTERN, os.X_OK):
             raise AssertionError("%s not built (make all, or set POSTERN_BUILD)" % POSTERN)
+        if is_root() and not self.as_root:
+            ensure_test_user()
+            probe = subprocess.run(self._as_user(["test", "-x", POSTERN, "-a", "-r",
+                                                  os.path.join(HERE, "harness.py")]))
+            if probe.returncode != 0:
+                raise AssertionError(
+                    "the test account %s cannot reach %s or %s: make the source tree "
+                    "and the build readable by other users (chmod o+rx on their "
+                    "parent directories)" % (TEST_USER, POSTERN, HERE))
         attempts = 1 if self.requested_port else 3
         try:
             for attempt in range(attempts):
