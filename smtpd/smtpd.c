@@ -323,6 +323,8 @@ static void smtpd_load_params(void)
     p->mydestination = config_str("mydestination");
     p->relay_domains = config_str("relay_domains");
     p->local_recipient_maps = config_str("local_recipient_maps");
+    p->virtual_alias_maps = config_str("virtual_alias_maps");
+    p->virtual_alias_domains = config_str("virtual_alias_domains");
     p->recipient_delimiter = config_str("recipient_delimiter");
     p->client_restrictions = config_str("smtpd_client_restrictions");
     p->helo_restrictions = config_str("smtpd_helo_restrictions");

@@ -36,6 +36,8 @@ struct smtpd_params {
     const char *mydestination;
     const char *relay_domains;
     const char *local_recipient_maps;
+    const char *virtual_alias_maps;
+    const char *virtual_alias_domains;
     const char *recipient_delimiter;
     const char *client_restrictions;
     const char *helo_restrictions;

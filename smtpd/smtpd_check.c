@@ -12,11 +12,13 @@
  * Semantics, as Postfix with smtpd_delay_reject = yes: all five lists are
  * evaluated at RCPT time, in the order above.  Within a list, the first
  * restriction that decides wins: a permit ends THAT list (the next list is
- * still evaluated), a reject ends the whole check.  After the lists, a
- * recipient in a local domain (mydestination) must be found in
- * local_recipient_maps (empty: no check), else
- * "550 5.1.1 <a>: Recipient address rejected: User unknown in local
- * recipient table".
+ * still evaluated), a reject ends the whole check.  After the lists
+ * (smtpd_reject_unlisted_recipient): an address found in virtual_alias_maps
+ * is accepted; else a recipient in a local domain (mydestination) must be
+ * in local_recipient_maps (empty: no check), else "550 5.1.1 <a>: Recipient
+ * address rejected: User unknown in local recipient table"; a recipient in
+ * a virtual_alias_domains domain gets "... User unknown in virtual alias
+ * table".  Virtual alias domains count as authorized destinations.
  *
  * Restrictions: permit, reject, defer, permit_mynetworks,
  * permit_sasl_authenticated (true only once SASL sets st->sasl_username;
@@ -114,6 +116,9 @@ void smtpd_check_init(void)
     open_list_tables(smtpd_params.recipient_restrictions);
     open_domain_list_tables(smtpd_params.mydestination);
     open_domain_list_tables(smtpd_params.relay_domains);
+    open_domain_list_tables(smtpd_params.virtual_alias_domains);
+    if (*smtpd_params.virtual_alias_maps != '\0')
+        table_get(smtpd_params.virtual_alias_maps);
     if (*smtpd_params.local_recipient_maps != '\0')
         table_get(smtpd_params.local_recipient_maps);
     res_init();
@@ -183,10 +188,17 @@ static int rcpt_is_local(const char *rcpt)
     return d == NULL || smtpd_is_local_domain(d);
 }
 
+static int rcpt_is_virtual_alias_domain(const char *rcpt)
+{
+    const char *d = domain_of(rcpt);
+    return d != NULL && *smtpd_params.virtual_alias_domains != '\0'
+        && domain_in_list(smtpd_params.virtual_alias_domains, d, 0);
+}
+
 static int rcpt_is_auth_destination(const char *rcpt)
 {
     const char *d = domain_of(rcpt);
-    return d == NULL || smtpd_is_local_domain(d)
+    return d == NULL || smtpd_is_local_domain(d) || rcpt_is_virtual_alias_domain(rcpt)
         || domain_in_list(smtpd_params.relay_domains, d, 1);
 }
 
@@ -503,35 +515,60 @@ static int eval_list(struct check_ctx *c, const char *list)
     return rc;
 }
 
-int smtpd_check_local_recipient(struct smtpd_state *st, const char *rcpt, strbuf *reply)
+/* Look rcpt up (lowercased) in a table list: 1 found, 0 not, -1 error. */
+static int lookup_recipient(const char *spec, const char *rcpt, int flags)
 {
-    if (!smtpd_params.reject_unlisted_recipient || *smtpd_params.local_recipient_maps == '\0'
-        || !rcpt_is_local(rcpt))
-        return SMTPD_CHECK_DUNNO;
-    maps *t = table_get(smtpd_params.local_recipient_maps);
-    if (t == NULL) {
-        strbuf_set_str(reply, "451 4.3.0 Temporary lookup failure");
-        return SMTPD_CHECK_REJECT;
-    }
+    maps *t = table_get(spec);
+    if (t == NULL)
+        return -1;
     /* Local parts are matched case-insensitively, as local delivery does. */
     char *key = xstrdup(rcpt);
     for (char *c = key; *c; c++)
         *c = (char)tolower((unsigned char)*c);
     strbuf value;
     strbuf_init(&value);
-    int found = maps_lookup_addr(t, key, smtpd_params.recipient_delimiter, &value);
+    int found = maps_lookup_addr_ex(t, key, smtpd_params.recipient_delimiter, flags, &value);
     strbuf_release(&value);
     xfree(key);
-    if (found < 0) {
-        strbuf_set_str(reply, "451 4.3.0 Temporary lookup failure");
-        return SMTPD_CHECK_REJECT;
+    return found;
+}
+
+/* Postfix's smtpd_reject_unlisted_recipient: a recipient in a local domain
+ * must be in local_recipient_maps, one in a virtual alias domain in
+ * virtual_alias_maps; an address virtual_alias_maps knows is always fine. */
+int smtpd_check_local_recipient(struct smtpd_state *st, const char *rcpt, strbuf *reply)
+{
+    int local = rcpt_is_local(rcpt);
+    int found;
+
+    if (!smtpd_params.reject_unlisted_recipient)
+        return SMTPD_CHECK_DUNNO;
+    if (*smtpd_params.virtual_alias_maps != '\0') {
+        found = lookup_recipient(smtpd_params.virtual_alias_maps, rcpt,
+                                 local ? 0 : MAPS_ADDR_NO_USER);
+        if (found < 0)
+            goto temp_fail;
+        if (found == 1)
+            return SMTPD_CHECK_DUNNO;
     }
-    if (found == 0) {
-        strbuf_printf(reply, "%d 5.1.1 <%s>: Recipient address rejected: User unknown in local recipient table",
+    if (local && *smtpd_params.local_recipient_maps != '\0') {
+        found = lookup_recipient(smtpd_params.local_recipient_maps, rcpt, 0);
+        if (found < 0)
+            goto temp_fail;
+        if (found == 0) {
+            strbuf_printf(reply, "%d 5.1.1 <%s>: Recipient address rejected: User unknown in local recipient table",
+                          smtpd_params.unknown_local_code, rcpt);
+            return SMTPD_CHECK_REJECT;
+        }
+    } else if (!local && rcpt_is_virtual_alias_domain(rcpt)) {
+        strbuf_printf(reply, "%d 5.1.1 <%s>: Recipient address rejected: User unknown in virtual alias table",
                       smtpd_params.unknown_local_code, rcpt);
         return SMTPD_CHECK_REJECT;
     }
     return SMTPD_CHECK_DUNNO;
+temp_fail:
+    strbuf_set_str(reply, "451 4.3.0 Temporary lookup failure");
+    return SMTPD_CHECK_REJECT;
 }
 
 int smtpd_check_rcpt(struct smtpd_state *st, const char *rcpt, strbuf *reply)

@@ -837,3 +837,24 @@ def test_concurrent_clients():
         assert len(qids) == 50
         inst.wait_for(lambda: len(re.findall(r"cleanup\[\d+\]: ([0-9A-F]+): message-id=",
                                              inst.log())) >= 50, 20, what="50 messages in cleanup's log")
+
+
+def test_virtual_alias_domains_and_maps():
+    virtual = ("virt.example anything\n"
+               "sales@virt.example jones\n"
+               "alias@localhost brown\n")
+    conf = {"virtual_alias_maps": "texthash:DIR/virtual", "mynetworks": "192.0.2.0/24"}
+    with instance(conf, access={"virtual": virtual}) as inst:
+        s = session(inst)
+        s.expect("MAIL FROM:<a@example.com>", 250)
+        s.expect("RCPT TO:<sales@virt.example>", 250)      # a virtual domain: no relay
+        s.expect("RCPT TO:<nobody@virt.example>", 550,
+                 r"^5\.1\.1 <nobody@virt\.example>: Recipient address rejected: "
+                 r"User unknown in virtual alias table$")
+        s.expect("RCPT TO:<alias@localhost>", 250)         # known to virtual_alias_maps
+        s.expect("RCPT TO:<other@elsewhere.example>", 450, r"Relay access denied$")
+        s.expect("DATA", 354)
+        s.send("Subject: virtual\r\n\r\nx\r\n.\r\n")
+        code, texts = s.reply()
+        assert code == 250, texts
+        s.expect("QUIT", 221)
