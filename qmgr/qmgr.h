@@ -62,12 +62,16 @@ struct qmgr_message {
     struct qmgr_message *prev, *next;
 };
 
+struct qmgr_dest;
+
 struct qmgr_transport {
     char *name;
     int maxproc;                /* 0 = unlimited */
     int active;
     int rcpt_limit;
     int concurrency_limit;
+    time_t blocked_until;       /* its socket's backlog was full */
+    struct qmgr_dest *ready_head, *ready_tail;  /* dests with waiting jobs */
     struct qmgr_transport *next;
 };
 
@@ -87,7 +91,7 @@ struct qmgr_dest {
     struct qmgr_job *queue_head, *queue_tail;   /* waiting jobs */
     struct qmgr_job *filling;   /* job being filled by message load */
     struct qmgr_dest *hash_next;
-    struct qmgr_dest *ready_next;   /* list of dests with waiting jobs */
+    struct qmgr_dest *ready_next;   /* transport's list of dests with waiting jobs */
     int on_ready;
 };
 
@@ -176,7 +180,8 @@ void qmgr_sched_revive_all(void);
 /* poll() support for running jobs. */
 int qmgr_sched_pollfds(struct pollfd *pfd, int max, struct qmgr_job **owners);
 void qmgr_sched_event(struct qmgr_job *job, short revents);
-/* Earliest job deadline (0 = none); time out overdue jobs. */
+/* Time out overdue jobs; earliest time the scheduler needs the loop to
+ * wake up (a job deadline, or a blocked transport's retry), 0 = none. */
 time_t qmgr_sched_timeouts(time_t now);
 int qmgr_sched_running(void);
 

@@ -42,7 +42,6 @@ static struct qmgr_transport *transports;
 static struct master_service *master_services;
 static int master_cf_ok;
 static struct qmgr_dest *dest_hash[DEST_HASH_SIZE];
-static struct qmgr_dest *ready_head, *ready_tail;
 static struct qmgr_job *running;
 static int nrunning;
 static struct qmgr_dest **filling;      /* dests with a job being filled */
@@ -199,15 +198,16 @@ static void job_free(struct qmgr_job *j)
 
 static void dest_make_ready(struct qmgr_dest *d)
 {
+    struct qmgr_transport *t = d->transport;
     if (d->on_ready)
         return;
     d->on_ready = 1;
     d->ready_next = NULL;
-    if (ready_tail)
-        ready_tail->ready_next = d;
+    if (t->ready_tail)
+        t->ready_tail->ready_next = d;
     else
-        ready_head = d;
-    ready_tail = d;
+        t->ready_head = d;
+    t->ready_tail = d;
 }
 
 static void dest_enqueue(struct qmgr_dest *d, struct qmgr_job *j)
@@ -323,6 +323,7 @@ static void job_end(struct qmgr_job *j, int conn_failed, const char *dsn,
     running_remove(j);
     d->active--;
     d->transport->active--;
+    d->transport->blocked_until = 0;    /* an agent may be free now */
     dest_feedback(d, conn_failed, dsn, reason);
     job_finish(j, dsn, reason);
 }
@@ -362,7 +363,9 @@ static void build_request(struct qmgr_job *j)
     strbuf_release(&tmp);
 }
 
-/* Begin a request: 0 started, -1 failed (job already finished). */
+/* Begin a request: 0 started, -1 failed (job already finished), 1 the
+ * transport's socket backlog is full (job back at the head of its queue,
+ * transport paused for a second or until one of its requests ends). */
 static int job_start(struct qmgr_job *j)
 {
     struct qmgr_dest *d = j->dest;
@@ -393,6 +396,19 @@ static int job_start(struct qmgr_job *j)
         }
     }
     strbuf_release(&path);
+    if (fd < 0 && err == EAGAIN) {
+        running_remove(j);
+        d->active--;
+        d->transport->active--;
+        j->start_time = 0;
+        j->next = d->queue_head;
+        d->queue_head = j;
+        if (d->queue_tail == NULL)
+            d->queue_tail = j;
+        d->transport->blocked_until = time(NULL) + 1;
+        log_debug("private/%s: backlog full, waiting", d->transport->name);
+        return 1;
+    }
     if (fd < 0) {
         strbuf why;
         strbuf_init(&why);
@@ -409,47 +425,71 @@ static int job_start(struct qmgr_job *j)
     return 0;
 }
 
-void qmgr_schedule(void)
+static int transport_saturated(const struct qmgr_transport *t, time_t now)
 {
-    time_t now = time(NULL);
-    /* Round-robin over destinations with waiting jobs: each gets one start
-     * per pass so one busy destination cannot starve the rest. */
+    return (t->maxproc > 0 && t->active >= t->maxproc) || t->blocked_until > now;
+}
+
+/* Defer every waiting job of a destination that died. */
+static void dest_flush_dead(struct qmgr_dest *d)
+{
+    strbuf why;
+    strbuf_init(&why);
+    strbuf_printf(&why, "delivery temporarily suspended: %s", strbuf_str(&d->last_reason));
+    struct qmgr_job *j;
+    while ((j = d->queue_head) != NULL) {
+        d->queue_head = j->next;
+        if (d->queue_head == NULL)
+            d->queue_tail = NULL;
+        job_finish(j, strbuf_str(&d->last_dsn), strbuf_str(&why));
+    }
+    strbuf_release(&why);
+}
+
+/* Round-robin over a transport's destinations with waiting jobs: each
+ * gets one start per pass, so one busy destination cannot starve the
+ * rest.  A saturated transport is left alone at once, its list intact. */
+static void schedule_transport(struct qmgr_transport *t, time_t now)
+{
     int progress = 1;
-    while (progress) {
+    while (progress && t->ready_head && !transport_saturated(t, now)) {
         progress = 0;
-        struct qmgr_dest *d = ready_head;
-        ready_head = ready_tail = NULL;
+        struct qmgr_dest *d = t->ready_head;
+        struct qmgr_dest *old_tail = t->ready_tail;
+        t->ready_head = t->ready_tail = NULL;
         while (d) {
+            if (transport_saturated(t, now)) {
+                /* Unvisited ones go first next time, ahead of the visited. */
+                old_tail->ready_next = t->ready_head;
+                if (t->ready_head == NULL)
+                    t->ready_tail = old_tail;
+                t->ready_head = d;
+                break;
+            }
             struct qmgr_dest *next = d->ready_next;
             d->on_ready = 0;
             if (d->queue_head && qmgr_dest_is_dead(d, now)) {
-                /* Died while its jobs waited. */
-                strbuf why;
-                strbuf_init(&why);
-                strbuf_printf(&why, "delivery temporarily suspended: %s",
-                              strbuf_str(&d->last_reason));
-                struct qmgr_job *j;
-                while ((j = d->queue_head) != NULL) {
-                    d->queue_head = j->next;
-                    if (d->queue_head == NULL)
-                        d->queue_tail = NULL;
-                    job_finish(j, strbuf_str(&d->last_dsn), strbuf_str(&why));
-                }
-                strbuf_release(&why);
-            } else if (d->queue_head && d->active < d->window
-                && (d->transport->maxproc == 0 || d->transport->active < d->transport->maxproc)) {
+                dest_flush_dead(d);
+            } else if (d->queue_head && d->active < d->window) {
                 struct qmgr_job *j = d->queue_head;
                 d->queue_head = j->next;
                 if (d->queue_head == NULL)
                     d->queue_tail = NULL;
-                job_start(j);
-                progress = 1;
+                if (job_start(j) <= 0)
+                    progress = 1;
             }
             if (d->queue_head)
                 dest_make_ready(d);
             d = next;
         }
     }
+}
+
+void qmgr_schedule(void)
+{
+    time_t now = time(NULL);
+    for (struct qmgr_transport *t = transports; t; t = t->next)
+        schedule_transport(t, now);
 }
 
 int qmgr_sched_running(void)
@@ -602,6 +642,10 @@ void qmgr_sched_event(struct qmgr_job *j, short revents)
 time_t qmgr_sched_timeouts(time_t now)
 {
     time_t earliest = 0;
+    for (struct qmgr_transport *t = transports; t; t = t->next)
+        if (t->ready_head && t->blocked_until > now
+            && (earliest == 0 || t->blocked_until < earliest))
+            earliest = t->blocked_until;
     struct qmgr_job *j = running;
     while (j) {
         struct qmgr_job *next = j->next;

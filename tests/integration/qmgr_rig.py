@@ -319,18 +319,21 @@ def wait_for(cond, timeout=10, what="condition"):
 class _Server:
     """A UNIX socket server running handle(conn) per connection in threads."""
 
-    def __init__(self, path):
+    def __init__(self, path, backlog=64, accept_gate=None):
         self.path = path
         if os.path.exists(path):
             os.unlink(path)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(path)
-        self.sock.listen(64)
+        self.sock.listen(backlog)
         self.closed = False
         self.lock = threading.Lock()
+        self.accept_gate = accept_gate
         threading.Thread(target=self._loop, daemon=True).start()
 
     def _loop(self):
+        if self.accept_gate is not None:
+            self.accept_gate.wait(30)       # let connections pile up first
         while not self.closed:
             try:
                 conn, _ = self.sock.accept()
@@ -361,8 +364,8 @@ class FakeAgent(_Server):
     gate: optional threading.Event every request waits on before answering,
     or a Semaphore each request takes one unit of."""
 
-    def __init__(self, rig, name, decide, gate=None):
-        super().__init__(os.path.join(rig.spool, "private", name))
+    def __init__(self, rig, name, decide, gate=None, backlog=64, accept_gate=None):
+        super().__init__(os.path.join(rig.spool, "private", name), backlog, accept_gate)
         rig.agents.append(self)
         self.decide = decide
         self.gate = gate

@@ -499,3 +499,19 @@ def test_deferred_mail_retried_by_timer():
         rig.wait_log(qid + r": to=<x@a.example>, .*status=sent", timeout=15)
         rig.wait_log(qid + r": removed")
         assert rig.log().count(qid + ": from=") == 2
+
+
+def test_full_agent_backlog_waits_instead_of_deferring():
+    with QmgrRig() as rig:
+        accepting = threading.Event()
+        agent = FakeAgent(rig, "smtp", sent("ok", "mx[192.0.2.1]"), backlog=1,
+                          accept_gate=accepting)
+        qids = [rig.write_message("a@mx.test.example", ["r@d%d.example" % i]) for i in range(10)]
+        rig.start()
+        rig.wait_log(r"\(queue active\)")
+        time.sleep(0.5)                 # qmgr finds the backlog full meanwhile
+        accepting.set()
+        for q in qids:
+            rig.wait_log(q + r": removed", timeout=20)
+        assert "status=deferred" not in rig.log()
+        assert len(agent.requests) == 10
