@@ -280,7 +280,7 @@ static void server_standalone(const struct server_spec *spec)
     exit(0);
 }
 
-static void server_open_log(const char *program)
+static void server_open_log(void)
 {
     log_set_syslog_name(config_str("syslog_name"));
     const char *file = config_str("maillog_file");
@@ -290,7 +290,6 @@ static void server_open_log(const char *program)
     } else {
         log_use_syslog();
     }
-    (void)program;
 }
 
 /* chroot (-r) and privilege drop (-u), each only when running as root.
@@ -400,7 +399,7 @@ int server_main(int argc, char **argv, const struct server_spec *spec)
     xfree(override);
     strbuf_release(&err);
 
-    server_open_log(spec->program);
+    server_open_log();
     signal(SIGPIPE, SIG_IGN);
 
     if (!standalone) {
