@@ -119,6 +119,8 @@ void smtpd_log_reject(struct smtpd_state *st, const char *cmd, const char *reply
 void smtpd_reset_transaction(struct smtpd_state *st)
 {
     smtpd_cleanup_abort(st);
+    xfree(st->queue_id);
+    st->queue_id = NULL;
     xfree(st->sender);
     st->sender = NULL;
     xfree(st->envid);

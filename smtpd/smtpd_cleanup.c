@@ -11,7 +11,8 @@
  *   smtpd_cleanup_finish(st, reply)    {end=1}, read the verdict; reply gets
  *       "250 2.0.0 Ok: queued as QID" only for status=0
  *   smtpd_cleanup_abort(st)            close without end=1: cleanup leaves
- *       nothing in the queue
+ *       nothing in the queue (st->queue_id is kept for logging; the
+ *       transaction reset frees it)
  * All return 0, or -1 with the SMTP reply for the client in reply.
  *
  * Contract: any failure to reach or talk to cleanup is a temporary error
@@ -69,6 +70,8 @@ int smtpd_cleanup_open(struct smtpd_state *st, strbuf *reply)
     int fd = ipc_connect_unix(CLEANUP_SOCKET, smtpd_params.ipc_timeout);
     long long status;
 
+    xfree(st->queue_id);
+    st->queue_id = NULL;
     if (fd < 0) {
         log_warning("connect to %s: %s", CLEANUP_SOCKET, strerror(errno));
         set_queue_error(reply);
@@ -225,11 +228,11 @@ int smtpd_cleanup_finish(struct smtpd_state *st, strbuf *reply)
 
 void smtpd_cleanup_abort(struct smtpd_state *st)
 {
+    /* The queue id stays until the transaction is reset, so the reject log
+     * line of an abandoned message still names it. */
     if (st->cleanup != NULL) {
         ipc_stream_close(st->cleanup);
         st->cleanup = NULL;
     }
-    xfree(st->queue_id);
-    st->queue_id = NULL;
     st->envelope_sent = 0;
 }
