@@ -479,7 +479,7 @@ def test_limits_line_nul_recipients_size():
         assert queue_file(inst, big_qid) is None
         assert not re.search(big_qid + r": message-id=", inst.log())
         assert re.search(big_qid + r": reject: END-OF-MESSAGE from localhost\[127\.0\.0\.1\]: "
-                         r"552 5\.3\.4 Message size exceeds fixed limit; from=<smith@example\.com> "
+                         r"552 5\.3\.4 Message size exceeds fixed limit; from=<a@example\.com> "
                          r"proto=ESMTP helo=<client\.example>$", inst.log(), re.M)
 
 
