@@ -861,3 +861,29 @@ def test_virtual_alias_domains_and_maps():
         code, texts = s.reply()
         assert code == 250, texts
         s.expect("QUIT", 221)
+
+
+def test_configuration_errors_defer_mail():
+    """An unknown restriction, an unknown access result or a missing table
+    never lets mail through and never bounces it: 451 4.3.x and a warning."""
+    access = {"rcpt_access": "odd@localhost FROBNICATE\n"}
+    conf = {"smtpd_recipient_restrictions": "check_recipient_access texthash:DIR/rcpt_access, "
+                                            "reject_bogus_thing",
+            "smtpd_sender_restrictions": "check_sender_access texthash:DIR/does-not-exist"}
+    with instance(conf, access=access) as inst:
+        s = session(inst)
+        s.expect("MAIL FROM:<a@example.com>", 250)
+        s.expect("RCPT TO:<jones@localhost>", 451, r"^4\.3\.5 Server configuration error$")
+        s.expect("QUIT", 221)
+        inst.wait_log(r"warning: cannot open table texthash:\S+/does-not-exist: ")
+        inst.wait_log(r"warning: smtpd_sender_restrictions: access table unavailable$")
+    conf = {"smtpd_recipient_restrictions": "check_recipient_access texthash:DIR/rcpt_access, "
+                                            "reject_bogus_thing"}
+    with instance(conf, access=access) as inst:
+        s = session(inst)
+        s.expect("MAIL FROM:<a@example.com>", 250)
+        s.expect("RCPT TO:<odd@localhost>", 451, r"^4\.3\.5 Server configuration error$")
+        s.expect("RCPT TO:<jones@localhost>", 451, r"^4\.3\.5 Server configuration error$")
+        s.expect("QUIT", 221)
+        inst.wait_log(r'warning: smtpd_recipient_restrictions: unknown access table result "FROBNICATE"$')
+        inst.wait_log(r'warning: smtpd_recipient_restrictions: unknown smtpd restriction: "reject_bogus_thing"$')
