@@ -887,3 +887,29 @@ def test_configuration_errors_defer_mail():
         s.expect("QUIT", 221)
         inst.wait_log(r'warning: smtpd_recipient_restrictions: unknown access table result "FROBNICATE"$')
         inst.wait_log(r'warning: smtpd_recipient_restrictions: unknown smtpd restriction: "reject_bogus_thing"$')
+
+
+def test_client_and_helo_access():
+    conf = {"smtpd_client_restrictions": "check_client_access texthash:DIR/client"}
+    with instance(conf, access={"client": "127.0.0 DEFER slow down\n"}) as inst:
+        s = session(inst)
+        s.expect("MAIL FROM:<a@example.com>", 250)
+        s.expect("RCPT TO:<jones@localhost>", 450,
+                 r"^4\.7\.1 <localhost\[127\.0\.0\.1\]>: Client host rejected: slow down$")
+        s.expect("QUIT", 221)
+        inst.wait_log(r"NOQUEUE: reject: RCPT from localhost\[127\.0\.0\.1\]: 450 4\.7\.1 "
+                      r"<localhost\[127\.0\.0\.1\]>: Client host rejected: slow down; "
+                      r"from=<a@example\.com> to=<jones@localhost> proto=ESMTP helo=<client\.example>$")
+    conf = {"smtpd_helo_restrictions": "check_helo_access texthash:DIR/helo, "
+                                       "reject_non_fqdn_helo_hostname"}
+    with instance(conf, access={"helo": "evil.example REJECT\n"}) as inst:
+        for helo, code, pattern in (
+                ("mx.evil.example", 554,
+                 r"^5\.7\.1 <mx\.evil\.example>: Helo command rejected: Access denied$"),
+                ("nodot", 504,
+                 r"^5\.5\.2 <nodot>: Helo command rejected: need fully-qualified hostname$"),
+                ("good.example", 250, r"^2\.1\.5 Ok$")):
+            s = session(inst, "EHLO " + helo)
+            s.expect("MAIL FROM:<a@example.com>", 250)
+            s.expect("RCPT TO:<jones@localhost>", code, pattern)
+            s.expect("QUIT", 221)
