@@ -447,6 +447,7 @@ static void qmgr_run(int listen_fd)
             c = next;
         }
         if (now >= next_deferred_scan) {
+            qmgr_sched_sweep(now);
             scan_queue(FROM_DEFERRED, 0);
             next_deferred_scan = now + qmgr_var.queue_run_delay;
         }

@@ -50,8 +50,7 @@ struct qmgr_rcpt {
 
 struct qmgr_message {
     char *qid;
-    int fd;                     /* active/QID, read-write for mark_done */
-    struct queue_message msg;
+    struct queue_message msg;   /* envelope, read at load (file not kept open) */
     struct qmgr_rcpt *rcpts;    /* parallel to msg.rcpts */
     int npending;               /* recipients pending at load */
     int jobs_outstanding;
@@ -78,7 +77,7 @@ struct qmgr_transport {
 struct qmgr_job;
 
 struct qmgr_dest {
-    char *key;                  /* transport NUL-free "transport:queue name" */
+    char *key;                  /* "transport:queue name" (hash key) */
     char *nexthop;
     struct qmgr_transport *transport;
     int active;
@@ -177,6 +176,8 @@ void qmgr_sched_release(void);
 void qmgr_schedule(void);
 /* Forget dead marks (flush). */
 void qmgr_sched_revive_all(void);
+/* Free destinations with nothing running, waiting or remembered. */
+void qmgr_sched_sweep(time_t now);
 /* poll() support for running jobs. */
 int qmgr_sched_pollfds(struct pollfd *pfd, int max, struct qmgr_job **owners);
 void qmgr_sched_event(struct qmgr_job *job, short revents);

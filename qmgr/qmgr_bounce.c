@@ -38,12 +38,18 @@ struct bounce_child {
     int kind;
     int *idx;
     int n;
+    char *to;
+    char *from;
     strbuf output;
     struct bounce_child *next;
 };
 
+/* At most this many notice children at once; the rest wait in order. */
+#define BOUNCE_CHILDREN_MAX 8
+
 static struct bounce_child *children;
 static int nchildren;
+static struct bounce_child *waiting_head, *waiting_tail;
 
 struct content_ctx {
     queue_content_reader *reader;
@@ -175,9 +181,19 @@ out:
     return rc;
 }
 
-int qmgr_bounce_start(struct qmgr_message *m, int kind, const int *idx, int n,
-                      const char *to, const char *from)
+static void child_free(struct bounce_child *c)
 {
+    strbuf_release(&c->output);
+    xfree(c->idx);
+    xfree(c->to);
+    xfree(c->from);
+    xfree(c);
+}
+
+/* Fork the child for c.  0 running, -1 failed (c untouched). */
+static int child_spawn(struct bounce_child *c)
+{
+    struct qmgr_message *m = c->msg;
     int pfd[2];
     if (pipe2(pfd, O_CLOEXEC) < 0) {
         log_warning("%s: pipe: %s", m->qid, strerror(errno));
@@ -198,8 +214,8 @@ int qmgr_bounce_start(struct qmgr_message *m, int kind, const int *idx, int n,
         strbuf_init(&why);
         strbuf_init(&qid);
         strbuf_init(&report);
-        if (compose(m, kind, idx, n, to, &text, &why) == 0
-            && submit(from, to, &text, &qid, &why) == 0)
+        if (compose(m, c->kind, c->idx, c->n, c->to, &text, &why) == 0
+            && submit(c->from, c->to, &text, &qid, &why) == 0)
             strbuf_printf(&report, "OK %s\n", strbuf_str(&qid));
         else
             strbuf_printf(&report, "ERR %s\n", strbuf_str(&why));
@@ -208,17 +224,56 @@ int qmgr_bounce_start(struct qmgr_message *m, int kind, const int *idx, int n,
     }
     close(pfd[1]);
     fcntl(pfd[0], F_SETFL, O_NONBLOCK);
-    struct bounce_child *c = xcalloc(1, sizeof(*c));
     c->pid = pid;
     c->fd = pfd[0];
+    c->next = children;
+    children = c;
+    nchildren++;
+    return 0;
+}
+
+/* Start waiting notices while there is room; one that cannot be started
+ * is reported as failed (its message retries it later). */
+static void start_waiting(void)
+{
+    while (waiting_head && nchildren < BOUNCE_CHILDREN_MAX) {
+        struct bounce_child *c = waiting_head;
+        waiting_head = c->next;
+        if (waiting_head == NULL)
+            waiting_tail = NULL;
+        if (child_spawn(c) < 0) {
+            qmgr_message_bounce_done(c->msg, c->kind, c->idx, c->n, 0, "",
+                                     "cannot start the notice process");
+            child_free(c);
+        }
+    }
+}
+
+int qmgr_bounce_start(struct qmgr_message *m, int kind, const int *idx, int n,
+                      const char *to, const char *from)
+{
+    struct bounce_child *c = xcalloc(1, sizeof(*c));
+    c->fd = -1;
     c->msg = m;
     c->kind = kind;
     c->idx = xmemdup(idx, (size_t) n * sizeof(int));
     c->n = n;
+    c->to = xstrdup(to);
+    c->from = xstrdup(from);
     strbuf_init(&c->output);
-    c->next = children;
-    children = c;
-    nchildren++;
+    if (nchildren < BOUNCE_CHILDREN_MAX && waiting_head == NULL) {
+        if (child_spawn(c) < 0) {
+            child_free(c);
+            return -1;
+        }
+    } else {
+        c->next = NULL;
+        if (waiting_tail)
+            waiting_tail->next = c;
+        else
+            waiting_head = c;
+        waiting_tail = c;
+    }
     m->bounces_outstanding++;
     return 0;
 }
@@ -270,7 +325,6 @@ void qmgr_bounce_event(void *owner, short revents)
     const char *detail = ok ? out + 3
         : strncmp(out, "ERR ", 4) == 0 ? out + 4 : "notice process failed";
     qmgr_message_bounce_done(c->msg, c->kind, c->idx, c->n, ok, detail, detail);
-    strbuf_release(&c->output);
-    xfree(c->idx);
-    xfree(c);
+    child_free(c);
+    start_waiting();
 }

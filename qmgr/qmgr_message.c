@@ -110,8 +110,6 @@ static void message_free(struct qmgr_message *m)
     }
     xfree(m->rcpts);
     queue_message_free(&m->msg);
-    if (m->fd >= 0)
-        close(m->fd);
     xfree(m->qid);
     xfree(m);
 }
@@ -123,9 +121,8 @@ static void log_outcome(struct qmgr_message *m, int idx, const char *relay,
 {
     const struct queue_rcpt *qr = &m->msg.rcpts[idx];
     double arrival = (double) m->msg.arrival_sec + m->msg.arrival_usec / 1e6;
-    strbuf line, d;
+    strbuf line;
     strbuf_init(&line);
-    strbuf_init(&d);
     strbuf_printf(&line, "%s: to=<%s>, ", m->qid, qr->address);
     if (qr->orcpt) {
         /* ORCPT as "rfc822;addr": show the address like Postfix's orig_to. */
@@ -147,7 +144,6 @@ static void log_outcome(struct qmgr_message *m, int idx, const char *relay,
     strbuf_appendf(&line, ", dsn=%s, status=%s (%s)", dsn, status, reason);
     log_info("%s", strbuf_str(&line));
     strbuf_release(&line);
-    strbuf_release(&d);
 }
 
 static void defer_log_path(strbuf *out, const char *qid)
@@ -155,11 +151,20 @@ static void defer_log_path(strbuf *out, const char *qid)
     queue_path(out, "defer", qid);
 }
 
+/* The file is opened per update rather than kept open: the active queue
+ * may hold far more messages than the process may have open files. */
 static void mark_done(struct qmgr_message *m, int idx)
 {
-    if (queue_file_mark_done(m->fd, m->msg.rcpts[idx].status_offset) < 0)
+    strbuf path;
+    strbuf_init(&path);
+    queue_path(&path, "active", m->qid);
+    int fd = open(strbuf_str(&path), O_RDWR | O_CLOEXEC);
+    if (fd < 0 || queue_file_mark_done(fd, m->msg.rcpts[idx].status_offset) < 0)
         log_warning("%s: cannot mark <%s> done: %s (it may be delivered again)",
                     m->qid, m->msg.rcpts[idx].address, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    strbuf_release(&path);
     m->msg.rcpts[idx].status = RCPT_DONE;
 }
 
@@ -318,18 +323,24 @@ int qmgr_message_load(const char *qid, int flushed)
     strbuf_init(&path);
     strbuf_init(&err);
     queue_path(&path, "active", qid);
-    int fd = open(strbuf_str(&path), O_RDWR | O_CLOEXEC);
+    int fd = open(strbuf_str(&path), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        if (errno != ENOENT)
+        if (errno != ENOENT) {
+            /* Out of files or the like: try again with the next deferred
+             * scan rather than leave it in active/ until a restart. */
             log_warning("%s: open %s: %s", qid, strbuf_str(&path), strerror(errno));
+            if (queue_move(qid, "active", "deferred") < 0)
+                log_warning("%s: cannot move to deferred/: %s", qid, strerror(errno));
+        }
         strbuf_release(&path);
         strbuf_release(&err);
         return -1;
     }
     struct qmgr_message *m = xcalloc(1, sizeof(*m));
-    if (queue_message_load(fd, qid, &m->msg, &err) < 0) {
+    int loaded = queue_message_load(fd, qid, &m->msg, &err);
+    close(fd);
+    if (loaded < 0) {
         log_warning("%s: corrupt queue file, moved to corrupt/: %s", qid, strbuf_str(&err));
-        close(fd);
         xfree(m);
         if (queue_move(qid, "active", "corrupt") < 0)
             log_warning("%s: cannot move to corrupt/: %s", qid, strerror(errno));
@@ -340,7 +351,6 @@ int qmgr_message_load(const char *qid, int flushed)
     strbuf_release(&path);
     strbuf_release(&err);
     m->qid = xstrdup(qid);
-    m->fd = fd;
     m->flushed = flushed;
     m->active_time = qmgr_now();
     m->rcpts = xcalloc((size_t) (m->msg.nrcpt ? m->msg.nrcpt : 1), sizeof(*m->rcpts));

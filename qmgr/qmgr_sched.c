@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -68,8 +69,26 @@ static long long transport_param(const char *name, const char *suffix, long long
     return v;
 }
 
+/* Descriptors kept free for everything but delivery connections: the
+ * listener and its clients, notice pipes, queue files being marked,
+ * scans, the log. */
+#define FD_RESERVE 48
+static int job_fd_budget = 1000000;
+
 void qmgr_sched_init(void)
 {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        if (rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                getrlimit(RLIMIT_NOFILE, &rl);
+        }
+        if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t) job_fd_budget)
+            job_fd_budget = (int) rl.rlim_cur - FD_RESERVE;
+        if (job_fd_budget < 1)
+            job_fd_budget = 1;
+    }
     strbuf path, err;
     strbuf_init(&path);
     strbuf_init(&err);
@@ -171,6 +190,31 @@ void qmgr_sched_revive_all(void)
                 d->dead_until = 0;
                 d->fail_streak = 0;
             }
+}
+
+void qmgr_sched_sweep(time_t now)
+{
+    int freed = 0;
+    for (int i = 0; i < DEST_HASH_SIZE; i++) {
+        struct qmgr_dest **pp = &dest_hash[i];
+        while (*pp) {
+            struct qmgr_dest *d = *pp;
+            if (d->active == 0 && d->queue_head == NULL && d->filling == NULL
+                && !d->on_ready && (d->dead_until == 0 || d->dead_until <= now)) {
+                *pp = d->hash_next;
+                xfree(d->key);
+                xfree(d->nexthop);
+                strbuf_release(&d->last_reason);
+                strbuf_release(&d->last_dsn);
+                xfree(d);
+                freed++;
+            } else {
+                pp = &d->hash_next;
+            }
+        }
+    }
+    if (freed)
+        log_debug("freed %d idle destinations", freed);
 }
 
 static struct qmgr_job *job_new(struct qmgr_dest *d, struct qmgr_message *msg)
@@ -388,15 +432,19 @@ static int job_start(struct qmgr_job *j)
     if (path.len < sizeof(sun.sun_path)) {
         memcpy(sun.sun_path, path.data, path.len);
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd >= 0 && connect(fd, (struct sockaddr *) &sun, sizeof(sun)) < 0
-            && errno != EINPROGRESS) {
+        if (fd < 0) {
+            err = errno;
+        } else if (connect(fd, (struct sockaddr *) &sun, sizeof(sun)) < 0
+                   && errno != EINPROGRESS) {
             err = errno;
             close(fd);
             fd = -1;
         }
     }
     strbuf_release(&path);
-    if (fd < 0 && err == EAGAIN) {
+    /* A full backlog or no descriptors left is our limit, not the
+     * transport's fault: wait for a running request to end. */
+    if (fd < 0 && (err == EAGAIN || err == EMFILE || err == ENFILE || err == ENOBUFS)) {
         running_remove(j);
         d->active--;
         d->transport->active--;
@@ -406,7 +454,7 @@ static int job_start(struct qmgr_job *j)
         if (d->queue_tail == NULL)
             d->queue_tail = j;
         d->transport->blocked_until = time(NULL) + 1;
-        log_debug("private/%s: backlog full, waiting", d->transport->name);
+        log_debug("private/%s: %s, waiting", d->transport->name, strerror(err));
         return 1;
     }
     if (fd < 0) {
@@ -427,7 +475,8 @@ static int job_start(struct qmgr_job *j)
 
 static int transport_saturated(const struct qmgr_transport *t, time_t now)
 {
-    return (t->maxproc > 0 && t->active >= t->maxproc) || t->blocked_until > now;
+    return (t->maxproc > 0 && t->active >= t->maxproc) || t->blocked_until > now
+        || nrunning >= job_fd_budget;
 }
 
 /* Defer every waiting job of a destination that died. */

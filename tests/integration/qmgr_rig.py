@@ -15,6 +15,7 @@ Every wait polls a condition until a deadline; nothing sleeps and hopes.
 """
 import os
 import re
+import resource
 import shutil
 import socket
 import struct
@@ -171,7 +172,7 @@ class QmgrRig:
         self.seq = 0
 
     # -- process --
-    def start(self):
+    def start(self, nofile=None):
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(os.path.join(self.spool, "public", "qmgr"))
         self.listener.listen(64)
@@ -184,6 +185,8 @@ class QmgrRig:
         def child_fds():
             os.dup2(lfd, 3)
             os.dup2(sfd, 4)
+            if nofile:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
         env = dict(os.environ, POSTERN_CONFIG_DIR=self.conf)
         self.proc = subprocess.Popen(

@@ -515,3 +515,30 @@ def test_full_agent_backlog_waits_instead_of_deferring():
             rig.wait_log(q + r": removed", timeout=20)
         assert "status=deferred" not in rig.log()
         assert len(agent.requests) == 10
+
+
+def test_active_queue_larger_than_open_file_limit():
+    with QmgrRig() as rig:
+        gate = threading.Event()
+        agent = FakeAgent(rig, "smtp", sent("ok", "mx[192.0.2.1]"), gate=gate)
+        qids = [rig.write_message("a@mx.test.example", ["r@d%d.example" % i]) for i in range(200)]
+        rig.start(nofile=64)
+        wait_for(lambda: rig.log().count("(queue active)") == 200, what="all 200 active")
+        wait_for(lambda: agent.active >= 10, what="deliveries in flight")
+        gate.set()
+        for q in qids:
+            rig.wait_log(q + r": removed", timeout=30)
+        assert "status=deferred" not in rig.log()
+        assert "warning" not in rig.log()
+        assert len(agent.requests) == 200
+
+
+def test_many_bounces_at_once_all_queued():
+    with QmgrRig(transport_map="bad.example error:5.1.1 gone\n") as rig:
+        cleanup = FakeCleanup(rig)
+        qids = [rig.write_message("s%d@far.example" % i, ["x@bad.example"]) for i in range(30)]
+        rig.start()
+        for q in qids:
+            rig.wait_log(q + r": removed", timeout=30)
+        assert sorted(rec_get(m["envelope"], "rcpt") for m in cleanup.messages) == \
+            sorted("s%d@far.example" % i for i in range(30))
