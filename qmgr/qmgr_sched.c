@@ -314,6 +314,22 @@ static void job_finish(struct qmgr_job *j, const char *dsn, const char *reason)
     qmgr_message_check(msg);
 }
 
+/* Defer every waiting job of a destination that died. */
+static void dest_flush_dead(struct qmgr_dest *d)
+{
+    strbuf why;
+    strbuf_init(&why);
+    strbuf_printf(&why, "delivery temporarily suspended: %s", strbuf_str(&d->last_reason));
+    struct qmgr_job *j;
+    while ((j = d->queue_head) != NULL) {
+        d->queue_head = j->next;
+        if (d->queue_head == NULL)
+            d->queue_tail = NULL;
+        job_finish(j, strbuf_str(&d->last_dsn), strbuf_str(&why));
+    }
+    strbuf_release(&why);
+}
+
 /* Concurrency feedback after a request ended. */
 static void dest_feedback(struct qmgr_dest *d, int failed, const char *dsn,
                           const char *reason)
@@ -335,17 +351,7 @@ static void dest_feedback(struct qmgr_dest *d, int failed, const char *dsn,
         log_info("%s: destination %s is dead for %llds: %s", d->transport->name,
                  d->nexthop, qmgr_var.min_backoff, reason);
         /* Its waiting mail is deferred now rather than tried again. */
-        strbuf why;
-        strbuf_init(&why);
-        strbuf_printf(&why, "delivery temporarily suspended: %s", reason);
-        struct qmgr_job *j;
-        while ((j = d->queue_head) != NULL) {
-            d->queue_head = j->next;
-            if (d->queue_head == NULL)
-                d->queue_tail = NULL;
-            job_finish(j, dsn, strbuf_str(&why));
-        }
-        strbuf_release(&why);
+        dest_flush_dead(d);
     }
 }
 
@@ -477,22 +483,6 @@ static int transport_saturated(const struct qmgr_transport *t, time_t now)
 {
     return (t->maxproc > 0 && t->active >= t->maxproc) || t->blocked_until > now
         || nrunning >= job_fd_budget;
-}
-
-/* Defer every waiting job of a destination that died. */
-static void dest_flush_dead(struct qmgr_dest *d)
-{
-    strbuf why;
-    strbuf_init(&why);
-    strbuf_printf(&why, "delivery temporarily suspended: %s", strbuf_str(&d->last_reason));
-    struct qmgr_job *j;
-    while ((j = d->queue_head) != NULL) {
-        d->queue_head = j->next;
-        if (d->queue_head == NULL)
-            d->queue_tail = NULL;
-        job_finish(j, strbuf_str(&d->last_dsn), strbuf_str(&why));
-    }
-    strbuf_release(&why);
 }
 
 /* Round-robin over a transport's destinations with waiting jobs: each
