@@ -50,27 +50,36 @@ static void append_clean(strbuf *out, const char *s)
     }
 }
 
-/* Append "NAME: value" folded at spaces near 78 columns, then LF. */
-static void append_field_folded(strbuf *out, const char *name, const char *value)
+/* Longest piece of one word on a line: RFC 5322 allows 998 octets; a
+ * word longer than this is cut (the fold then adds a space in it). */
+#define DSN_WORD_MAX 900
+
+/* Append text as printable US-ASCII, folded at spaces near 78 columns
+ * (continuation lines indented by four spaces), then LF. */
+static void append_wrapped(strbuf *out, const char *text)
 {
     strbuf clean;
     strbuf_init(&clean);
-    append_clean(&clean, value);
-    size_t col = strlen(name) + 2;
-    strbuf_appendf(out, "%s: ", name);
+    append_clean(&clean, text);
+    size_t col = 0;
+    int words_on_line = 0;
     const char *p = strbuf_str(&clean);
     while (*p) {
         const char *word_end = strchr(p, ' ');
         size_t wlen = word_end ? (size_t) (word_end - p) : strlen(p);
-        if (col + wlen > 78 && col > strlen(name) + 2) {
+        if (wlen > DSN_WORD_MAX)
+            wlen = DSN_WORD_MAX;
+        if (col + wlen > 78 && words_on_line > 0) {
             /* The space before this word becomes the fold. */
             if (out->len > 0 && out->data[out->len - 1] == ' ')
                 strbuf_truncate(out, out->len - 1);
             strbuf_append_str(out, "\n    ");
             col = 4;
+            words_on_line = 0;
         }
         strbuf_append(out, p, wlen);
         col += wlen;
+        words_on_line++;
         p += wlen;
         if (*p == ' ') {
             strbuf_append_char(out, ' ');
@@ -80,6 +89,16 @@ static void append_field_folded(strbuf *out, const char *name, const char *value
     }
     strbuf_append_char(out, '\n');
     strbuf_release(&clean);
+}
+
+/* Append "NAME: value", folded. */
+static void append_field_folded(strbuf *out, const char *name, const char *value)
+{
+    strbuf line;
+    strbuf_init(&line);
+    strbuf_printf(&line, "%s: %s", name, value ? value : "");
+    append_wrapped(out, strbuf_str(&line));
+    strbuf_release(&line);
 }
 
 void dsn_diagnostic(const char *reason, strbuf *out)
@@ -135,7 +154,14 @@ static int boundary_collides(const strbuf *text, const char *boundary)
 static void append_readable_part(const struct dsn_report *r, strbuf *out)
 {
     strbuf_appendf(out, "This is the mail system at host ");
-    append_clean(out, r->myhostname);
+    /* A host name is short; cut anything absurd to keep lines legal. */
+    strbuf host;
+    strbuf_init(&host);
+    append_clean(&host, r->myhostname);
+    if (host.len > 255)
+        strbuf_truncate(&host, 255);
+    strbuf_append(out, host.data, host.len);
+    strbuf_release(&host);
     strbuf_append_str(out, ".\n\n");
     switch (r->kind) {
     case DSN_KIND_FAILURE:
@@ -165,14 +191,12 @@ static void append_readable_part(const struct dsn_report *r, strbuf *out)
     for (int i = 0; i < r->nrcpt; i++) {
         const struct dsn_rcpt_report *rc = &r->rcpts[i];
         /* Same folding as the report fields keeps body lines short. */
-        strbuf name;
-        strbuf_init(&name);
-        strbuf_append_char(&name, '<');
-        append_clean(&name, rc->address);
-        strbuf_append_char(&name, '>');
-        append_field_folded(out, strbuf_str(&name), rc->reason);
+        strbuf line;
+        strbuf_init(&line);
+        strbuf_printf(&line, "<%s>: %s", rc->address, rc->reason ? rc->reason : "");
+        append_wrapped(out, strbuf_str(&line));
         strbuf_append_char(out, '\n');
-        strbuf_release(&name);
+        strbuf_release(&line);
     }
 }
 
@@ -180,27 +204,26 @@ static void append_status_part(const struct dsn_report *r, strbuf *out)
 {
     strbuf tmp;
     strbuf_init(&tmp);
-    strbuf_append_str(out, "Reporting-MTA: dns; ");
-    append_clean(out, r->myhostname);
-    strbuf_append_str(out, "\nX-Postern-Queue-ID: ");
-    append_clean(out, r->queue_id);
-    strbuf_append_str(out, "\nX-Postern-Sender: rfc822; ");
-    append_clean(out, r->sender);
-    strbuf_append_str(out, "\nArrival-Date: ");
+    strbuf_set_str(&tmp, "dns; ");
+    strbuf_append_str(&tmp, r->myhostname);
+    append_field_folded(out, "Reporting-MTA", strbuf_str(&tmp));
+    append_field_folded(out, "X-Postern-Queue-ID", r->queue_id);
+    strbuf_set_str(&tmp, "rfc822; ");
+    strbuf_append_str(&tmp, r->sender);
+    append_field_folded(out, "X-Postern-Sender", strbuf_str(&tmp));
+    strbuf_append_str(out, "Arrival-Date: ");
     mail_date_format(out, (time_t) r->arrival);
     strbuf_append_char(out, '\n');
-    if (r->envid && *r->envid) {
-        strbuf_append_str(out, "Original-Envelope-Id: ");
-        append_clean(out, r->envid);
-        strbuf_append_char(out, '\n');
-    }
+    if (r->envid && *r->envid)
+        append_field_folded(out, "Original-Envelope-Id", r->envid);
     const char *action = r->kind == DSN_KIND_FAILURE ? "failed"
         : r->kind == DSN_KIND_DELAY ? "delayed" : "delivered";
     for (int i = 0; i < r->nrcpt; i++) {
         const struct dsn_rcpt_report *rc = &r->rcpts[i];
-        strbuf_append_str(out, "\nFinal-Recipient: rfc822; ");
-        append_clean(out, rc->address);
         strbuf_append_char(out, '\n');
+        strbuf_set_str(&tmp, "rfc822; ");
+        strbuf_append_str(&tmp, rc->address);
+        append_field_folded(out, "Final-Recipient", strbuf_str(&tmp));
         if (rc->orcpt && *rc->orcpt) {
             strbuf_reset(&tmp);
             /* ORCPT carries its address type ("rfc822;x@y"); add one when
@@ -210,9 +233,8 @@ static void append_status_part(const struct dsn_report *r, strbuf *out)
             strbuf_append_str(&tmp, rc->orcpt);
             append_field_folded(out, "Original-Recipient", strbuf_str(&tmp));
         }
-        strbuf_appendf(out, "Action: %s\nStatus: ", action);
-        append_clean(out, rc->status && *rc->status ? rc->status : "5.0.0");
-        strbuf_append_char(out, '\n');
+        strbuf_appendf(out, "Action: %s\n", action);
+        append_field_folded(out, "Status", rc->status && *rc->status ? rc->status : "5.0.0");
         if (rc->remote_mta && *rc->remote_mta) {
             strbuf_reset(&tmp);
             strbuf_append_str(&tmp, "dns; ");
@@ -284,9 +306,8 @@ int dsn_compose(const struct dsn_report *r, dsn_line_fn next_line, void *ctx,
     strbuf_append_str(out, "From: MAILER-DAEMON@");
     append_clean(out, r->myhostname);
     strbuf_append_str(out, " (Mail Delivery System)\n");
-    strbuf_append_str(out, "To: ");
-    append_clean(out, r->notify_to);
-    strbuf_appendf(out, "\nSubject: %s\nDate: ", subject);
+    append_field_folded(out, "To", r->notify_to);
+    strbuf_appendf(out, "Subject: %s\nDate: ", subject);
     mail_date_format(out, r->now);
     strbuf_append_str(out, "\nAuto-Submitted: auto-replied\nMIME-Version: 1.0\n");
     strbuf_appendf(out, "Content-Type: multipart/report; report-type=delivery-status;\n"

@@ -193,6 +193,39 @@ START_TEST(long_diagnostic_is_folded)
 }
 END_TEST
 
+START_TEST(overlong_tokens_keep_lines_legal)
+{
+    /* One 3000-octet token as address and reason: no line may pass
+     * RFC 5322's 998 octets, and nothing outside ASCII may appear. */
+    char *big = xmalloc(3001);
+    memset(big, 'x', 3000);
+    big[3000] = '\0';
+    big[10] = '\x80';
+    struct dsn_rcpt_report rc = { .address = big, .status = "5.0.0", .reason = big,
+                                  .diag_type = "smtp", .remote_mta = big, .orcpt = big };
+    struct dsn_report r = base_report(&rc, 1);
+    r.notify_to = big;
+    r.envid = big;
+    strbuf out, err;
+    strbuf_init(&out);
+    strbuf_init(&err);
+    ck_assert_int_eq(dsn_compose(&r, NULL, NULL, &out, &err), 0);
+    size_t col = 0, longest = 0;
+    for (size_t i = 0; i < out.len; i++) {
+        unsigned char c = (unsigned char) out.data[i];
+        ck_assert_msg(c == '\n' || c == '\t' || (c >= 0x20 && c < 0x7f), "byte %u at %zu", c, i);
+        col = c == '\n' ? 0 : col + 1;
+        if (col > longest)
+            longest = col;
+    }
+    ck_assert_uint_le(longest, 998);
+    ck_assert_uint_gt(longest, 800);        /* the token was cut, not dropped */
+    strbuf_release(&out);
+    strbuf_release(&err);
+    xfree(big);
+}
+END_TEST
+
 START_TEST(notify_parsing)
 {
     ck_assert_int_eq(dsn_notify_parse(NULL), DSN_NOTIFY_DEFAULT);
@@ -314,6 +347,7 @@ Suite *dsn_suite(void)
     tcase_add_test(tc, headers_only_and_kinds);
     tcase_add_test(tc, read_error_propagates);
     tcase_add_test(tc, long_diagnostic_is_folded);
+    tcase_add_test(tc, overlong_tokens_keep_lines_legal);
     tcase_add_test(tc, notify_parsing);
     tcase_add_test(tc, diagnostic_and_remote_mta);
     tcase_add_test(tc, mail_date_shape);
