@@ -542,3 +542,35 @@ def test_many_bounces_at_once_all_queued():
             rig.wait_log(q + r": removed", timeout=30)
         assert sorted(rec_get(m["envelope"], "rcpt") for m in cleanup.messages) == \
             sorted("s%d@far.example" % i for i in range(30))
+
+
+def test_crash_during_delivery_is_retried_after_restart():
+    with QmgrRig() as rig:
+        gate = threading.Event()
+        agent = FakeAgent(rig, "smtp", sent("ok", "mx[192.0.2.1]"), gate=gate)
+        qid = rig.write_message("a@mx.test.example", ["x@a.example"])
+        rig.start()
+        wait_for(lambda: agent.active == 1, what="delivery in flight")
+        rig.proc.kill()                 # SIGKILL: no chance to clean up
+        rig.proc.wait()
+        assert rig.where(qid) == "active"
+        gate.set()                      # the old delivery ends into the void
+        rig.restart()
+        rig.wait_log(qid + r": removed")
+        assert agent.rcpts() == ["x@a.example", "x@a.example"]
+
+
+def test_recipient_limit_bounds_active_queue():
+    with QmgrRig("qmgr_message_recipient_limit = 4\n") as rig:
+        gate = threading.Event()
+        agent = FakeAgent(rig, "smtp", sent("ok", "mx[192.0.2.1]"), gate=gate)
+        qids = [rig.write_message("a@mx.test.example", ["r@a%d-%d.example" % (i, j) for j in range(2)])
+                for i in range(4)]
+        rig.start()
+        wait_for(lambda: agent.active == 4, what="4 requests in flight")
+        time.sleep(0.3)
+        # Two messages of two recipients fill the limit of 4.
+        assert rig.log().count("(queue active)") == 2
+        gate.set()
+        for q in qids:
+            rig.wait_log(q + r": removed")
