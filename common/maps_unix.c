@@ -71,62 +71,70 @@ static int snapshot_lookup(const struct unix_table *t, const char *key,
     return 1;
 }
 
-static int passwd_lookup(void *impl, const char *key, strbuf *out)
+/*
+ * One getXXnam_r call with a caller-sized buffer: returns its error number
+ * and, when the entry exists, formats it into out and sets *hit.
+ */
+typedef int (*nss_fetch_fn)(const char *key, char *buf, size_t size,
+                            strbuf *out, int *hit);
+
+static int passwd_fetch(const char *key, char *buf, size_t size,
+                        strbuf *out, int *hit)
 {
-    const struct unix_table *t = impl;
+    struct passwd pw, *res = NULL;
+    int rc = getpwnam_r(key, &pw, buf, size, &res);
+    if (rc == 0 && res != NULL) {
+        passwd_format(&pw, out);
+        *hit = 1;
+    }
+    return rc;
+}
+
+static int group_fetch(const char *key, char *buf, size_t size,
+                       strbuf *out, int *hit)
+{
+    struct group gr, *res = NULL;
+    int rc = getgrnam_r(key, &gr, buf, size, &res);
+    if (rc == 0 && res != NULL) {
+        group_format(&gr, out);
+        *hit = 1;
+    }
+    return rc;
+}
+
+/* The live lookup: grow the buffer on ERANGE up to max_size, and tell
+ * "not found" (0) from a temporary failure (-1). */
+static int nss_lookup(const struct unix_table *t, const char *key, strbuf *out,
+                      nss_fetch_fn fetch, size_t max_size)
+{
     if (access(t->file, R_OK) < 0)
         return snapshot_lookup(t, key, out);
     size_t size = initial_bufsize();
     for (;;) {
         char *buf = xmalloc(size);
-        struct passwd pw, *res = NULL;
-        int rc = getpwnam_r(key, &pw, buf, size, &res);
-        if (rc == ERANGE && size < (1u << 20)) {
-            xfree(buf);
+        int hit = 0;
+        int rc = fetch(key, buf, size, out, &hit);
+        xfree(buf);
+        if (rc == ERANGE && size < max_size) {
             size *= 2;
             continue;
         }
-        int found = -1;
-        if (rc == 0 && res == NULL)
-            found = 0;          /* no such user */
-        else if (rc == 0) {
-            passwd_format(&pw, out);
-            found = 1;
-        } else if (rc == ENOENT || rc == ESRCH) {
-            found = 0;          /* some NSS modules say "not found" this way */
-        }
-        xfree(buf);
-        return found;
+        if (rc == 0)
+            return hit;
+        /* some NSS modules say "not found" with ENOENT or ESRCH */
+        return (rc == ENOENT || rc == ESRCH) ? 0 : -1;
     }
+}
+
+static int passwd_lookup(void *impl, const char *key, strbuf *out)
+{
+    return nss_lookup(impl, key, out, passwd_fetch, 1u << 20);
 }
 
 static int group_lookup(void *impl, const char *key, strbuf *out)
 {
-    const struct unix_table *t = impl;
-    if (access(t->file, R_OK) < 0)
-        return snapshot_lookup(t, key, out);
-    size_t size = initial_bufsize();
-    for (;;) {
-        char *buf = xmalloc(size);
-        struct group gr, *res = NULL;
-        int rc = getgrnam_r(key, &gr, buf, size, &res);
-        if (rc == ERANGE && size < (1u << 24)) {
-            xfree(buf);
-            size *= 2;
-            continue;
-        }
-        int found = -1;
-        if (rc == 0 && res == NULL) {
-            found = 0;
-        } else if (rc == 0) {
-            group_format(&gr, out);
-            found = 1;
-        } else if (rc == ENOENT || rc == ESRCH) {
-            found = 0;
-        }
-        xfree(buf);
-        return found;
-    }
+    /* group entries list every member, so they may be much larger */
+    return nss_lookup(impl, key, out, group_fetch, 1u << 24);
 }
 
 static void unix_close(void *impl)
