@@ -14,6 +14,19 @@ POSTERN="$BUILD/bin/postern"
 MASTER="$BUILD/libexec/master"
 
 if [ ! -f "$RUN/main.cf" ]; then
+    # Run by root, init makes the real model (daemons as postern, maildrop
+    # group postdrop): create the accounts as `make install` would.
+    if [ "$(id -u)" = 0 ]; then
+        if ! getent group postdrop >/dev/null; then
+            echo "run-instance: creating group postdrop"
+            groupadd --system postdrop
+        fi
+        if ! getent passwd postern >/dev/null; then
+            echo "run-instance: creating user postern"
+            useradd --system --user-group --no-create-home \
+                --home-dir /nonexistent --shell /usr/sbin/nologin postern
+        fi
+    fi
     "$POSTERN" init "$RUN" --port "${PORT:-2525}"
 fi
 if "$POSTERN" -c "$RUN" status >/dev/null 2>&1; then
