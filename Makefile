@@ -10,6 +10,10 @@
 #   DAEMON/*.c              -> build/libexec/DAEMON   (master smtpd cleanup ...)
 #   cli/PROG/*.c            -> build/bin/PROG          (postern sendmail postdrop)
 #   tests/unit/*.c          -> build/tests/unit        (one Check runner)
+#   tests/bench/*.c         -> build/bench/NAME        (load generator, sink)
+#
+#   make bench      run the benchmark scenarios (tests/bench/bench.py; doc/performance.md)
+#                   SESSIONS=20 MESSAGES=3000 SIZE=4096 SCENARIOS=all BENCH_JSON=path
 
 BUILD    ?= build
 CC       ?= cc
@@ -50,12 +54,15 @@ UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN := $(BUILD)/tests/unit
 
+BENCH_SRC  := $(wildcard tests/bench/*.c)
+BENCH_BINS := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
+
 ALL_SRC := $(COMMON_SRC) $(foreach d,$(DAEMONS_BUILT),$(wildcard $(d)/*.c)) \
-           $(foreach p,$(CLIPROGS_BUILT),$(wildcard cli/$(p)/*.c)) $(UNIT_SRC)
+           $(foreach p,$(CLIPROGS_BUILT),$(wildcard cli/$(p)/*.c)) $(UNIT_SRC) $(BENCH_SRC)
 DEPFILES := $(ALL_SRC:%.c=$(BUILD)/obj/%.d)
 
 .PHONY: all deps check check-unit check-integration check-asan run clean install uninstall bench fuzz
-all: $(DAEMON_BINS) $(CLI_BINS) $(CLI_LINKS)
+all: $(DAEMON_BINS) $(CLI_BINS) $(CLI_LINKS) $(BENCH_BINS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -80,6 +87,12 @@ $(BUILD)/libexec/%: $$(addprefix $(BUILD)/obj/,$$(addsuffix .o,$$(basename $$(wi
 $(BUILD)/bin/%: $$(addprefix $(BUILD)/obj/,$$(addsuffix .o,$$(basename $$(wildcard cli/$$*/*.c)))) $(LIBPOSTERN)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBPOSTERN) $(LIBS)
+
+# The benchmark's own tools (two small programs, so `all` stays cheap);
+# the smoke test in tests/integration/test_bench.py uses them.
+$(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIBPOSTERN)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -pthread -o $@ $< $(LIBPOSTERN) $(LIBS)
 
 $(BUILD)/bin/mailq $(BUILD)/bin/newaliases: $(BUILD)/bin/sendmail
 	ln -sf sendmail $@
@@ -115,6 +128,16 @@ check-asan: deps
 	$(MAKE) BUILD=build-asan OPT="-O1 -g" SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer" build-asan/tests/unit
 	cd tests/unit && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		CK_FORK=yes ../../build-asan/tests/unit
+
+# Under two minutes with the defaults; see doc/performance.md.
+SESSIONS   ?= 20
+MESSAGES   ?= 3000
+SIZE       ?= 4096
+SCENARIOS  ?= all
+BENCH_JSON ?= $(BUILD)/bench-results.json
+bench: all
+	/usr/bin/python3 tests/bench/bench.py --build $(BUILD) --sessions $(SESSIONS) \
+		--messages $(MESSAGES) --size $(SIZE) --scenarios $(SCENARIOS) --json $(BENCH_JSON)
 
 run: deps all
 	@sh tools/run-instance.sh
