@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install the build and test dependencies that are missing (Debian 12).
 # As root: apt-get installs them.  Otherwise: print the exact command and fail.
-PKGS="build-essential pkg-config libssl-dev libsasl2-dev libsasl2-modules sasl2-bin \
+PKGS="build-essential pkg-config libssl-dev libsasl2-dev libsasl2-modules libsasl2-modules-db sasl2-bin msmtp \
 libdb5.3-dev check python3 python3-aiosmtpd swaks openssl iproute2 procps \
 util-linux"
 missing=""
