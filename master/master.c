@@ -20,6 +20,8 @@
  * Event loop: poll() over the signal self-pipe, every status pipe, and the
  * listener of every service that may fork (a connection pending, no idle
  * child, below maxproc, not throttled); timers for wakeups and throttles.
+ * A service with a wakeup column is woken at once at start and after a
+ * reload, then every `wakeup` seconds.
  * Signals: SIGCHLD reaps; SIGHUP reloads main.cf and master.cf (listeners
  * whose address is unchanged are kept, the others opened or closed; every
  * running child is sent SIGTERM, which makes an idle one exit at once and a
@@ -100,12 +102,15 @@ static void master_open_log(void)
     }
 }
 
+/* The first wakeup is due at once (at start and after a reload), so mail
+ * queued while the system was down, or in maildrop/, is picked up now
+ * rather than one wakeup interval later; then every `wakeup` seconds. */
 static void master_set_wakeups(struct master_svc *list)
 {
     long long now = master_now_ms();
     for (struct master_svc *s = list; s; s = s->next)
         if (s->wakeup > 0)
-            s->next_wakeup = now + 1000LL * s->wakeup;
+            s->next_wakeup = now;
 }
 
 static void master_reload(void)

@@ -20,12 +20,28 @@
  * waits in an in-memory backlog of queue ids (from the last scan), fed in
  * as room frees, alternating between new and deferred mail, so no
  * directory is rescanned per message.
+ *
+ * One queue manager per queue: qmgr holds an exclusive flock() on the
+ * active/ directory for its whole life.  A new qmgr (after a reload, or
+ * a stop and start while the old one still drains) waits for it before it
+ * loads anything, so no message is ever delivered by two of them at once.
+ *
+ * SIGTERM (master's reload and stop) drains instead of killing: no new
+ * delivery or message is started and the listener is ignored, but running
+ * delivery requests and notice children are waited for, so their results
+ * are recorded (a recipient the agent delivered is marked done and not
+ * delivered again by the next qmgr).  qmgr exits when nothing runs, or
+ * after qmgr_drain_time_limit (the unfinished deliveries are retried
+ * by the next qmgr: at worst delivered twice, never lost).  Messages whose
+ * round is not finished stay in active/ and are reloaded by the next qmgr.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -343,6 +359,60 @@ static void accept_clients(int listen_fd)
     }
 }
 
+/* ---- one qmgr per queue, and draining on SIGTERM ---- */
+
+static int qmgr_lock_fd = -1;
+static sigset_t qmgr_run_mask;          /* the mask during poll: SIGTERM open */
+static volatile sig_atomic_t qmgr_terminating;
+
+static void qmgr_sigterm(int sig)
+{
+    (void) sig;
+    qmgr_terminating = 1;
+}
+
+/* Lock active/ for this qmgr's life; wait for a previous qmgr (it is
+ * draining).  SIGTERM still has its default action here: a qmgr stopped
+ * while it waits has nothing to finish. */
+static void qmgr_lock_queue(void)
+{
+    qmgr_lock_fd = open("active", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (qmgr_lock_fd < 0)
+        log_fatal("open %s/active: %s", server_queue_dir(), strerror(errno));
+    if (flock(qmgr_lock_fd, LOCK_EX | LOCK_NB) == 0)
+        return;
+    if (errno != EWOULDBLOCK)
+        log_fatal("lock %s/active: %s", server_queue_dir(), strerror(errno));
+    log_info("waiting for the previous queue manager to finish");
+    while (flock(qmgr_lock_fd, LOCK_EX) < 0)
+        if (errno != EINTR)
+            log_fatal("lock %s/active: %s", server_queue_dir(), strerror(errno));
+}
+
+/* SIGTERM is blocked except inside ppoll(), so the flag is never missed
+ * between the check and the wait. */
+static void qmgr_catch_sigterm(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = qmgr_sigterm;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigprocmask(SIG_BLOCK, &term, &qmgr_run_mask);
+    sigdelset(&qmgr_run_mask, SIGTERM);
+}
+
+void qmgr_forked_child(void)
+{
+    if (qmgr_lock_fd >= 0)
+        close(qmgr_lock_fd);            /* the lock is the parent's alone */
+    signal(SIGTERM, SIG_DFL);
+    sigprocmask(SIG_SETMASK, &qmgr_run_mask, NULL);
+}
+
 /* ---- the loop ---- */
 
 enum owner_kind { OWN_LISTEN, OWN_CLIENT, OWN_JOB, OWN_BOUNCE };
@@ -353,6 +423,9 @@ static void qmgr_run(int listen_fd)
     int fl = fcntl(listen_fd, F_GETFL);
     if (fl >= 0)
         fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK);
+    qmgr_lock_queue();
+    qmgr_catch_sigterm();
+    time_t drain_deadline = 0;
 
     /* Crash leftovers first, then new mail, then what is due. */
     scan_queue(FROM_ACTIVE, 0);
@@ -366,8 +439,26 @@ static void qmgr_run(int listen_fd)
     void **owners = NULL;
     int cap = 0;
     for (;;) {
-        int more = feed_active_queue();
-        qmgr_schedule();
+        int more = 0;
+        if (qmgr_terminating) {
+            if (drain_deadline == 0) {
+                drain_deadline = time(NULL) + qmgr_var.drain_limit;
+                log_info("terminating: waiting for %d delivery request(s) and %d notice(s)",
+                         qmgr_sched_running(), qmgr_bounce_running());
+                while (clients)
+                    client_close(clients);
+            }
+            if (qmgr_sched_running() == 0 && qmgr_bounce_running() == 0)
+                exit(0);
+            if (time(NULL) >= drain_deadline) {
+                log_warning("terminating with %d delivery request(s) still running: "
+                            "they will be retried", qmgr_sched_running());
+                exit(0);
+            }
+        } else {
+            more = feed_active_queue();
+            qmgr_schedule();
+        }
         /* Time out overdue requests before the poll arrays name them. */
         time_t now = time(NULL);
         time_t jd = qmgr_sched_timeouts(now);
@@ -383,7 +474,7 @@ static void qmgr_run(int listen_fd)
             owners = xrealloc(owners, (size_t) cap * sizeof(*owners));
         }
         int n = 0;
-        pfd[n].fd = listen_fd;
+        pfd[n].fd = qmgr_terminating ? -1 : listen_fd;   /* -1: not polled */
         pfd[n].events = POLLIN;
         kinds[n] = OWN_LISTEN;
         owners[n++] = NULL;
@@ -411,9 +502,12 @@ static void qmgr_run(int listen_fd)
         int timeout_ms = wake > now && !more ? (int) ((wake - now) * 1000) : 0;
         if (timeout_ms > 60000)
             timeout_ms = 60000;
+        if (drain_deadline && timeout_ms > 1000)
+            timeout_ms = 1000;
         for (int i = 0; i < n; i++)
             pfd[i].revents = 0;
-        int rc = poll(pfd, (nfds_t) n, timeout_ms);
+        struct timespec ts = { timeout_ms / 1000, (long) (timeout_ms % 1000) * 1000000L };
+        int rc = ppoll(pfd, (nfds_t) n, &ts, &qmgr_run_mask);
         if (rc < 0 && errno != EINTR)
             log_fatal("poll: %s", strerror(errno));
 
@@ -446,7 +540,7 @@ static void qmgr_run(int listen_fd)
                 client_close(c);
             c = next;
         }
-        if (now >= next_deferred_scan) {
+        if (!qmgr_terminating && now >= next_deferred_scan) {
             qmgr_sched_sweep(now);
             scan_queue(FROM_DEFERRED, 0);
             next_deferred_scan = now + qmgr_var.queue_run_delay;
@@ -477,6 +571,7 @@ static void qmgr_post_jail(int argc, char **argv)
     qmgr_var.queue_run_delay = config_time("queue_run_delay");
     if (qmgr_var.queue_run_delay < 1)
         qmgr_var.queue_run_delay = 1;
+    qmgr_var.drain_limit = config_time("qmgr_drain_time_limit");
     qmgr_var.min_backoff = config_time("minimal_backoff_time");
     qmgr_var.max_backoff = config_time("maximal_backoff_time");
     qmgr_var.max_lifetime = config_time("maximal_queue_lifetime");

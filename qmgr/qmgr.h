@@ -128,6 +128,7 @@ struct qmgr_settings {
     long long rcpt_limit;
     long long queue_run_delay;
     long long min_backoff;
+    long long drain_limit;      /* qmgr_drain_time_limit: SIGTERM waits this long */
     long long max_backoff;
     long long max_lifetime;
     long long delay_warning;
@@ -185,6 +186,10 @@ void qmgr_sched_event(struct qmgr_job *job, short revents);
  * wake up (a job deadline, or a blocked transport's retry), 0 = none. */
 time_t qmgr_sched_timeouts(time_t now);
 int qmgr_sched_running(void);
+
+/* qmgr.c: in a child forked by qmgr, before anything else: drop the queue
+ * lock and restore default SIGTERM handling. */
+void qmgr_forked_child(void);
 
 /* ---- qmgr_bounce.c ---- */
 enum qmgr_notice { NOTICE_FAILURE, NOTICE_DELAY, NOTICE_SUCCESS };

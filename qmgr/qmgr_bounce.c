@@ -208,6 +208,7 @@ static int child_spawn(struct bounce_child *c)
     }
     if (pid == 0) {
         close(pfd[0]);
+        qmgr_forked_child();
         signal(SIGPIPE, SIG_IGN);
         strbuf text, why, qid, report;
         strbuf_init(&text);

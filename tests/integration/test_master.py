@@ -334,3 +334,84 @@ def test_smtp_session_survives_reload_and_stop_closes_port():
         assert not harness.port_accepts(inst.port)
         assert not harness.port_accepts(inst.submission_port)
         assert inst.pids() == []
+
+
+def _qmgr_in_master_cf(inst, enabled):
+    path = os.path.join(inst.dir, "master.cf")
+    with open(path) as f:
+        text = f.read()
+    new = re.sub(r"^#?(qmgr\s+unix\s)", r"\1" if enabled else r"#\1", text, flags=re.M)
+    assert new != text
+    with open(path, "w") as f:
+        f.write(new)
+
+
+def _queued(inst, *queues):
+    found = []
+    for q in queues:
+        for _, _, files in os.walk(os.path.join(inst.dir, "spool", q)):
+            found += [n for n in files if not n.startswith(".")]
+    return found
+
+
+def _reload(inst):
+    before = len(re.findall(r"reload -- version", inst.log()))
+    assert inst.postern("reload").returncode == 0
+    wait_for(lambda: len(re.findall(r"reload -- version", inst.log())) > before, 10,
+             what="the reload")
+
+
+def test_wakeup_services_are_woken_at_start_and_after_reload():
+    """qmgr's wakeup interval is 300 s; mail queued while it was not
+    running is delivered at once when it comes (back), not 300 s later."""
+    if not os.access(os.path.join(harness.BUILD, "libexec", "local"), os.X_OK):
+        print("skipped: local not built")
+        return
+    msg = "From: s@localhost\r\nSubject: %s\r\n\r\nhello\r\n"
+    with Instance(conf={"local_recipient_maps": ""}) as inst:
+        _qmgr_in_master_cf(inst, False)
+        _reload(inst)
+        with inst.smtp() as s:
+            assert s.sendmail("s@localhost", ["alice@localhost"], msg % "one") == {}
+        wait_for(lambda: _queued(inst, "incoming"), 10, what="the message in incoming/")
+        _qmgr_in_master_cf(inst, True)
+        _reload(inst)
+        wait_for(lambda: len(inst.mailbox("alice")) == 1, 30, what="delivery after reload")
+
+        # The same at start: queued while qmgr was not there, then a restart.
+        _qmgr_in_master_cf(inst, False)
+        _reload(inst)
+        with inst.smtp() as s:
+            assert s.sendmail("s@localhost", ["alice@localhost"], msg % "two") == {}
+        wait_for(lambda: _queued(inst, "incoming"), 10, what="the message in incoming/")
+        assert inst.postern("stop").returncode == 0
+        _qmgr_in_master_cf(inst, True)
+        assert inst.postern("start").returncode == 0
+        wait_for(lambda: len(inst.mailbox("alice")) == 2, 30, what="delivery after start")
+        assert "Subject: two" in inst.mailbox("alice")[1]
+
+
+def test_stop_lets_qmgr_record_a_running_delivery():
+    """`postern stop` while local runs a delivery: qmgr is told to finish
+    (not killed), records the result, and the message is gone from the
+    queue -- the next start does not deliver it again."""
+    if not os.access(os.path.join(harness.BUILD, "libexec", "local"), os.X_OK):
+        print("skipped: local not built")
+        return
+    with Instance(conf={"local_recipient_maps": ""}) as inst:
+        out = os.path.join(inst.tmp, "out")
+        os.mkdir(out)
+        os.chmod(out, 0o777)
+        with open(os.path.join(inst.dir, "aliases"), "a") as f:
+            f.write('slow: "|touch %s/started; sleep 1; cat >> %s/copies"\n' % (out, out))
+        with inst.smtp() as s:
+            assert s.sendmail("s@localhost", ["slow@localhost"],
+                              "Subject: once\r\n\r\nhello\r\n") == {}
+        wait_for(lambda: os.path.exists(os.path.join(out, "started")), 30,
+                 what="the delivery command to start")
+        assert inst.postern("stop").returncode == 0
+        assert inst.pids() == []
+        assert re.search(r"to=<slow@localhost>, relay=local, .*status=sent", inst.log()), inst.log()
+        assert _queued(inst, "incoming", "active", "deferred") == []
+        with open(os.path.join(out, "copies")) as f:
+            assert f.read().count("Subject: once") == 1

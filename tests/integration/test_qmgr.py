@@ -7,11 +7,12 @@ import email
 import email.policy
 import os
 import socket
+import subprocess
 import threading
 import time
 
-from qmgr_rig import (QmgrRig, FakeAgent, FakeCleanup, IpcReader, ipc_call, ipc_encode,
-                      rec_get, wait_for)
+from qmgr_rig import (QmgrRig, FakeAgent, FakeCleanup, IpcReader, build_dir, ipc_call,
+                      ipc_encode, rec_get, wait_for)
 
 
 def sent(reason="delivered to mailbox", relay="local"):
@@ -558,6 +559,84 @@ def test_crash_during_delivery_is_retried_after_restart():
         rig.restart()
         rig.wait_log(qid + r": removed")
         assert agent.rcpts() == ["x@a.example", "x@a.example"]
+
+
+def _second_qmgr(rig, sock_path):
+    """Another real qmgr on the same queue, on its own listener."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(sock_path)
+    listener.listen(16)
+    lfd = os.dup2(listener.fileno(), 202, inheritable=False)
+
+    def child_fds():
+        os.dup2(lfd, 3)
+
+    env = dict(os.environ, POSTERN_CONFIG_DIR=rig.conf)
+    proc = subprocess.Popen(
+        [os.path.join(build_dir(), "libexec", "qmgr"), "-n", "qmgr", "-t", "unix",
+         "-c", rig.conf],
+        preexec_fn=child_fds, close_fds=False, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(lfd)
+    return proc, listener
+
+
+def test_sigterm_drains_running_delivery_and_a_second_qmgr_waits():
+    with QmgrRig() as rig:
+        gate = threading.Event()
+        agent = FakeAgent(rig, "smtp", sent("ok", "mx[192.0.2.1]"), gate=gate)
+        qid = rig.write_message("a@mx.test.example", ["x@a.example"])
+        rig.start()
+        wait_for(lambda: agent.active == 1, what="delivery in flight")
+        # A second qmgr on the same queue must not touch the message the
+        # first one is delivering: it waits for the first to go.
+        sock2 = os.path.join(rig.dir, "qmgr2")
+        second, listener2 = _second_qmgr(rig, sock2)
+        try:
+            rig.wait_log(r"qmgr\[%d\]: waiting for the previous queue manager to finish"
+                         % second.pid)
+            # SIGTERM (master's reload or stop): the running delivery is
+            # waited for and its result recorded, not thrown away.
+            first = rig.proc
+            first.terminate()
+            rig.wait_log(r"qmgr\[%d\]: terminating: waiting for 1 delivery request"
+                         % first.pid)
+            assert first.poll() is None
+            assert agent.rcpts() == ["x@a.example"]
+            gate.set()
+            first.wait(20)
+            rig.wait_log(qid + r": to=<x@a.example>, relay=mx\[192.0.2.1\], .*status=sent")
+            rig.wait_log(qid + r": removed")
+            assert rig.where(qid) is None
+            # The second qmgr now runs: it found nothing left to redeliver,
+            # and it delivers new mail.
+            qid2 = rig.write_message("a@mx.test.example", ["y@a.example"])
+            assert rec_get(ipc_call(sock2, [("request", "wakeup")]), "status") == "0"
+            rig.wait_log(qid2 + r": removed", timeout=20)
+            assert agent.rcpts() == ["x@a.example", "y@a.example"]
+        finally:
+            if second.poll() is None:
+                second.terminate()
+                second.wait(20)
+            listener2.close()
+
+
+def test_drain_is_bounded():
+    with QmgrRig(main_cf_extra="qmgr_drain_time_limit = 2s\n") as rig:
+        gate = threading.Event()
+        agent = FakeAgent(rig, "smtp", sent("ok", "mx[192.0.2.1]"), gate=gate)
+        qid = rig.write_message("a@mx.test.example", ["x@a.example"])
+        rig.start()
+        wait_for(lambda: agent.active == 1, what="delivery in flight")
+        start = time.monotonic()
+        rig.proc.terminate()
+        # The agent does not answer: qmgr gives up after its drain limit
+        # and leaves the message in active/ for the next qmgr.
+        rig.proc.wait(20)
+        assert time.monotonic() - start >= 1.5
+        rig.wait_log(r"terminating with 1 delivery request\(s\) still running")
+        assert rig.where(qid) == "active"
+        gate.set()
 
 
 def test_recipient_limit_bounds_active_queue():
