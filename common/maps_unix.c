@@ -16,8 +16,8 @@
  * default) from inside its jail, where /etc/passwd is gone and getpwnam
  * would say "no such user" for everyone.  So map_open (done before the
  * chroot) also takes a snapshot of the whole database, and a lookup made
- * while /etc/passwd (or /etc/group) is unreadable answers from it.  Outside
- * a jail lookups are always live.
+ * after privs_chroot() answers from it.  Outside a jail lookups are always
+ * live.  (The jail is known from privs_chrooted(), not probed per lookup.)
  */
 #include <errno.h>
 #include <grp.h>
@@ -27,6 +27,7 @@
 
 #include "maps_internal.h"
 #include "mem.h"
+#include "privs.h"
 
 /* The buffer getpw*_r / getgr*_r need: grown on ERANGE. */
 static size_t initial_bufsize(void)
@@ -56,7 +57,6 @@ static void group_format(const struct group *gr, strbuf *out)
 }
 
 struct unix_table {
-    const char *file;           /* /etc/passwd or /etc/group */
     struct kv_table *snapshot;  /* for lookups from inside a chroot */
 };
 
@@ -107,7 +107,7 @@ static int group_fetch(const char *key, char *buf, size_t size,
 static int nss_lookup(const struct unix_table *t, const char *key, strbuf *out,
                       nss_fetch_fn fetch, size_t max_size)
 {
-    if (access(t->file, R_OK) < 0)
+    if (privs_chrooted())
         return snapshot_lookup(t, key, out);
     size_t size = initial_bufsize();
     for (;;) {
@@ -196,7 +196,6 @@ int map_open_unix(const char *name, struct map *m, strbuf *err)
         return -1;
     }
     struct unix_table *t = xmalloc(sizeof(*t));
-    t->file = passwd ? "/etc/passwd" : "/etc/group";
     t->snapshot = take_snapshot(passwd);
     m->ops = passwd ? &passwd_ops : &group_ops;
     m->impl = t;

@@ -92,6 +92,13 @@ int privs_drop(uid_t uid, gid_t gid, strbuf *err)
     return 0;
 }
 
+static int privs_in_chroot;
+
+int privs_chrooted(void)
+{
+    return privs_in_chroot;
+}
+
 int privs_chroot(const char *dir, strbuf *err)
 {
     if (chdir(dir) < 0) {
@@ -106,6 +113,7 @@ int privs_chroot(const char *dir, strbuf *err)
         strbuf_printf(err, "chdir / in chroot %s: %s", dir, strerror(errno));
         return -1;
     }
+    privs_in_chroot = 1;
     return 0;
 }
 

@@ -16,6 +16,10 @@
  *   privs_chroot(dir, err)
  *       chdir(dir), chroot("."), chdir("/").  Needs root; call it before
  *       privs_drop().  Returns 0 or -1 with err.
+ *   privs_chrooted()
+ *       1 once privs_chroot() succeeded in this process (or a parent it
+ *       forked from), else 0.  Lets code that must behave differently in
+ *       a jail (the unix: tables) know without a system call.
  *   privs_set_effective(uid, gid)
  *       Temporarily act as uid/gid (effective ids and supplementary groups =
  *       {gid}) while the real and saved uid stay 0, so privs_restore_root()
@@ -43,6 +47,7 @@
 int privs_lookup(const char *user, const char *group, uid_t *uid, gid_t *gid, strbuf *err);
 int privs_drop(uid_t uid, gid_t gid, strbuf *err);
 int privs_chroot(const char *dir, strbuf *err);
+int privs_chrooted(void);
 int privs_set_effective(uid_t uid, gid_t gid);
 int privs_restore_root(void);
 

@@ -14,6 +14,7 @@
 
 #include "maps.h"
 #include "mem.h"
+#include "privs.h"
 #include "strbuf.h"
 
 static char tmpdir[64];
@@ -555,7 +556,11 @@ START_TEST(unix_passwd_in_chroot)
     if (pid == 0) {
         strbuf out;
         strbuf_init(&out);
-        if (chroot(tmpdir) != 0 || chdir("/") != 0)
+        strbuf jail_err;
+        strbuf_init(&jail_err);
+        if (privs_chrooted() != 0)
+            _exit(7);
+        if (privs_chroot(tmpdir, &jail_err) != 0 || !privs_chrooted())
             _exit(2);
         if (access("/etc/passwd", F_OK) == 0)
             _exit(3);
