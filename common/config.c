@@ -250,6 +250,30 @@ struct text_span {
     size_t len;
 };
 
+long config_brace_group(const char *text, size_t len, size_t open_at,
+                        const char **inner, size_t *inner_len)
+{
+    size_t nesting = 0, i;
+    for (i = open_at; i < len; i++) {
+        if (text[i] == '{')
+            nesting++;
+        else if (text[i] == '}' && --nesting == 0)
+            break;
+    }
+    if (i >= len)
+        return -1;
+    if (inner) {
+        size_t a = open_at + 1, b = i;
+        while (a < b && isspace((unsigned char) text[a]))
+            a++;
+        while (b > a && isspace((unsigned char) text[b - 1]))
+            b--;
+        *inner = text + a;
+        *inner_len = b - a;
+    }
+    return (long) i;
+}
+
 /*
  * The value part of ${name?...} / ${name:...} in Postfix 3's brace form:
  * "{v1}" or, when allow_else, "{v1}:{v2}" (blanks allowed around the
@@ -267,26 +291,13 @@ static int split_brace_values(const char *text, size_t len, int allow_else,
         return 0;
     int n = 0;
     for (;;) {
-        size_t open_at = i, nesting = 0;
-        for (; i < len; i++) {
-            if (text[i] == '{')
-                nesting++;
-            else if (text[i] == '}' && --nesting == 0)
-                break;
-        }
-        if (i >= len) {
+        long close_at = config_brace_group(text, len, i, &values[n].text, &values[n].len);
+        if (close_at < 0) {
             strbuf_printf(why, "unbalanced '{' in conditional value");
             return -1;
         }
-        size_t a = open_at + 1, b = i;
-        while (a < b && isspace((unsigned char) text[a]))
-            a++;
-        while (b > a && isspace((unsigned char) text[b - 1]))
-            b--;
-        values[n].text = text + a;
-        values[n].len = b - a;
         n++;
-        i++;
+        i = (size_t) close_at + 1;
         while (i < len && isspace((unsigned char) text[i]))
             i++;
         if (i >= len)
@@ -975,15 +986,14 @@ char **config_list(const char *value, int *count)
         if (*p == '\0')
             break;
         const char *start = p;
-        int depth = 0;
-        while (*p) {
-            if (*p == '{')
-                depth++;
-            else if (*p == '}' && depth > 0)
-                depth--;
-            else if (depth == 0 && (isspace((unsigned char) *p) || *p == ','))
-                break;
-            p++;
+        while (*p && !isspace((unsigned char) *p) && *p != ',') {
+            if (*p == '{') {            /* a group is part of the word: skip it */
+                size_t rest = strlen(p);
+                long close_at = config_brace_group(p, rest, 0, NULL, NULL);
+                p += close_at < 0 ? rest : (size_t) close_at + 1;
+            } else {
+                p++;
+            }
         }
         if (n + 1 >= cap) {
             cap *= 2;

@@ -71,6 +71,14 @@ void config_unknown(void (*fn)(const char *name, const char *file, int line, voi
 char **config_list(const char *value, int *count);
 void config_list_free(char **list);
 
+/* Postfix 3's brace grouping ({...} in values, in ${name?{...}} and in
+ * master.cf arguments): TEXT[open_at] is '{'.  Returns the index of the
+ * matching '}' (nested braces counted), or -1 when there is none before
+ * len.  When found and inner is not NULL, *inner / *inner_len are the text
+ * between the braces with blanks at both ends trimmed. */
+long config_brace_group(const char *text, size_t len, size_t open_at,
+                        const char **inner, size_t *inner_len);
+
 /* Parse a time / size value in isolation (used by master.cf -o checks). */
 int config_parse_time(const char *value, char default_unit, long long *out);
 int config_parse_bool(const char *value, int *out);

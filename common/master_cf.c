@@ -42,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "file_read.h"
 #include "master_cf.h"
 #include "mem.h"
@@ -103,30 +104,21 @@ static int split_words(const char *text, size_t len, struct word_list *wl, strbu
             return 0;
         size_t start = i;
         if (text[i] == '{' && wl->count >= MASTER_CF_FIELDS - 1) {
-            int nesting = 0;
-            for (; i < len; i++) {
-                if (text[i] == '{')
-                    nesting++;
-                else if (text[i] == '}' && --nesting == 0)
-                    break;
-            }
-            if (i >= len) {
+            const char *inner;
+            size_t inner_len;
+            long end = config_brace_group(text, len, i, &inner, &inner_len);
+            if (end < 0) {
                 strbuf_printf(why, "missing '}' in argument: %.*s", (int) (len - start),
                               text + start);
                 return -1;
             }
-            size_t end = i++;
+            i = (size_t) end + 1;
             if (i < len && !isspace((unsigned char) text[i])) {
-                strbuf_printf(why, "text after '}' in argument: %.*s", (int) (end + 1 - start),
+                strbuf_printf(why, "text after '}' in argument: %.*s", (int) (i - start),
                               text + start);
                 return -1;
             }
-            start++;
-            while (start < end && isspace((unsigned char) text[start]))
-                start++;
-            while (end > start && isspace((unsigned char) text[end - 1]))
-                end--;
-            words_add(wl, text + start, end - start, 1);
+            words_add(wl, inner, inner_len, 1);
             continue;
         }
         while (i < len && !isspace((unsigned char) text[i]))

@@ -652,6 +652,27 @@ START_TEST(typed_values_from_file)
 }
 END_TEST
 
+/* ---- brace groups (the one matcher main.cf and master.cf share) ------- */
+
+START_TEST(brace_group_matching)
+{
+    const char *inner = NULL;
+    size_t inner_len = 0;
+    const char *t = "x{ a {b} c }tail";
+    ck_assert_int_eq(config_brace_group(t, strlen(t), 1, &inner, &inner_len), 11);
+    ck_assert_int_eq((int) inner_len, 7);
+    ck_assert(strncmp(inner, "a {b} c", 7) == 0);
+    /* unbalanced, and a '}' only past len, are "no group" */
+    ck_assert_int_eq(config_brace_group("{a {b}", 6, 0, &inner, &inner_len), -1);
+    ck_assert_int_eq(config_brace_group("{abc}", 4, 0, NULL, NULL), -1);
+    /* empty and blank-only groups */
+    ck_assert_int_eq(config_brace_group("{}", 2, 0, &inner, &inner_len), 1);
+    ck_assert_int_eq((int) inner_len, 0);
+    ck_assert_int_eq(config_brace_group("{ \t }", 5, 0, &inner, &inner_len), 4);
+    ck_assert_int_eq((int) inner_len, 0);
+}
+END_TEST
+
 /* ---- lists ----------------------------------------------------------- */
 
 START_TEST(list_splitting)
@@ -960,6 +981,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, parse_bool_forms);
     tcase_add_test(tc, time_bare_number_uses_default_unit);
     tcase_add_test(tc, typed_values_from_file);
+    tcase_add_test(tc, brace_group_matching);
     tcase_add_test(tc, list_splitting);
     tcase_add_test(tc, edit_preserves_comments_and_order);
     tcase_add_test(tc, edit_creates_missing_file);
