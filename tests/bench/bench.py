@@ -255,7 +255,6 @@ def start_instance(harness, conf, edit_master_cf=None):
         r = inst.postern("start")
         if r.returncode != 0:
             raise AssertionError("postern start failed: " + r.stderr + inst.log()[-2000:])
-        harness.wait_for(lambda: harness.port_accepts(inst.port), 20, what="the smtp port")
         return inst
     except BaseException:
         inst.__exit__(None, None, None)
@@ -263,16 +262,19 @@ def start_instance(harness, conf, edit_master_cf=None):
 
 
 def measure(harness, args, name, conf, recipient, delivered, edit_master_cf=None,
-            submit=None, before=None):
+            submit=None, make_instance=None):
     """One scenario: fresh instance, load, end-to-end poll, daemon figures.
     delivered(inst) -> number of copies arrived (None: no delivery stage).
-    submit(inst) replaces the SMTP load generator (returns figures, rc)."""
+    submit(inst) replaces the SMTP load generator (returns figures, rc).
+    make_instance() replaces the postern instance (the Postfix rows)."""
     res = {"scenario": name, "status": "ok", "messages": args.messages,
            "sessions": args.sessions, "size": args.size}
-    inst = start_instance(harness, conf, edit_master_cf)
+    if make_instance:
+        inst = make_instance()
+    else:
+        inst = start_instance(harness, conf, edit_master_cf)
     try:
-        if before:
-            before(inst)
+        harness.wait_for(lambda: harness.port_accepts(inst.port), 20, what="the smtp port")
         master = inst.master_pid()
         sampler = ProcSampler(master)
         sampler.start()
@@ -292,7 +294,7 @@ def measure(harness, args, name, conf, recipient, delivered, edit_master_cf=None
         res["accept_rate"] = float(figures.get("rate", 0.0))
         res["latency_p50"] = float(figures.get("p50", 0.0))
         res["latency_p99"] = float(figures.get("p99", 0.0))
-        spool = os.path.join(inst.dir, "spool")
+        spool = getattr(inst, "spool", None) or os.path.join(inst.dir, "spool")
         if delivered is not None:
             deadline = time.monotonic() + args.timeout
             while True:
@@ -369,10 +371,9 @@ def scenario_accept(harness, args):
     return res
 
 
-def scenario_relay(harness, args):
-    if not os.access(os.path.join(args.build, "libexec", "smtp"), os.X_OK):
-        return {"scenario": "relay", "status": "not built",
-                "error": "no smtp delivery agent in this build"}
+def relay_to_sink(harness, args, name, recipient, conf_for_sink, make_instance=None):
+    """A relay scenario: bench_sink on a free port, the MTA's relayhost
+    pointing at it; delivered = what the sink counted."""
     sink_port = harness.free_port()
     tmp = tempfile.mkdtemp(prefix="postern-bench-sink-")
     count_file = os.path.join(tmp, "count")
@@ -380,21 +381,17 @@ def scenario_relay(harness, args):
                              "-c", count_file, "127.0.0.1:%d" % sink_port],
                             stdout=subprocess.PIPE)
     try:
-        harness.wait_for(lambda: harness.port_accepts(sink_port), 10, what="bench_sink")
-        baseline = [0]
+        harness.wait_for(lambda: os.path.exists(count_file), 10, what="bench_sink")
 
         def sink_count(inst=None):
             try:
                 with open(count_file) as f:
-                    return int(f.read().split()[0]) - baseline[0]
+                    return int(f.read().split()[0])
             except (OSError, ValueError, IndexError):
                 return 0
-
-        def before(inst):
-            baseline[0] = sink_count() + baseline[0]   # the port probes sent nothing
-        res, inst = measure(harness, args, "relay",
-                            {"relayhost": "[127.0.0.1]:%d" % sink_port},
-                            "user@example.com", sink_count, before=before)
+        conf = conf_for_sink(sink_port)
+        res, inst = measure(harness, args, name, conf, recipient, sink_count,
+                            make_instance=make_instance and (lambda: make_instance(conf)))
         inst.__exit__(None, None, None)
         if res["status"] == "ok" and res["delivered"] != res["accepted"]:
             res["status"] = "failed"
@@ -404,6 +401,45 @@ def scenario_relay(harness, args):
         sink.terminate()
         sink.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def scenario_relay(harness, args):
+    if not os.access(os.path.join(args.build, "libexec", "smtp"), os.X_OK):
+        return {"scenario": "relay", "status": "not built",
+                "error": "no smtp delivery agent in this build"}
+    return relay_to_sink(harness, args, "relay", "user@example.com",
+                         lambda port: {"relayhost": "[127.0.0.1]:%d" % port})
+
+
+def scenario_postfix_relay(harness, args):
+    from postfix_instance import PostfixInstance
+    return relay_to_sink(harness, args, "pf-relay", "user@example.com",
+                         lambda port: {"relayhost": "[127.0.0.1]:%d" % port},
+                         make_instance=lambda conf: PostfixInstance(
+                             args.postfix, harness.free_port(), conf).__enter__())
+
+
+def scenario_postfix_local(harness, args):
+    from postfix_instance import PostfixInstance
+    res, inst = measure(harness, args, "pf-local", None, "pfbench@localhost",
+                        lambda i: count_files(os.path.join(i.maildir(), "new")),
+                        make_instance=lambda: PostfixInstance(
+                            args.postfix, harness.free_port()).__enter__())
+    try:
+        check_seqs(res, maildir_seqs(inst.maildir()), res["accepted"])
+    finally:
+        inst.__exit__(None, None, None)
+    return res
+
+
+def scenario_postfix_accept(harness, args):
+    from postfix_instance import PostfixInstance
+    res, inst = measure(harness, args, "pf-accept", None, "pfbench@localhost", None,
+                        make_instance=lambda: PostfixInstance(
+                            args.postfix, harness.free_port(), {"in_flow_delay": "0"},
+                            qmgr=False).__enter__())
+    inst.__exit__(None, None, None)
+    return res
 
 
 def scenario_sendmail(harness, args):
@@ -457,6 +493,8 @@ def scenario_sendmail(harness, args):
 
 SCENARIOS = [("relay", scenario_relay), ("local", scenario_local),
              ("accept", scenario_accept), ("sendmail", scenario_sendmail)]
+POSTFIX_SCENARIOS = [("pf-relay", scenario_postfix_relay), ("pf-local", scenario_postfix_local),
+                     ("pf-accept", scenario_postfix_accept)]
 
 
 def fmt_rate(v):
@@ -509,21 +547,29 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--reuse", action="store_true",
                     help="several messages per connection (bench_load -d)")
+    ap.add_argument("--postfix", metavar="ROOT",
+                    help="also run Postfix rows (pf-relay, pf-local, pf-accept) from "
+                    "Debian's postfix package unpacked in ROOT (postfix-compare.sh)")
     ap.add_argument("--timeout", type=float, default=300,
                     help="seconds to wait for delivery to finish")
     args = ap.parse_args()
     args.build = os.path.abspath(args.build)
+    if args.postfix:
+        args.postfix = os.path.abspath(args.postfix)
     os.environ["POSTERN_BUILD"] = args.build
     import harness          # reads POSTERN_BUILD when imported
-    wanted = [n for n, _ in SCENARIOS] if args.scenarios == "all" else args.scenarios.split(",")
-    unknown = set(wanted) - {n for n, _ in SCENARIOS}
+    scenarios = SCENARIOS + (POSTFIX_SCENARIOS if args.postfix else [])
+    wanted = [n for n, _ in scenarios] if args.scenarios == "all" else args.scenarios.split(",")
+    unknown = set(wanted) - {n for n, _ in scenarios}
     if unknown:
         ap.error("unknown scenario(s): %s" % ", ".join(sorted(unknown)))
     out = {"machine": machine_info(),
            "params": {"sessions": args.sessions, "messages": args.messages,
                       "size": args.size, "connection_per_message": not args.reuse},
            "scenarios": []}
-    for name, fn in SCENARIOS:
+    # Side by side: each postern row right before its Postfix row.
+    order = ["relay", "pf-relay", "local", "pf-local", "accept", "pf-accept", "sendmail"]
+    for name, fn in sorted(scenarios, key=lambda s: order.index(s[0])):
         if name not in wanted:
             continue
         t = time.monotonic()
