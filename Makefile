@@ -4,6 +4,8 @@
 #   make check      install missing deps (as root), build, run unit + integration tests
 #   make check-asan unit tests again under AddressSanitizer + UBSan (build-asan/)
 #   make run        build, create ./run as an instance, start it in the foreground
+#   make fuzz       build the libFuzzer harnesses (clang) and run each for
+#                   FUZZ_SECONDS (default 30); see tests/fuzz/run.sh
 #
 # Sources are discovered by directory, so adding a file needs no Makefile edit:
 #   common/*.c              -> build/lib/libpostern.a
@@ -141,6 +143,11 @@ bench: all
 
 run: deps all
 	@sh tools/run-instance.sh
+
+FUZZ_SECONDS ?= 30
+fuzz:
+	@command -v clang >/dev/null 2>&1 || FUZZ=1 sh tools/install-deps.sh
+	sh tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 clean:
 	rm -rf build build-asan

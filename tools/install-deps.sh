@@ -4,6 +4,8 @@
 PKGS="build-essential pkg-config libssl-dev libsasl2-dev libsasl2-modules libsasl2-modules-db sasl2-bin msmtp \
 libdb5.3-dev check python3 python3-aiosmtpd swaks openssl iproute2 procps \
 util-linux"
+# clang (libFuzzer) only when fuzzing is asked for: make fuzz sets FUZZ=1.
+[ "${FUZZ:-0}" = 1 ] && PKGS="$PKGS clang"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
