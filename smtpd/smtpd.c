@@ -74,7 +74,9 @@ void smtpd_reply(struct smtpd_state *st, const char *fmt, ...)
     strbuf_vappendf(&text, fmt, ap);
     va_end(ap);
     st->last_reply_code = atoi(strbuf_str(&text));
-    if (st->last_reply_code >= 400 && strncmp(strbuf_str(&text), "421", 3) != 0) {
+    int not_error = st->reply_not_error;
+    st->reply_not_error = 0;
+    if (st->last_reply_code >= 400 && strncmp(strbuf_str(&text), "421", 3) != 0 && !not_error) {
         st->error_count++;
         /* Slow down clients that keep making errors (tarpit). */
         if (st->error_count > smtpd_params.soft_error_limit
@@ -136,6 +138,7 @@ void smtpd_reset_transaction(struct smtpd_state *st)
     }
     st->nrcpt = 0;
     st->rcpt_attempts = 0;
+    st->rcpt_overshoot = 0;
     st->bdat_active = 0;
     st->bdat_failed = 0;
     strbuf_reset(&st->content);
@@ -263,10 +266,13 @@ static void smtpd_serve(int client_fd)
         if (st.error_count >= smtpd_params.hard_error_limit) {
             smtpd_reply(&st, "421 4.7.0 %s Error: too many errors", smtpd_params.myhostname);
             smtpd_io_flush(&st.io);
+            smtpd_io_linger(&st.io, 2);
             log_info("too many errors after %s from %s", st.where, st.namaddr);
             break;
         }
         int too_long, bare_lf;
+        /* a command line earns no extra time per byte */
+        smtpd_io_deadline(&st.io, smtpd_params.per_request_deadline, 0);
         int rc = smtpd_io_get_line(&st.io, &line, limit, &too_long, &bare_lf);
         if (rc <= 0) {
             session_io_failed(&st);
@@ -336,8 +342,11 @@ static void smtpd_load_params(void)
     p->forbid_bare_newline = config_str("smtpd_forbid_bare_newline");
     p->forbid_bare_newline_exclusions = config_str("smtpd_forbid_bare_newline_exclusions");
     p->timeout = (int)config_time("smtpd_timeout");
+    p->per_request_deadline = config_bool("smtpd_per_request_deadline");
+    p->min_data_rate = config_int("smtpd_min_data_rate");
     p->ipc_timeout = (int)config_time("ipc_timeout");
     p->recipient_limit = config_int("smtpd_recipient_limit");
+    p->recipient_overshoot_limit = config_int("smtpd_recipient_overshoot_limit");
     p->soft_error_limit = config_int("smtpd_soft_error_limit");
     p->hard_error_limit = config_int("smtpd_hard_error_limit");
     p->error_sleep_time = (int)config_time("smtpd_error_sleep_time");

@@ -47,8 +47,11 @@ struct smtpd_params {
     const char *forbid_bare_newline;
     const char *forbid_bare_newline_exclusions;
     int timeout;
+    int per_request_deadline;   /* smtpd_per_request_deadline */
+    long long min_data_rate;    /* smtpd_min_data_rate */
     int ipc_timeout;
     long long recipient_limit;
+    long long recipient_overshoot_limit;
     long long soft_error_limit;
     long long hard_error_limit;
     int error_sleep_time;
@@ -108,6 +111,8 @@ struct smtpd_state {
     struct smtpd_rcpt *rcpts;
     size_t nrcpt, rcpt_cap;
     int rcpt_attempts;
+    long long rcpt_overshoot;   /* RCPTs refused for the recipient limit */
+    int reply_not_error;        /* the next reply does not count as an error */
 
     /* cleanup conversation, open from the first accepted RCPT */
     ipc_stream *cleanup;

@@ -272,6 +272,10 @@ void smtpd_cmd_rcpt(struct smtpd_state *st, const char *arg)
     }
     st->rcpt_attempts++;
     if ((long long)st->nrcpt >= smtpd_params.recipient_limit) {
+        /* As Postfix: a client that sends its whole list pipelined gets
+         * 452 for the excess without being tarpitted or cut off, up to
+         * smtpd_recipient_overshoot_limit; beyond that each counts. */
+        st->reply_not_error = st->rcpt_overshoot++ < smtpd_params.recipient_overshoot_limit;
         smtpd_reply(st, "452 4.5.3 Error: too many recipients");
         goto out;
     }

@@ -91,6 +91,7 @@ void smtpd_cmd_data(struct smtpd_state *st, const char *arg)
 
     smtp_data_init(&dec);
     strbuf_reset(&st->content);
+    smtpd_io_deadline(&st->io, smtpd_params.per_request_deadline, smtpd_params.min_data_rate);
     while (!dec.done) {
         size_t avail;
         const char *p = smtpd_io_peek(&st->io, &avail);
@@ -157,6 +158,7 @@ void smtpd_cmd_bdat(struct smtpd_state *st, const char *arg)
         }
     }
     int refused = reply.len > 0;        /* reply already decided */
+    smtpd_io_deadline(&st->io, smtpd_params.per_request_deadline, smtpd_params.min_data_rate);
 
     for (remaining = size; remaining > 0;) {
         size_t avail;

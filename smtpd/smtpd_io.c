@@ -10,6 +10,8 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "smtpd_io.h"
@@ -71,8 +73,38 @@ static const struct smtpd_io_transport plain_transport = {
     .write = plain_write,
 };
 
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void smtpd_io_deadline(smtpd_io *io, int on, long long min_rate)
+{
+    io->deadline_ms = on && io->timeout > 0 ? now_ms() + (long long)io->timeout * 1000 : 0;
+    io->min_rate = min_rate;
+}
+
+/* The wait for the next read: the per-operation timeout, cut to what is
+ * left of the request deadline.  0 means the deadline has passed.  Replies
+ * are not under the deadline: each write has the plain timeout, as in
+ * Postfix, where every reply is a request of its own. */
+static int wait_budget(const smtpd_io *io)
+{
+    if (io->deadline_ms == 0)
+        return io->timeout;
+    long long left = io->deadline_ms - now_ms();
+    if (left <= 0)
+        return 0;
+    long long secs = (left + 999) / 1000;
+    return secs < io->timeout ? (int)secs : io->timeout;
+}
+
 void smtpd_io_init(smtpd_io *io, int in_fd, int out_fd, int timeout)
 {
+    io->deadline_ms = 0;
+    io->min_rate = 0;
     io->in_fd = in_fd;
     io->out_fd = out_fd;
     io->timeout = timeout;
@@ -105,10 +137,13 @@ static int fill(smtpd_io *io)
     if (io->status != SMTPD_IO_OK)
         return 0;
     io->rpos = io->rlen = 0;
-    ssize_t r = io->transport->read(io->transport_ctx, io->rbuf, sizeof(io->rbuf),
-                                    io->timeout);
+    int budget = wait_budget(io);
+    ssize_t r = budget == 0 ? -2 : io->transport->read(io->transport_ctx, io->rbuf,
+                                                       sizeof(io->rbuf), budget);
     if (r > 0) {
         io->rlen = (size_t)r;
+        if (io->deadline_ms && io->min_rate > 0)
+            io->deadline_ms += (long long)r * 1000 / io->min_rate;
         return 1;
     }
     io->status = r == 0 ? SMTPD_IO_EOF : r == -2 ? SMTPD_IO_TIMEOUT : SMTPD_IO_ERROR;
@@ -186,6 +221,25 @@ size_t smtpd_io_pending(const smtpd_io *io)
 void smtpd_io_discard_input(smtpd_io *io)
 {
     io->rpos = io->rlen = 0;
+}
+
+void smtpd_io_linger(smtpd_io *io, int seconds)
+{
+    char junk[4096];
+    size_t total = 0;
+    long long end = now_ms() + (long long)seconds * 1000;
+
+    if (shutdown(io->out_fd, SHUT_WR) < 0)
+        return;
+    while (total < 1024 * 1024) {
+        long long left = end - now_ms();
+        if (left <= 0 || wait_fd(io->in_fd, POLLIN, (int)((left + 999) / 1000)) < 0)
+            return;
+        ssize_t r = read(io->in_fd, junk, sizeof(junk));
+        if (r <= 0)
+            return;
+        total += (size_t)r;
+    }
 }
 
 void smtpd_io_printf(smtpd_io *io, const char *fmt, ...)

@@ -24,6 +24,19 @@
  *                              plaintext sent ahead is never carried over).
  *   smtpd_io_printf(io, fmt...) queue reply text; smtpd_io_flush(io) writes
  *                              it all.  Returns 0 or -1.
+ *   smtpd_io_deadline(io, on, min_rate)  Postfix's smtpd_per_request_deadline:
+ *                              when on, the timeout bounds reading the whole
+ *                              request from now (a client sending a byte a second
+ *                              cannot hold the session), and each byte read
+ *                              extends it by 1/min_rate seconds
+ *                              (smtpd_min_data_rate; 0 = no extension).
+ *                              Call at the start of every request.
+ *   smtpd_io_linger(io, secs)  the server ends the session while the client
+ *                              may still be sending (421 after too many
+ *                              errors): half-close and discard input until
+ *                              EOF, for at most secs seconds and 1 MB, so
+ *                              the close is a FIN after the last reply and
+ *                              not a reset that destroys unsent replies.
  *
  * Contract: every blocking read or write waits at most `timeout` seconds;
  * after any failure io->status is SMTPD_IO_EOF, _TIMEOUT or _ERROR and stays
@@ -53,6 +66,8 @@ typedef struct smtpd_io {
     int in_fd, out_fd;
     int timeout;
     int status;
+    long long deadline_ms;      /* per-request deadline (monotonic ms), 0 none */
+    long long min_rate;         /* bytes per second that earn more time */
     const struct smtpd_io_transport *transport;
     void *transport_ctx;
     char rbuf[SMTPD_IO_BUFSIZE];
@@ -73,5 +88,7 @@ void smtpd_io_discard_input(smtpd_io *io);
 void smtpd_io_printf(smtpd_io *io, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int smtpd_io_flush(smtpd_io *io);
+void smtpd_io_deadline(smtpd_io *io, int on, long long min_rate);
+void smtpd_io_linger(smtpd_io *io, int seconds);
 
 #endif
