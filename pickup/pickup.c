@@ -1,0 +1,454 @@
+/*
+ * pickup.c - the pickup daemon: feeds messages that sendmail/postdrop left
+ * in maildrop/ to cleanup.
+ *
+ * master.cf: `pickup unix n - y 60 1 pickup` (public/pickup, unprivileged,
+ * chrooted, woken every 60 s, one process).  postdrop wakes it after each
+ * file ({request=wakeup} on public/pickup); any other client is treated as
+ * a wakeup too (pickup has no other conversation).
+ *
+ * Each wakeup scans maildrop/ (queue_scan: only names that are queue ids,
+ * never postdrop's dot-files) and for each file:
+ *   1. opens it without following links or blocking, and accepts only a
+ *      regular file with one link; the owner uid is the submitting user;
+ *   2. reads the envelope (doc/submission.md, the maildrop format) as
+ *      untrusted input: V "1" first; T (ignored); S exactly once, a valid
+ *      envelope address or empty; A fullname= (no control characters),
+ *      flags= (only "extract"), envid= (printable ASCII, <= 100), ret=
+ *      (FULL|HDRS); [N notify] [O orcpt] R address; then L content lines
+ *      and E last with nothing after;
+ *   3. holds the enqueue conversation with cleanup (doc/internals.md) with
+ *      origin=pickup, flags=local[,extract], and as first content a
+ *      Received: header naming the uid; logs "QID: uid=N from=<sender>";
+ *   4. removes the maildrop file only after cleanup answered status=0
+ *      (the queue file is on disk): a crash in between means at worst a
+ *      duplicate, never a loss.
+ * A malformed file, one that is not a regular file, or one that cleanup
+ * rejects for good (status=5) is moved to corrupt/ with a warning naming
+ * the reason; it is never retried.  A temporary failure (cleanup down,
+ * status=4) leaves the file in place and ends the scan; the next wakeup
+ * retries.  At start, postdrop temp files older than a day are removed.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "config.h"
+#include "ipc.h"
+#include "log.h"
+#include "mail_date.h"
+#include "mem.h"
+#include "queue.h"
+#include "server.h"
+#include "smtp_parse.h"
+#include "strbuf.h"
+
+#define CLEANUP_SOCKET "private/cleanup"
+#define DATA_CHUNK 65536
+
+static int pickup_ipc_timeout;
+
+/* A parsed maildrop envelope. */
+struct pickup_msg {
+    int have_sender;
+    strbuf sender;
+    ipc_record *env;            /* envelope attributes for cleanup, in order */
+    int nrcpt;
+    int extract;
+};
+
+enum { PICKUP_DONE, PICKUP_CORRUPT, PICKUP_RETRY };
+
+static int valid_address(const char *addr, size_t len)
+{
+    if (len == 0 || memchr(addr, '\0', len))
+        return 0;
+    strbuf in, out, err;
+    strbuf_init(&in);
+    strbuf_init(&out);
+    strbuf_init(&err);
+    strbuf_append_char(&in, '<');
+    strbuf_append(&in, addr, len);
+    strbuf_append_char(&in, '>');
+    long n = addr_parse_path(in.data, in.len, ADDR_UTF8, &out, &err);
+    int ok = n == (long) in.len && out.len == len && memcmp(out.data, addr, len) == 0;
+    strbuf_release(&in);
+    strbuf_release(&out);
+    strbuf_release(&err);
+    return ok;
+}
+
+static int has_control(const strbuf *s)
+{
+    for (size_t i = 0; i < s->len; i++) {
+        unsigned char c = (unsigned char) s->data[i];
+        if (c < 0x20 || c == 0x7f)
+            return 1;
+    }
+    return 0;
+}
+
+static int printable_ascii(const strbuf *s, size_t max)
+{
+    if (s->len == 0 || s->len > max)
+        return 0;
+    for (size_t i = 0; i < s->len; i++)
+        if (s->data[i] < 33 || s->data[i] > 126)
+            return 0;
+    return 1;
+}
+
+/* One A record "name=value": check and add it to the envelope for cleanup. */
+static int pickup_attr(struct pickup_msg *m, const strbuf *data, strbuf *why)
+{
+    const char *eq = memchr(data->data, '=', data->len);
+    if (!eq) {
+        strbuf_set_str(why, "attribute without '='");
+        return -1;
+    }
+    strbuf name, value;
+    strbuf_init(&name);
+    strbuf_init(&value);
+    strbuf_set(&name, data->data, (size_t) (eq - data->data));
+    strbuf_set(&value, eq + 1, data->len - name.len - 1);
+    int ok = 0;
+    if (strcmp(strbuf_str(&name), "fullname") == 0) {
+        ok = !has_control(&value) && value.len <= 1000;
+        if (ok && value.len)
+            ipc_record_add_str(m->env, "fullname", strbuf_str(&value));
+    } else if (strcmp(strbuf_str(&name), "flags") == 0) {
+        ok = strcmp(strbuf_str(&value), "extract") == 0 || value.len == 0;
+        m->extract = value.len > 0;
+    } else if (strcmp(strbuf_str(&name), "envid") == 0) {
+        ok = printable_ascii(&value, 100);
+        if (ok)
+            ipc_record_add_str(m->env, "envid", strbuf_str(&value));
+    } else if (strcmp(strbuf_str(&name), "ret") == 0) {
+        ok = strcmp(strbuf_str(&value), "FULL") == 0 || strcmp(strbuf_str(&value), "HDRS") == 0;
+        if (ok)
+            ipc_record_add_str(m->env, "ret", strbuf_str(&value));
+    }
+    if (!ok)
+        strbuf_printf(why, "bad attribute %.*s", (int) (name.len > 64 ? 64 : name.len),
+                      strbuf_str(&name));
+    strbuf_release(&name);
+    strbuf_release(&value);
+    return ok ? 0 : -1;
+}
+
+/* Read V .. up to the first L or E; *first gets that record's type and
+ * line its data.  0 ok, -1 malformed (why). */
+static int pickup_envelope(FILE *fp, struct pickup_msg *m, int *first, strbuf *line,
+                           strbuf *why)
+{
+    int type, n = 0, have_notify = 0, have_orcpt = 0;
+    strbuf data;
+    strbuf_init(&data);
+    int rc = -1;
+    for (;;) {
+        int r = queue_record_read(fp, &type, &data, why);
+        if (r < 0)
+            break;
+        if (r == 0) {
+            strbuf_set_str(why, "no end record");
+            break;
+        }
+        if (data.len && memchr(data.data, '\0', data.len) && type != QREC_LINE) {
+            strbuf_printf(why, "NUL byte in a '%c' record", type);
+            break;
+        }
+        if (n++ == 0) {
+            if (type != QREC_VERSION || strcmp(strbuf_str(&data), "1") != 0) {
+                strbuf_set_str(why, "no version record first");
+                break;
+            }
+            continue;
+        }
+        if (type == QREC_LINE || type == QREC_END) {
+            if (!m->have_sender) {
+                strbuf_set_str(why, "no sender record");
+                break;
+            }
+            if (have_notify || have_orcpt) {
+                strbuf_set_str(why, "N or O record without a recipient");
+                break;
+            }
+            *first = type;
+            strbuf_set(line, data.data, data.len);
+            rc = 0;
+            break;
+        }
+        if (type == QREC_TIME) {
+            continue;
+        } else if (type == QREC_SENDER) {
+            if (m->have_sender || (data.len && !valid_address(data.data, data.len))) {
+                strbuf_set_str(why, m->have_sender ? "duplicate sender" : "bad sender address");
+                break;
+            }
+            m->have_sender = 1;
+            strbuf_set(&m->sender, data.data, data.len);
+        } else if (type == QREC_ATTR) {
+            if (pickup_attr(m, &data, why) < 0)
+                break;
+        } else if (type == QREC_NOTIFY) {
+            if (have_notify++ || !smtp_notify_valid(strbuf_str(&data))) {
+                strbuf_set_str(why, "bad notify record");
+                break;
+            }
+            ipc_record_add_str(m->env, "notify", strbuf_str(&data));
+        } else if (type == QREC_ORCPT) {
+            if (have_orcpt++ || !smtp_orcpt_valid(strbuf_str(&data))) {
+                strbuf_set_str(why, "bad orcpt record");
+                break;
+            }
+            ipc_record_add_str(m->env, "orcpt", strbuf_str(&data));
+        } else if (type == QREC_RCPT) {
+            if (!valid_address(data.data, data.len)) {
+                strbuf_set_str(why, "bad recipient address");
+                break;
+            }
+            ipc_record_add_str(m->env, "rcpt", strbuf_str(&data));
+            m->nrcpt++;
+            have_notify = have_orcpt = 0;
+        } else {
+            strbuf_printf(why, "unexpected record type '%c'", type);
+            break;
+        }
+    }
+    strbuf_release(&data);
+    return rc;
+}
+
+/* Send buffered content to cleanup once it reaches a chunk, or when flush. */
+static int pickup_send_data(ipc_stream *s, strbuf *buf, int flush)
+{
+    if (buf->len == 0 || (!flush && buf->len < DATA_CHUNK))
+        return 0;
+    ipc_record *r = ipc_record_new();
+    ipc_record_add(r, "data", buf->data, buf->len);
+    int rc = ipc_send(s, r);
+    ipc_record_free(r);
+    strbuf_reset(buf);
+    return rc;
+}
+
+static void pickup_move_aside(const char *qid, const char *why)
+{
+    if (queue_move(qid, "maildrop", "corrupt") == 0)
+        log_warning("maildrop/%s: %s; moved to corrupt/%s", qid, why, qid);
+    else
+        log_warning("maildrop/%s: %s; cannot move it to corrupt/: %s", qid, why,
+                    strerror(errno));
+}
+
+/* Handle one maildrop file. */
+static int pickup_file(const char *qid)
+{
+    strbuf path, why, line, buf;
+    strbuf_init(&path);
+    strbuf_init(&why);
+    strbuf_init(&line);
+    strbuf_init(&buf);
+    struct pickup_msg m = { 0 };
+    strbuf_init(&m.sender);
+    m.env = ipc_record_new();
+    ipc_record *r = ipc_record_new();
+    ipc_stream *cs = NULL;
+    FILE *fp = NULL;
+    char *cleanup_qid = NULL;
+    int outcome = PICKUP_RETRY;
+
+    queue_path(&path, "maildrop", qid);
+    int fd = open(path.data, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) {
+            outcome = PICKUP_DONE;          /* another pickup took it */
+        } else if (errno == ELOOP) {
+            strbuf_set_str(&why, "symbolic link");
+            outcome = PICKUP_CORRUPT;
+        } else {
+            log_warning("open %s: %s", path.data, strerror(errno));
+        }
+        goto out;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+        close(fd);
+        strbuf_set_str(&why, "not a regular file with one link");
+        outcome = PICKUP_CORRUPT;
+        goto out;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    fp = fdopen(fd, "r");
+    if (!fp) {
+        close(fd);
+        log_warning("fdopen %s: %s", path.data, strerror(errno));
+        goto out;
+    }
+    int first;
+    if (pickup_envelope(fp, &m, &first, &line, &why) < 0) {
+        outcome = PICKUP_CORRUPT;
+        goto out;
+    }
+    if (m.nrcpt == 0 && !m.extract) {
+        strbuf_set_str(&why, "no recipients");
+        outcome = PICKUP_CORRUPT;
+        goto out;
+    }
+
+    /* The conversation with cleanup. */
+    int cfd = ipc_connect_unix(CLEANUP_SOCKET, pickup_ipc_timeout);
+    if (cfd < 0) {
+        log_warning("connect to %s: %s", CLEANUP_SOCKET, strerror(errno));
+        goto out;
+    }
+    cs = ipc_stream_open(cfd, pickup_ipc_timeout);
+    if (ipc_recv(cs, r) != 0 || !ipc_record_get_str(r, "queue_id")) {
+        log_warning("%s: no queue id: %s", CLEANUP_SOCKET,
+                    ipc_record_get_str(r, "reason") ? ipc_record_get_str(r, "reason")
+                                                    : ipc_error(cs));
+        goto out;
+    }
+    cleanup_qid = xstrdup(ipc_record_get_str(r, "queue_id"));
+    log_info("%s: uid=%ld from=<%s>", cleanup_qid, (long) st.st_uid, strbuf_str(&m.sender));
+
+    ipc_record_reset(r);
+    ipc_record_add_str(r, "request", "enqueue");
+    ipc_record_add_str(r, "origin", "pickup");
+    ipc_record_add_str(r, "sender", strbuf_str(&m.sender));
+    ipc_record_add_str(r, "flags", m.extract ? "local,extract" : "local");
+    for (size_t i = 0; i < m.env->n; i++)
+        ipc_record_add(r, m.env->attrs[i].name, m.env->attrs[i].value.data,
+                       m.env->attrs[i].value.len);
+    if (ipc_send(cs, r) != 0) {
+        log_warning("%s: send envelope to cleanup: %s", cleanup_qid, ipc_error(cs));
+        goto out;
+    }
+    strbuf_printf(&buf, "Received: by %s (%s, from userid %ld)\n\tid %s; ",
+                  config_str("myhostname"), config_str("mail_name"), (long) st.st_uid,
+                  cleanup_qid);
+    mail_date_format(&buf, time(NULL));
+    strbuf_append_char(&buf, '\n');
+
+    int type = first;
+    while (type == QREC_LINE) {
+        strbuf_append(&buf, line.data, line.len);
+        strbuf_append_char(&buf, '\n');
+        if (pickup_send_data(cs, &buf, 0) != 0) {
+            log_warning("%s: send content to cleanup: %s", cleanup_qid, ipc_error(cs));
+            goto out;
+        }
+        int rc = queue_record_read(fp, &type, &line, &why);
+        if (rc < 0) {
+            outcome = PICKUP_CORRUPT;
+            goto out;
+        }
+        if (rc == 0 || (type != QREC_LINE && type != QREC_END)) {
+            strbuf_set_str(&why, rc == 0 ? "no end record" : "unexpected record in the content");
+            outcome = PICKUP_CORRUPT;
+            goto out;
+        }
+    }
+    if (fgetc(fp) != EOF) {
+        strbuf_set_str(&why, "data after the end record");
+        outcome = PICKUP_CORRUPT;
+        goto out;
+    }
+    ipc_record_reset(r);
+    ipc_record_add_str(r, "end", "1");
+    if (pickup_send_data(cs, &buf, 1) != 0 || ipc_send(cs, r) != 0 || ipc_recv(cs, r) != 0) {
+        log_warning("%s: cleanup did not confirm: %s", cleanup_qid, ipc_error(cs));
+        goto out;
+    }
+    long long status;
+    if (ipc_record_get_int(r, "status", &status) != 0) {
+        log_warning("%s: malformed reply from cleanup", cleanup_qid);
+    } else if (status == 0) {
+        outcome = PICKUP_DONE;
+    } else {
+        const char *dsn = ipc_record_get_str(r, "dsn");
+        const char *reason = ipc_record_get_str(r, "reason");
+        log_info("%s: reject: %s %s; uid=%ld from=<%s>", cleanup_qid, dsn ? dsn : "",
+                 reason ? reason : "rejected", (long) st.st_uid, strbuf_str(&m.sender));
+        if (status == 5) {
+            strbuf_printf(&why, "rejected by cleanup as %s", cleanup_qid);
+            outcome = PICKUP_CORRUPT;
+        }
+    }
+
+out:
+    if (cs)
+        ipc_stream_close(cs);
+    if (fp)
+        fclose(fp);
+    if (outcome == PICKUP_DONE && fd >= 0) {
+        if (unlink(strbuf_str(&path)) < 0 && errno != ENOENT)
+            log_warning("remove %s: %s", path.data, strerror(errno));
+    } else if (outcome == PICKUP_CORRUPT) {
+        pickup_move_aside(qid, why.len ? strbuf_str(&why) : "malformed");
+    }
+    xfree(cleanup_qid);
+    ipc_record_free(r);
+    ipc_record_free(m.env);
+    strbuf_release(&m.sender);
+    strbuf_release(&path);
+    strbuf_release(&why);
+    strbuf_release(&line);
+    strbuf_release(&buf);
+    return outcome == PICKUP_RETRY ? 1 : 0;     /* nonzero stops the scan */
+}
+
+static int pickup_one(const char *qid, void *ctx)
+{
+    (void) ctx;
+    return pickup_file(qid);
+}
+
+static void pickup_scan(void)
+{
+    if (queue_scan("maildrop", pickup_one, NULL) < 0)
+        log_warning("scan maildrop: %s", strerror(errno));
+}
+
+static void pickup_serve(int fd)
+{
+    (void) fd;
+    pickup_scan();
+}
+
+static void pickup_pre_jail(int argc, char **argv)
+{
+    (void) argc;
+    (void) argv;
+    tzset();
+}
+
+static void pickup_init(int argc, char **argv)
+{
+    (void) argc;
+    (void) argv;
+    pickup_ipc_timeout = (int) config_time("ipc_timeout");
+    if (queue_purge_temp("maildrop", 86400) < 0)
+        log_warning("purge maildrop: %s", strerror(errno));
+}
+
+int main(int argc, char **argv)
+{
+    static const struct server_spec spec = {
+        .program = "pickup",
+        .mode = SERVER_SINGLE,
+        .pre_jail = pickup_pre_jail,
+        .post_jail = pickup_init,
+        .serve = pickup_serve,
+        .wakeup = pickup_scan,
+    };
+    return server_main(argc, argv, &spec);
+}

@@ -1,0 +1,296 @@
+"""sendmail, postdrop and pickup through a real instance: every sendmail
+option, its exit codes (sysexits.h) and the one-line fatal messages.
+
+The instance runs as an ordinary user (posterntest when the tests run as
+root); sendmail runs as that user, so the message's owner uid is that
+user's.  Mail for any local name lands in DIR/mail/NAME/ (local_recipient_maps
+is empty)."""
+import glob
+import os
+import pwd
+import re
+import subprocess
+
+import harness
+
+CONF = {"local_recipient_maps": ""}
+DOMAIN = "localhost.localdomain"
+
+
+def sendmail(inst, args, text, prog="sendmail", config=True, env=None):
+    path = os.path.join(inst.build, "bin", prog)
+    argv = [path] + (["-C", inst.dir] if config else []) + list(args)
+    if env:
+        argv = ["env"] + ["%s=%s" % kv for kv in env.items()] + argv
+    return inst.run(argv, input=text)
+
+
+def uid_of(inst):
+    return pwd.getpwnam(inst.user).pw_uid
+
+
+def one_message(inst, user, timeout=20):
+    harness.wait_for(lambda: inst.mailbox(user), timeout, what="mail for %s" % user)
+    msgs = inst.mailbox(user)
+    assert len(msgs) == 1, msgs
+    return msgs[0]
+
+
+def header_block(msg):
+    return msg.split("\n\n", 1)[0]
+
+
+def assert_fatal(r, status, text):
+    assert r.returncode == status, (r.returncode, r.stderr)
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("sendmail: fatal: "), r.stderr
+    assert text in lines[0], r.stderr
+
+
+def maildrop_files(inst):
+    return os.listdir(os.path.join(inst.dir, "spool", "maildrop"))
+
+
+def test_plain_submission_is_delivered_with_uid_and_default_sender():
+    with harness.Instance(conf=CONF) as inst:
+        r = sendmail(inst, ["alice"], "Subject: plain\n\nhello\n")
+        assert r.returncode == 0 and r.stderr == "", r.stderr
+        msg = one_message(inst, "alice")
+        head = header_block(msg)
+        assert "Return-Path: <%s@%s>" % (inst.user, DOMAIN) in head
+        assert re.search(r"^Received: by %s \(postern, from userid %d\)"
+                         % (re.escape(DOMAIN), uid_of(inst)), head, re.M), head
+        assert re.search(r"^From: .*<?%s@%s>?$" % (inst.user, re.escape(DOMAIN)), head, re.M), head
+        assert msg.endswith("\n\nhello\n")
+        inst.wait_log(r"postern/pickup\[\d+\]: [0-9A-F]+: uid=%d from=<%s>$"
+                      % (uid_of(inst), inst.user))
+        harness.wait_for(lambda: maildrop_files(inst) == [], 10, what="an empty maildrop")
+
+
+def test_dot_ends_input_unless_i_or_oi():
+    with harness.Instance(conf=CONF) as inst:
+        text = "Subject: dots\n\nbefore\n.\nafter\n"
+        assert sendmail(inst, ["alice"], text).returncode == 0
+        assert sendmail(inst, ["-i", "bob"], text).returncode == 0
+        assert sendmail(inst, ["-oi", "carol"], text).returncode == 0
+        assert one_message(inst, "alice").endswith("\n\nbefore\n")
+        assert one_message(inst, "bob").endswith("\n\nbefore\n.\nafter\n")
+        assert one_message(inst, "carol").endswith("\n\nbefore\n.\nafter\n")
+
+
+def test_crlf_input_and_mbox_from_line():
+    with harness.Instance(conf=CONF) as inst:
+        text = "From someone Sat Nov 28 00:00:00 2026\r\nSubject: crlf\r\n\r\nline\r\n"
+        assert sendmail(inst, ["alice"], text).returncode == 0
+        msg = one_message(inst, "alice")
+        assert "\r" not in msg
+        assert "From someone" not in msg
+        assert msg.endswith("\n\nline\n")
+
+
+def test_t_takes_to_cc_bcc_and_removes_bcc():
+    with harness.Instance(conf=CONF) as inst:
+        text = ("To: Alice <alice>\nCc: bob@%s\nBcc: carol\nSubject: extract\n\nbody\n" % DOMAIN)
+        r = sendmail(inst, ["-t", "dave"], text)
+        assert r.returncode == 0, r.stderr
+        for user in ("alice", "bob", "carol", "dave"):
+            msg = one_message(inst, user)
+            head = header_block(msg)
+            assert "Subject: extract" in head
+            assert not re.search(r"^Bcc:", head, re.M | re.I), head
+            if user != "carol":
+                assert "carol" not in head, head
+
+
+def test_t_without_recipients_is_usage_error_and_queues_nothing():
+    with harness.Instance(conf=CONF) as inst:
+        r = sendmail(inst, ["-t"], "Subject: nobody\n\nbody\n")
+        assert_fatal(r, 64, "No recipient addresses found in message header")
+        r = sendmail(inst, [], "Subject: nobody\n\nbody\n")
+        assert_fatal(r, 64, "Recipient addresses must be specified")
+        assert maildrop_files(inst) == []
+        assert "pickup" not in inst.log()
+
+
+def test_sender_options_f_r_and_null_sender_and_fullname():
+    with harness.Instance(conf=CONF) as inst:
+        assert sendmail(inst, ["-f", "list-owner@example.org", "alice"], "Subject: f\n\nx\n").returncode == 0
+        assert sendmail(inst, ["-rbounces@example.net", "bob"], "Subject: r\n\nx\n").returncode == 0
+        assert sendmail(inst, ["-f", "<>", "carol"], "Subject: null\n\nx\n").returncode == 0
+        assert sendmail(inst, ["-F", "Ada Lovelace", "dave"], "Subject: F\n\nx\n").returncode == 0
+        assert sendmail(inst, ["dave2"], "Subject: NAME\n\nx\n", env={"NAME": "Grace Hopper"}).returncode == 0
+        assert "Return-Path: <list-owner@example.org>" in one_message(inst, "alice")
+        assert "Return-Path: <bounces@example.net>" in one_message(inst, "bob")
+        assert "Return-Path: <>" in one_message(inst, "carol")
+        head = header_block(one_message(inst, "dave"))
+        assert re.search(r"^From: \"?Ada Lovelace\"? <%s@%s>$" % (inst.user, re.escape(DOMAIN)),
+                         head, re.M), head
+        head = header_block(one_message(inst, "dave2"))
+        assert "Grace Hopper" in head, head
+        inst.wait_log(r"uid=%d from=<list-owner@example.org>" % uid_of(inst))
+
+
+def test_dsn_options_reach_the_queue_file():
+    with harness.Instance(conf=dict(CONF, header_checks="regexp:DIR/hc"), start=False) as inst:
+        with open(os.path.join(inst.dir, "hc"), "w") as f:
+            f.write("/^Subject: hold me/ HOLD\n")
+        harness.set_main_cf(os.path.join(inst.dir, "main.cf"),
+                            {"header_checks": "regexp:%s/hc" % inst.dir})
+        assert inst.postern("start").returncode == 0
+        r = sendmail(inst, ["-N", "success,Delay", "-R", "hdrs", "-V", "env-id.42", "alice"],
+                     "Subject: hold me\n\nx\n")
+        assert r.returncode == 0, r.stderr
+        hold = os.path.join(inst.dir, "spool", "hold")
+        files = harness.wait_for(lambda: os.listdir(hold), 20, what="a held message")
+        with open(os.path.join(hold, files[0]), "rb") as f:
+            data = f.read()
+        assert b"\nA8:ret=HDRS\n" in data, data
+        assert b"\nA15:envid=env-id.42\n" in data, data
+        assert re.search(rb"\nN\d+:SUCCESS,DELAY\nR\d+:-alice@", data), data
+        assert b"A13:origin=pickup" in data, data
+
+
+def test_bad_option_values_are_usage_errors():
+    with harness.Instance(conf=CONF) as inst:
+        assert_fatal(sendmail(inst, ["-N", "sometimes", "a"], "x\n"), 64, "-N sometimes")
+        assert_fatal(sendmail(inst, ["-R", "most", "a"], "x\n"), 64, "-R most")
+        assert_fatal(sendmail(inst, ["-V", "has space", "a"], "x\n"), 64, "-V")
+        assert_fatal(sendmail(inst, ["-Z", "a"], "x\n"), 64, "unknown option -Z")
+        assert_fatal(sendmail(inst, ["-bv", "a"], "x\n"), 64, "-bv")
+        assert_fatal(sendmail(inst, ["-f"], "x\n"), 64, "option -f needs a value")
+        assert_fatal(sendmail(inst, ["-F", "bad\x01name", "a"], "x\n"), 64, "control character")
+        assert maildrop_files(inst) == []
+
+
+def test_bad_addresses_are_data_errors():
+    with harness.Instance(conf=CONF) as inst:
+        assert_fatal(sendmail(inst, ["a@@b"], "x\n"), 65, "bad recipient address syntax: a@@b")
+        assert_fatal(sendmail(inst, ["good", "<unbalanced"], "x\n"), 65, "<unbalanced")
+        assert_fatal(sendmail(inst, ["-f", "a b@@c", "alice"], "x\n"), 65, "bad sender address")
+        assert maildrop_files(inst) == []
+
+
+def test_ignored_options_and_double_dash_and_address_lists():
+    with harness.Instance(conf=CONF) as inst:
+        r = sendmail(inst, ["-oem", "-odi", "-B8BITMIME", "-v", "-om", "-G", "-h", "5",
+                            "-L", "label", "-U", "-n", "-oQ/tmp", "-O", "x=y", "-X", "/dev/null",
+                            "--", "alice, Bob <bob>"], "Subject: ign\n\nx\n")
+        assert r.returncode == 0, r.stderr
+        for opt in ("-G", "-h 5", "-L label", "-U", "-n", "-oQ/tmp", "-O x=y", "-X /dev/null"):
+            assert "sendmail: warning: option %s ignored" % opt in r.stderr, (opt, r.stderr)
+        assert "-oem" not in r.stderr and "-B" not in r.stderr
+        one_message(inst, "alice")
+        one_message(inst, "bob")
+
+
+def test_q_interval_is_ignored_with_warning():
+    with harness.Instance(conf=CONF) as inst:
+        r = sendmail(inst, ["-q30m"], "")
+        assert r.returncode == 0
+        assert "sendmail: warning: option -q30m ignored" in r.stderr
+
+
+def test_config_dir_from_main_cf_path_and_environment():
+    with harness.Instance(conf=CONF) as inst:
+        r = inst.run([os.path.join(inst.build, "bin", "sendmail"), "-C",
+                      os.path.join(inst.dir, "main.cf"), "alice"], input="Subject: C\n\nx\n")
+        assert r.returncode == 0, r.stderr
+        r = sendmail(inst, ["bob"], "Subject: env\n\nx\n", config=False,
+                     env={"POSTERN_CONFIG_DIR": inst.dir})
+        assert r.returncode == 0, r.stderr
+        one_message(inst, "alice")
+        one_message(inst, "bob")
+        r = inst.run([os.path.join(inst.build, "bin", "sendmail"), "-C",
+                      os.path.join(inst.tmp, "nonexistent"), "alice"], input="x\n")
+        assert r.returncode == 78, r.stderr
+        assert r.stderr.startswith("sendmail: fatal: ") and len(r.stderr.splitlines()) == 1
+
+
+def test_message_size_limit():
+    with harness.Instance(conf=dict(CONF, message_size_limit="2000")) as inst:
+        r = sendmail(inst, ["alice"], "Subject: big\n\n" + ("x" * 70 + "\n") * 40)
+        assert_fatal(r, 65, "message file too big")
+        assert maildrop_files(inst) == []
+        r = sendmail(inst, ["alice"], "Subject: small\n\n" + ("x" * 70 + "\n") * 10)
+        assert r.returncode == 0
+        one_message(inst, "alice")
+
+
+def test_postdrop_failure_is_tempfail():
+    with harness.Instance(conf=CONF) as inst:
+        maildrop = os.path.join(inst.dir, "spool", "maildrop")
+        mode = os.stat(maildrop).st_mode & 0o7777
+        # Run as the owner of maildrop/, so only a permission change stops it.
+        os.chmod(maildrop, 0o1500)
+        try:
+            r = sendmail(inst, ["alice"], "Subject: fail\n\nx\n")
+        finally:
+            os.chmod(maildrop, mode)
+        if os.geteuid() == 0 and inst.user == "root":
+            return                      # root ignores the mode
+        assert_fatal(r, 75, "postdrop: create")
+
+
+def test_bs_smtp_on_stdin():
+    with harness.Instance(conf=CONF) as inst:
+        session = ("EHLO client.example\r\n"
+                   "RCPT TO:<alice>\r\n"
+                   "MAIL FROM:<sender@example.org> RET=HDRS ENVID=abc\r\n"
+                   "MAIL FROM:<other@example.org>\r\n"
+                   "RCPT TO:<alice@%s> NOTIFY=NEVER\r\n"
+                   "RCPT TO:<bad@@x>\r\n"
+                   "RCPT TO:<bob> FOO=1\r\n"
+                   "VRFY alice\r\n"
+                   "BOGUS\r\n"
+                   "DATA\r\n"
+                   "Subject: bs\r\n\r\n..stuffed\r\nplain\r\n.\r\n"
+                   "MAIL FROM:<>\r\n"
+                   "DATA\r\n"
+                   "RSET\r\n"
+                   "NOOP\r\n"
+                   "QUIT\r\n" % DOMAIN)
+        r = sendmail(inst, ["-bs"], session)
+        assert r.returncode == 0, r.stderr
+        codes = [line[:4] for line in r.stdout.splitlines() if line]
+        assert codes == ["220 ", "250-", "250-", "250-", "250-", "250-", "250 ",
+                         "503 ", "250 ", "503 ", "250 ", "501 ", "555 ", "502 ", "502 ",
+                         "354 ", "250 ", "250 ", "503 ", "250 ", "250 ", "221 "], r.stdout
+        assert "250-DSN" in r.stdout
+        assert "250 2.0.0 Ok: queued" in r.stdout
+        msg = one_message(inst, "alice")
+        assert "Return-Path: <sender@example.org>" in msg
+        assert msg.endswith("\n\n.stuffed\nplain\n")
+
+
+def test_bs_end_of_input_in_data_queues_nothing():
+    with harness.Instance(conf=CONF) as inst:
+        r = sendmail(inst, ["-bs"], "HELO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<alice>\r\nDATA\r\nSubject: cut\r\n")
+        assert r.returncode == 0
+        assert maildrop_files(inst) == []
+        assert "pickup" not in inst.log()
+
+
+def test_newaliases_builds_hash_alias_maps():
+    with harness.Instance(conf=CONF, start=False) as inst:
+        aliases = os.path.join(inst.dir, "aliases.hash")
+        with open(aliases, "w") as f:
+            f.write("team: alice, bob\n")
+        harness.set_main_cf(os.path.join(inst.dir, "main.cf"),
+                            {"alias_maps": "hash:%s, texthash:%s/aliases" % (aliases, inst.dir)})
+        r = sendmail(inst, [], "", prog="newaliases")
+        assert r.returncode == 0, r.stderr
+        assert os.path.exists(aliases + ".db")
+        os.unlink(aliases + ".db")
+        r = sendmail(inst, ["-bi"], "")
+        assert r.returncode == 0, r.stderr
+        assert os.path.exists(aliases + ".db")
+        assert inst.postern("start").returncode == 0
+        assert sendmail(inst, ["team"], "Subject: alias\n\nx\n").returncode == 0
+        one_message(inst, "alice")
+        one_message(inst, "bob")
+        with open(aliases, "a") as f:
+            f.write("lonely-key-without-value\n")
+        r = sendmail(inst, ["-I"], "")
+        assert r.returncode == 73, r.stderr
+        assert r.stderr.startswith("sendmail: fatal: ") and "aliases.hash" in r.stderr
