@@ -1,0 +1,215 @@
+"""smtp_helpers.py - the outside world of the smtp delivery agent's tests:
+a real DNS server (dnsmasq) and real receiving SMTP servers (aiosmtpd from
+Debian's python3-aiosmtpd) on several loopback addresses.
+
+    with DnsServer(mx={"mx.test": [(10, "mx1.test"), (20, "mx2.test")]},
+                   hosts={"mx1.test": "127.0.0.2", "mx2.test": "127.0.0.3"},
+                   null_mx=["nullmx.test"]) as dns:
+        ...  # dns.port: point smtp_dns_resolver at 127.0.0.1:dns.port
+    port = free_port_on(["127.0.0.2", "127.0.0.3"])
+    with Receiver("127.0.0.2", port) as rx:
+        ...  # rx.messages, rx.connections, rx.ehlos
+
+Names under .test that are not configured answer NXDOMAIN (dnsmasq
+--local=/test/).  A name with an address but no MX answers NOERROR with
+no MX records (the A-record fallback case).
+"""
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+
+import harness
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
+
+
+class DnsServer:
+    def __init__(self, mx=None, hosts=None, null_mx=(), extra=()):
+        self.mx = mx or {}
+        self.hosts = hosts or {}
+        self.null_mx = list(null_mx)
+        self.extra = list(extra)
+        self.proc = None
+        self.port = None
+        self.tmp = None
+
+    def _argv(self, port):
+        argv = [shutil.which("dnsmasq") or "/usr/sbin/dnsmasq",
+                "--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll",
+                "--conf-file=/dev/null", "--listen-address=127.0.0.1", "--bind-interfaces",
+                "--port=%d" % port, "--local=/test/", "--pid-file=",
+                "--log-facility=" + os.path.join(self.tmp, "dnsmasq.log"),
+                "--log-queries"]
+        if os.geteuid() == 0:
+            argv.append("--user=root")
+        for name, records in self.mx.items():
+            for pref, host in records:
+                argv.append("--mx-host=%s,%s,%d" % (name, host, pref))
+        for name, addrs in self.hosts.items():
+            if isinstance(addrs, str):
+                addrs = [addrs]
+            argv.append("--host-record=%s,%s" % (name, ",".join(addrs)))
+        for name in self.null_mx:
+            # RFC 7505: MX 0 "." = preference 0x0000, root name 0x00
+            argv.append("--dns-rr=%s,15,000000" % name)
+        argv += self.extra
+        return argv
+
+    def __enter__(self):
+        self.tmp = tempfile.mkdtemp(prefix="postern-dns-")
+        for attempt in range(5):
+            port = harness.free_port()
+            self.proc = subprocess.Popen(self._argv(port), stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.PIPE)
+            self.port = port
+            try:
+                harness.wait_for(lambda: self._answers() or self.proc.poll() is not None,
+                                 10, what="dnsmasq to answer")
+            except AssertionError:
+                self.__exit__(None, None, None)
+                raise
+            if self.proc.poll() is None:
+                return self
+            err = self.proc.stderr.read().decode(errors="replace")
+            if "in use" not in err or attempt == 4:
+                raise AssertionError("dnsmasq failed: " + err)
+        return self
+
+    def _answers(self):
+        """A TCP connect on the DNS port works (dnsmasq listens on both)."""
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+
+    def queries(self):
+        try:
+            with open(os.path.join(self.tmp, "dnsmasq.log"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def __exit__(self, *exc):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc and self.proc.stderr:
+            self.proc.stderr.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        return False
+
+
+def free_port_on(addrs):
+    """A port free on every address in addrs (loopback 127.0.0.x)."""
+    for _ in range(200):
+        port = harness.free_port()
+        ok = True
+        for a in addrs:
+            s = socket.socket()
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((a, port))
+            except OSError:
+                ok = False
+            finally:
+                s.close()
+        if ok:
+            return port
+    raise AssertionError("no port free on %s" % addrs)
+
+
+class Message:
+    def __init__(self, envelope, peer):
+        self.mail_from = envelope.mail_from
+        self.mail_options = list(envelope.mail_options)
+        self.rcpt_tos = list(envelope.rcpt_tos)
+        self.rcpt_options = list(envelope.rcpt_options)
+        self.content = envelope.original_content or envelope.content
+        self.peer = peer
+
+
+class Handler:
+    """Accepts everything except recipients in `reject` (address -> reply)."""
+
+    def __init__(self, rx):
+        self.rx = rx
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        with self.rx.lock:
+            self.rx.ehlos.append(hostname)
+        session.host_name = hostname
+        return responses
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        reply = self.rx.reject.get(address.lower())
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.rx.data_reply:
+            return self.rx.data_reply
+        with self.rx.lock:
+            self.rx.messages.append(Message(envelope, session.peer))
+            n = len(self.rx.messages)
+        return "250 2.0.0 Ok: queued as %s%d" % (self.rx.name, n)
+
+
+class CountingSMTP(SMTP):
+    def __init__(self, rx, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._rx = rx
+
+    def connection_made(self, transport):
+        with self._rx.lock:
+            self._rx.connections += 1
+        super().connection_made(transport)
+
+
+class Receiver:
+    """A real SMTP server (aiosmtpd) on addr:port in a thread."""
+
+    def __init__(self, addr, port, name=None, reject=None, data_reply=None,
+                 smtp_kwargs=None):
+        self.addr, self.port = addr, port
+        self.name = name or ("RX" + addr.replace(".", ""))
+        self.reject = {k.lower(): v for k, v in (reject or {}).items()}
+        self.data_reply = data_reply
+        self.smtp_kwargs = dict(smtp_kwargs or {})
+        self.messages = []
+        self.ehlos = []
+        self.connections = 0
+        self.lock = threading.Lock()
+        self.controller = None
+
+    def __enter__(self):
+        rx = self
+
+        class _Controller(Controller):
+            def factory(self):
+                return CountingSMTP(rx, self.handler, **self.SMTP_kwargs)
+
+        kwargs = dict(self.smtp_kwargs)
+        kwargs.setdefault("decode_data", False)
+        self.controller = _Controller(Handler(self), hostname=self.addr, port=self.port,
+                                      server_hostname=self.name.lower() + ".test",
+                                      ready_timeout=30, **kwargs)
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.controller:
+            self.controller.stop()
+        return False

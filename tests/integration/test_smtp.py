@@ -1,0 +1,165 @@
+"""test_smtp.py - the smtp delivery agent against a real DNS server
+(dnsmasq) and real receiving servers (aiosmtpd, and a second postern
+instance) on loopback addresses 127.0.0.2 and up.
+
+The sending instance asks only dnsmasq (smtp_dns_resolver) and connects to
+smtp_tcp_port on each server address, so MX records can point at
+127.0.0.2, 127.0.0.3, ... all listening on one port.
+"""
+import email
+import email.policy
+import os
+import re
+
+import harness
+from smtp_helpers import DnsServer, Receiver, free_port_on
+
+SENDER = "postmaster@localhost"       # bounces land in the instance's root mailbox
+
+DNS_MX = {
+    "pref.test": [(10, "mx1.test"), (20, "mx2.test")],
+    "reversed.test": [(20, "mx1.test"), (10, "mx2.test")],
+    "down.test": [(10, "dead1.test"), (20, "mx2.test")],
+    "alldown.test": [(10, "dead1.test"), (20, "dead2.test")],
+}
+DNS_HOSTS = {
+    "mx1.test": "127.0.0.2",
+    "mx2.test": "127.0.0.3",
+    "dead1.test": "127.0.0.4",
+    "dead2.test": "127.0.0.5",
+    "amx.test": "127.0.0.2",           # no MX: the A record is the server
+}
+
+
+def sender_instance(dns, port, **conf):
+    c = {"smtp_dns_resolver": "127.0.0.1:%d" % dns.port,
+         "smtp_tcp_port": str(port),
+         "smtp_connect_timeout": "5s"}
+    c.update(conf)
+    return harness.Instance(conf=c)
+
+
+def send(inst, rcpts, subject="test", body="hello\r\n", sender=SENDER):
+    if isinstance(rcpts, str):
+        rcpts = [rcpts]
+    with inst.smtp() as s:
+        s.sendmail(sender, rcpts, "From: %s\r\nSubject: %s\r\n\r\n%s" % (sender, subject, body))
+
+
+def setup_world():
+    dns = DnsServer(mx=DNS_MX, hosts=DNS_HOSTS, null_mx=["nullmx.test"])
+    port = free_port_on(["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"])
+    return dns, port
+
+
+def test_mx_preference_order():
+    dns, port = setup_world()
+    with dns, Receiver("127.0.0.2", port) as mx1, Receiver("127.0.0.3", port) as mx2, \
+            sender_instance(dns, port) as inst:
+        send(inst, "bob@pref.test", subject="pref")
+        inst.wait_log(r"to=<bob@pref.test>, relay=mx1.test\[127.0.0.2\]:%d, delay=[\d.]+, "
+                      r"delays=[\d.]+/[\d.]+/[\d.]+/[\d.]+, dsn=2.0.0, status=sent "
+                      r"\(250 2.0.0 Ok: queued as RX127002\d+\)" % port, timeout=30)
+        send(inst, "carol@reversed.test", subject="reversed")
+        inst.wait_log(r"to=<carol@reversed.test>, relay=mx2.test\[127.0.0.3\]:%d, .*"
+                      r"status=sent" % port, timeout=30)
+        assert [m.rcpt_tos for m in mx1.messages] == [["bob@pref.test"]]
+        assert [m.rcpt_tos for m in mx2.messages] == [["carol@reversed.test"]]
+        msg = email.message_from_bytes(mx1.messages[0].content, policy=email.policy.compat32)
+        assert msg["Subject"] == "pref"
+        assert mx1.messages[0].mail_from == SENDER
+
+
+def test_fallback_to_next_mx_when_first_is_down():
+    dns, port = setup_world()
+    with dns, Receiver("127.0.0.3", port) as mx2, sender_instance(dns, port) as inst:
+        send(inst, "dave@down.test")
+        inst.wait_log(r"to=<dave@down.test>, relay=mx2.test\[127.0.0.3\]:%d, .*status=sent"
+                      % port, timeout=30)
+        assert [m.rcpt_tos for m in mx2.messages] == [["dave@down.test"]]
+
+
+def test_a_record_fallback_without_mx():
+    dns, port = setup_world()
+    with dns, Receiver("127.0.0.2", port) as rx, sender_instance(dns, port) as inst:
+        send(inst, "erin@amx.test")
+        inst.wait_log(r"to=<erin@amx.test>, relay=amx.test\[127.0.0.2\]:%d, .*status=sent"
+                      % port, timeout=30)
+        assert [m.rcpt_tos for m in rx.messages] == [["erin@amx.test"]]
+        assert "query[MX] amx.test" in dns.queries()
+
+
+def test_nonexistent_domain_bounces_5_4_4():
+    dns, port = setup_world()
+    with dns, sender_instance(dns, port) as inst:
+        send(inst, "frank@nowhere.test", subject="nx")
+        inst.wait_log(r"to=<frank@nowhere.test>, relay=none, .*dsn=5.4.4, status=bounced "
+                      r"\(Host or domain name not found. Name service error for "
+                      r"name=nowhere.test type=MX: Host not found\)", timeout=30)
+        msgs = harness.wait_for(lambda: inst.mailbox("root") or None, 30, what="bounce")
+        assert "Undelivered Mail Returned to Sender" in msgs[0]
+        assert "Status: 5.4.4" in msgs[0]
+
+
+def test_null_mx_bounces_5_1_10():
+    dns, port = setup_world()
+    with dns, sender_instance(dns, port) as inst:
+        send(inst, "gina@nullmx.test")
+        inst.wait_log(r"to=<gina@nullmx.test>, relay=none, .*dsn=5.1.10, status=bounced "
+                      r"\(Domain nullmx.test does not accept mail \(nullMX\)\)", timeout=30)
+
+
+def test_all_mx_down_defers_with_reason():
+    dns, port = setup_world()
+    with dns, sender_instance(dns, port) as inst:
+        send(inst, "hank@alldown.test")
+        m = inst.wait_log(r"(\w+): to=<hank@alldown.test>, relay=none, .*dsn=4.4.1, "
+                          r"status=deferred \(connect to dead2.test\[127.0.0.5\]:%d: "
+                          r"Connection refused\)" % port, timeout=30)
+        qid = m.group(1)
+        # in deferred/ with the reason in its defer log
+        spool = os.path.join(inst.dir, "spool")
+        harness.wait_for(lambda: os.path.exists(os.path.join(spool, "deferred", qid[13], qid)),
+                         30, what="message in deferred/")
+        dlog = open(os.path.join(spool, "defer", qid[13], qid)).read()
+        assert "hank@alldown.test" in dlog and "Connection refused" in dlog
+        r = inst.postern("queue")
+        if r.returncode == 0 and qid in r.stdout:
+            assert "Connection refused" in r.stdout
+
+
+def test_5xx_bounce_carries_remote_reply():
+    dns, port = setup_world()
+    reject = {"nobody@amx.test": "550 5.1.1 <nobody@amx.test>: Recipient address rejected: "
+                                 "User unknown"}
+    with dns, Receiver("127.0.0.2", port, reject=reject) as rx, \
+            sender_instance(dns, port) as inst:
+        send(inst, ["nobody@amx.test", "ivan@amx.test"], subject="mixed")
+        inst.wait_log(r"to=<nobody@amx.test>, relay=amx.test\[127.0.0.2\]:%d, .*dsn=5.1.1, "
+                      r"status=bounced \(host amx.test\[127.0.0.2\] said: 550 5.1.1 "
+                      r"<nobody@amx.test>: Recipient address rejected: User unknown "
+                      r"\(in reply to RCPT TO command\)\)" % port, timeout=30)
+        inst.wait_log(r"to=<ivan@amx.test>, .*status=sent", timeout=30)
+        assert [m.rcpt_tos for m in rx.messages] == [["ivan@amx.test"]]
+        msgs = harness.wait_for(lambda: inst.mailbox("root") or None, 30, what="bounce")
+        unfolded = re.sub(r"\n[ \t]+", " ", msgs[0])
+        assert "Diagnostic-Code: smtp; 550 5.1.1 <nobody@amx.test>: Recipient address " \
+               "rejected: User unknown\n" in unfolded
+        assert "Remote-MTA: dns; amx.test" in msgs[0]
+
+
+def test_connection_reuse_for_several_messages():
+    dns, port = setup_world()
+    with dns, Receiver("127.0.0.2", port) as rx, \
+            sender_instance(dns, port, smtp_destination_concurrency_limit="1",
+                            smtp_connection_cache_time_limit="30s") as inst:
+        for i in range(4):
+            send(inst, "user%d@amx.test" % i, subject="reuse %d" % i)
+        for i in range(4):
+            inst.wait_log(r"to=<user%d@amx.test>, .*status=sent" % i, timeout=60)
+        assert sorted(m.rcpt_tos[0] for m in rx.messages) == \
+            ["user%d@amx.test" % i for i in range(4)]
+        # the messages came over fewer connections than messages
+        peers = set(m.peer for m in rx.messages)
+        assert rx.connections < 4, rx.connections
+        assert len(peers) <= rx.connections
