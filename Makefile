@@ -4,6 +4,7 @@
 #   make check      install missing deps (as root), build, run unit + integration tests
 #   make check-asan unit tests again under AddressSanitizer + UBSan (build-asan/)
 #   make run        build, create ./run as an instance, start it in the foreground
+#   make install    the system instance (PREFIX, DESTDIR; tools/install.sh), make uninstall
 #   make fuzz       build the libFuzzer harnesses (clang) and run each for
 #                   FUZZ_SECONDS (default 30); see tests/fuzz/run.sh
 #
@@ -111,6 +112,22 @@ $(BUILD)/obj/tests/unit/unit_main.o: $(BUILD)/gen/unit_suites.h
 $(UNIT_BIN): $(UNIT_OBJ) $(LIBPOSTERN)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $(UNIT_OBJ) $(LIBPOSTERN) $(CHECK_LIBS) $(LIBS)
+
+# make install [PREFIX=/usr/local] [DESTDIR=] [CREATE_ACCOUNTS=yes]: the
+# system instance (tools/install.sh has the layout).  PREFIX=/usr replaces
+# the host's /usr/sbin/sendmail, /usr/bin/mailq and /usr/bin/newaliases.
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc/postern
+SPOOLDIR ?= /var/spool/postern
+SYSTEMDDIR ?= /lib/systemd/system
+INSTALL_ENV = BUILD=$(BUILD) PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) SYSCONFDIR=$(SYSCONFDIR) \
+	SPOOLDIR=$(SPOOLDIR) SYSTEMDDIR=$(SYSTEMDDIR) CREATE_ACCOUNTS=$(CREATE_ACCOUNTS)
+
+install: all
+	$(INSTALL_ENV) sh tools/install.sh install
+
+uninstall:
+	$(INSTALL_ENV) sh tools/install.sh uninstall
 
 deps:
 	@sh tools/install-deps.sh

@@ -3,14 +3,35 @@
 # As root: apt-get installs them.  Otherwise: print the exact command and fail.
 PKGS="build-essential pkg-config libssl-dev libsasl2-dev libsasl2-modules libsasl2-modules-db sasl2-bin msmtp \
 libdb5.3-dev check python3 python3-aiosmtpd swaks openssl iproute2 procps dnsmasq-base \
-util-linux"
+util-linux liblockfile1 man-db"
 # clang (libFuzzer) only when fuzzing is asked for: make fuzz sets FUZZ=1.
 [ "${FUZZ:-0}" = 1 ] && PKGS="$PKGS clang"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
+# Debian's bsd-mailx depends on an MTA (default-mta | mail-transport-agent)
+# and installing it would put exim on the machine.  test_install.py only
+# needs its mail(1) binary: fetch the package with apt-get download and
+# unpack it (no maintainer scripts, no MTA) into $MAILX_DIR.
+MAILX_DIR=/var/cache/postern-tests/bsd-mailx
+mailx_missing() { [ ! -x "$MAILX_DIR/usr/bin/bsd-mailx" ]; }
+fetch_mailx() {
+    tmp=$(mktemp -d) || return 1
+    chmod 755 "$tmp"
+    (cd "$tmp" && apt-get download -q bsd-mailx >/dev/null) || { rm -rf "$tmp"; return 1; }
+    mkdir -p "$MAILX_DIR" && dpkg-deb -x "$tmp"/bsd-mailx_*.deb "$MAILX_DIR"
+    rc=$?
+    rm -rf "$tmp"
+    chmod -R a+rX /var/cache/postern-tests
+    return $rc
+}
+if [ -z "$missing" ]; then
+    mailx_missing || exit 0
+    [ "$(id -u)" = 0 ] || { echo "postern: as root, fetch bsd-mailx: sh tools/install-deps.sh" >&2; exit 1; }
+    fetch_mailx || { apt-get update -qq && fetch_mailx; } || exit 1
+    exit 0
+fi
 if [ "$(id -u)" != 0 ]; then
     echo "postern: missing build/test packages; run as root:" >&2
     echo "  apt-get update && apt-get install -y$missing" >&2
@@ -20,3 +41,4 @@ echo "postern: installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq || exit 1
 apt-get install -y -qq --no-install-recommends $missing || exit 1
+if mailx_missing; then fetch_mailx || exit 1; fi

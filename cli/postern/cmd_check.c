@@ -13,7 +13,11 @@
  *   - queue_directory exists, is a directory, is not group or world
  *     writable; private/ (when present) is not accessible to others; as
  *     root: owned by root, with private/ owned by mail_owner;
- *   - as root: mail_owner and setgid_group exist and mail_owner is not root.
+ *   - as root: mail_owner and setgid_group exist and mail_owner is not root;
+ *   - maildrop/ (mode 1730) and public/ (0710), when present, have their
+ *     modes, and as root mail_owner as owner and setgid_group as group;
+ *     command_directory/postdrop exists (else a warning) and, as root, is
+ *     setgid setgid_group (else a warning: only root could submit).
  * Exit 0 when there is no error (warnings allowed), 1 otherwise.
  */
 #include <errno.h>
@@ -95,6 +99,44 @@ static void check_programs(const struct master_service *list, const char *cf_pat
     strbuf_release(&p);
 }
 
+/* maildrop/ and public/ (when present: the master creates them) and the
+ * postdrop program: what local submission needs (doc/submission.md). */
+static void check_submission(const char *qdir, uid_t owner)
+{
+    struct group *gr = geteuid() == 0 ? getgrnam(config_str("setgid_group")) : NULL;
+    static const struct { const char *name; mode_t mode; } dirs[] = {
+        { "maildrop", 01730 }, { "public", 0710 },
+    };
+    strbuf p;
+    strbuf_init(&p);
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        struct stat st;
+        strbuf_printf(&p, "%s/%s", qdir, dirs[i].name);
+        if (stat(strbuf_str(&p), &st) < 0)
+            continue;
+        if ((st.st_mode & 07777) != dirs[i].mode)
+            check_error("%s has mode %04o; it must be %04o", strbuf_str(&p),
+                        (unsigned)(st.st_mode & 07777), (unsigned)dirs[i].mode);
+        if (geteuid() == 0 && st.st_uid != owner)
+            check_error("%s is owned by uid %ld, not mail_owner (uid %ld)",
+                        strbuf_str(&p), (long)st.st_uid, (long)owner);
+        if (gr && st.st_gid != gr->gr_gid)
+            check_error("%s has group %ld, not setgid_group %s", strbuf_str(&p),
+                        (long)st.st_gid, gr->gr_name);
+    }
+    /* A root instance's postdrop must be setgid setgid_group, or ordinary
+     * users cannot submit (root still can): a warning. */
+    strbuf_printf(&p, "%s/postdrop", config_str("command_directory"));
+    struct stat st;
+    if (stat(strbuf_str(&p), &st) < 0)
+        postern_warning("%s: %s (sendmail cannot queue mail)", strbuf_str(&p), strerror(errno));
+    else if (gr && (!(st.st_mode & S_ISGID) || st.st_gid != gr->gr_gid))
+        postern_warning("%s is not setgid %s: only root can submit mail with sendmail "
+                        "(chgrp %s %s; chmod 2755 %s)", strbuf_str(&p), gr->gr_name,
+                        gr->gr_name, strbuf_str(&p), strbuf_str(&p));
+    strbuf_release(&p);
+}
+
 static void check_spool(uid_t owner)
 {
     const char *qdir = config_str("queue_directory");
@@ -124,6 +166,7 @@ static void check_spool(uid_t owner)
             check_error("%s is owned by uid %ld, not mail_owner (uid %ld)",
                         strbuf_str(&p), (long)st.st_uid, (long)owner);
     }
+    check_submission(qdir, owner);
     strbuf_release(&p);
 }
 
