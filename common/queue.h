@@ -86,6 +86,10 @@ int queue_dirs_create(const char *queue_dir, uid_t owner, gid_t group);
 /* rename(2) QID from one queue to another and fsync both directories.
  * Paths relative to the current directory (daemons chdir to the spool). */
 int queue_move(const char *qid, const char *from_queue, const char *to_queue);
+/* queue_move without the fsyncs, for callers that move many files and then
+ * make the moves durable at once with fsync_dir on both directories (the
+ * directory of a path: queue_path, then cut at the last '/'). */
+int queue_rename(const char *qid, const char *from_queue, const char *to_queue);
 /* fsync a directory by path. */
 int fsync_dir(const char *path);
 /* Iterate every QID in a queue (hash subdirs too); skips dot-files and any
@@ -166,5 +170,9 @@ int queue_record_read(FILE *fp, int *type, strbuf *data, strbuf *err);
 
 /* Flip a recipient's status byte to RCPT_DONE and fsync.  0 ok, -1 error. */
 int queue_file_mark_done(int fd, off_t status_offset);
+/* The same without the fsync: for a file that is removed right after
+ * (the removal is the record; a crash in between at worst repeats the
+ * delivery, never loses it). */
+int queue_file_mark_done_nosync(int fd, off_t status_offset);
 
 #endif

@@ -3,7 +3,7 @@
  * directory fsync and scanning.
  *
  * Interface (queue.h): queue_path, queue_dirs_create, queue_move,
- * fsync_dir, queue_scan, queue_purge_temp.  Also queue_is_hashed() for the other queue_*.c.
+ * queue_rename, fsync_dir, queue_scan, queue_purge_temp.  Also queue_is_hashed() for the other queue_*.c.
  *
  * Contract:
  *   - deferred/ defer/ bounce/ trace/ are hashed one level by qid[13], the
@@ -13,6 +13,8 @@
  *     directory and then of the source directory: after it returns 0 the
  *     move survives a crash.  A crash in between leaves the file in exactly
  *     one of the two places (rename is atomic), never lost.
+ *   - queue_rename() is the rename alone; the caller makes a batch of
+ *     moves durable with one fsync_dir() per directory involved.
  *   - queue_path() never yields a path outside the queue: an id that is
  *     empty, starts with '.' or holds a '/' maps to QUEUE/.invalid-queue-id,
  *     which never exists.  Callers should still check queue_id_valid().
@@ -183,6 +185,21 @@ int queue_move(const char *qid, const char *from_queue, const char *to_queue)
     strbuf_release(&from);
     strbuf_release(&to);
     strbuf_release(&dir);
+    errno = saved;
+    return rc;
+}
+
+int queue_rename(const char *qid, const char *from_queue, const char *to_queue)
+{
+    strbuf from, to;
+    strbuf_init(&from);
+    strbuf_init(&to);
+    queue_path(&from, from_queue, qid);
+    queue_path(&to, to_queue, qid);
+    int rc = rename(from.data, to.data);
+    int saved = errno;
+    strbuf_release(&from);
+    strbuf_release(&to);
     errno = saved;
     return rc;
 }

@@ -4,7 +4,7 @@
  *
  * Interface (queue.h): queue_message_load, queue_message_free,
  * queue_message_attr, queue_content_open/next/close, queue_record_read,
- * queue_file_mark_done.
+ * queue_file_mark_done, queue_file_mark_done_nosync.
  *
  * Contract:
  *   - Reads use pread() at offsets we track ourselves, never the fd's file
@@ -604,7 +604,7 @@ void queue_content_close(queue_content_reader *r)
 
 /* ---- marking ----------------------------------------------------------- */
 
-int queue_file_mark_done(int fd, off_t status_offset)
+static int mark_done(int fd, off_t status_offset, int sync)
 {
     char c;
     ssize_t n;
@@ -632,5 +632,15 @@ int queue_file_mark_done(int fd, off_t status_offset)
         }
     }
     /* fsync even when already done: the earlier write may not be durable. */
-    return fsync(fd);
+    return sync ? fsync(fd) : 0;
+}
+
+int queue_file_mark_done(int fd, off_t status_offset)
+{
+    return mark_done(fd, status_offset, 1);
+}
+
+int queue_file_mark_done_nosync(int fd, off_t status_offset)
+{
+    return mark_done(fd, status_offset, 0);
 }

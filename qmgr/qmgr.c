@@ -10,7 +10,8 @@
  * Everything qmgr knows it rebuilds from the queue at start: files left in
  * active/ by a crash are loaded again (their deliveries are retried), then
  * incoming/ is moved to active/, and deferred/ is scanned.  After that:
- * incoming/ is scanned on every wakeup (it is small); deferred/ every
+ * incoming/ is scanned after every loop turn that got wakeups (one scan
+ * however many arrived; it is small); deferred/ every
  * queue_run_delay and on flush, taking the messages whose mtime (their
  * next attempt time) has come - all of them on flush.  hold/ is never
  * scheduled.
@@ -219,6 +220,41 @@ static int have_room(void)
         && qmgr_active_rcpts < qmgr_var.rcpt_limit;
 }
 
+/* Directories that received or lost a file in this feeding turn. */
+struct dir_set { char **dirs; int n; };
+
+static void dir_set_add(struct dir_set *set, const char *queue_name, const char *qid)
+{
+    strbuf path;
+    strbuf_init(&path);
+    queue_path(&path, queue_name, qid);
+    char *slash = strrchr(path.data, '/');
+    if (slash)
+        strbuf_truncate(&path, (size_t) (slash - path.data));
+    for (int i = 0; i < set->n; i++)
+        if (strcmp(set->dirs[i], path.data) == 0) {
+            strbuf_release(&path);
+            return;
+        }
+    set->dirs = xrealloc(set->dirs, (size_t) (set->n + 1) * sizeof(char *));
+    set->dirs[set->n++] = strbuf_detach(&path, NULL);
+}
+
+/* One fsync per directory for the whole turn, before qmgr_schedule()
+ * starts any delivery of these messages: the moves are as durable as
+ * queue_move()'s, at a fraction of the cost under load. */
+static void dir_set_sync(struct dir_set *set)
+{
+    for (int i = 0; i < set->n; i++) {
+        if (fsync_dir(set->dirs[i]) < 0)
+            log_warning("fsync %s/: %s", set->dirs[i], strerror(errno));
+        xfree(set->dirs[i]);
+    }
+    xfree(set->dirs);
+    set->dirs = NULL;
+    set->n = 0;
+}
+
 /* Move backlog into the active queue while there is room, at most
  * LOADS_PER_TURN messages so the loop keeps answering wakeups (cleanup
  * waits for that reply).  Returns 1 when more could be loaded now. */
@@ -226,10 +262,14 @@ static int have_room(void)
 static int feed_active_queue(void)
 {
     static int turn;
+    struct dir_set moved = { NULL, 0 };
+    int more = 0;
     for (int loads = 0; have_room(); loads++) {
-        if (loads == LOADS_PER_TURN)
-            return backlog_head[FROM_ACTIVE] || backlog_head[FROM_INCOMING]
+        if (loads == LOADS_PER_TURN) {
+            more = backlog_head[FROM_ACTIVE] || backlog_head[FROM_INCOMING]
                 || backlog_head[FROM_DEFERRED];
+            break;
+        }
         struct backlog_entry *e = backlog_take(FROM_ACTIVE);
         if (e) {
             qmgr_message_load(e->qid, e->flushed);
@@ -247,16 +287,20 @@ static int feed_active_queue(void)
             e = backlog_take(second);
         }
         if (e == NULL)
-            return 0;
+            break;
         const char *from = src == FROM_INCOMING ? "incoming" : "deferred";
-        if (queue_move(e->qid, from, "active") == 0)
+        if (queue_rename(e->qid, from, "active") == 0) {
+            dir_set_add(&moved, from, e->qid);
+            dir_set_add(&moved, "active", e->qid);
             qmgr_message_load(e->qid, e->flushed);
-        else if (errno != ENOENT)
+        } else if (errno != ENOENT) {
             log_warning("%s: cannot move from %s/ to active/: %s", e->qid, from,
                         strerror(errno));
+        }
         backlog_entry_free(e);
     }
-    return 0;
+    dir_set_sync(&moved);
+    return more;
 }
 
 /* ---- public/qmgr clients ---- */
@@ -270,6 +314,7 @@ struct client {
 
 static struct client *clients;
 static time_t next_deferred_scan;
+static int incoming_scan_wanted;
 
 static void client_close(struct client *c)
 {
@@ -305,7 +350,7 @@ static void handle_request(struct client *c, const ipc_record *r)
     const char *req = ipc_record_get_str(r, "request");
     if (req && strcmp(req, "wakeup") == 0) {
         client_reply(c, 0, NULL);
-        scan_queue(FROM_INCOMING, 0);
+        incoming_scan_wanted = 1;       /* one scan for all of this turn's wakeups */
     } else if (req && strcmp(req, "flush") == 0) {
         client_reply(c, 0, NULL);
         log_info("flush: retrying deferred mail");
@@ -530,6 +575,11 @@ static void qmgr_run(int listen_fd)
                 qmgr_bounce_event(owners[i], pfd[i].revents);
                 break;
             }
+        }
+
+        if (incoming_scan_wanted && !qmgr_terminating) {
+            incoming_scan_wanted = 0;
+            scan_queue(FROM_INCOMING, 0);
         }
 
         now = time(NULL);

@@ -309,6 +309,15 @@ START_TEST(move_between_queues)
     ck_assert_int_eq(errno, ENOENT);
     ck_assert_int_eq(fsync_dir("active"), 0);
     ck_assert_int_eq(fsync_dir("nonexistent"), -1);
+    /* queue_rename: the same move, without the fsyncs, same errors. */
+    ck_assert_int_eq(queue_rename(qid, "active", "deferred"), 0);
+    ck_assert_int_eq(access(p.data, F_OK), -1);
+    queue_path(&p, "deferred", qid);
+    ck_assert_int_eq(access(p.data, F_OK), 0);
+    ck_assert_int_eq(queue_rename(qid, "active", "hold"), -1);
+    ck_assert_int_eq(errno, ENOENT);
+    ck_assert_int_eq(queue_rename("../escape", "deferred", "active"), -1);
+    ck_assert_int_eq(access(p.data, F_OK), 0);
     strbuf_release(&p);
     xfree(qid);
 }
@@ -576,8 +585,11 @@ START_TEST(mark_done_flips_one_byte)
         }
     }
     ck_assert_int_eq(diffs, 1);
-    /* Marking again is harmless. */
+    /* Marking again is harmless, with or without the fsync. */
     ck_assert_int_eq(queue_file_mark_done(fd, off), 0);
+    ck_assert_int_eq(queue_file_mark_done_nosync(fd, off), 0);
+    ck_assert_int_eq(queue_file_mark_done_nosync(fd, 0), -1);
+    ck_assert_int_eq(errno, EINVAL);
     /* A wrong offset is refused and changes nothing. */
     ck_assert_int_eq(queue_file_mark_done(fd, 0), -1);
     ck_assert_int_eq(errno, EINVAL);
@@ -592,6 +604,14 @@ START_TEST(mark_done_flips_one_byte)
     ck_assert_int_eq(again.rcpts[0].status, RCPT_PENDING);
     ck_assert_int_eq(again.rcpts[1].status, RCPT_DONE);
     ck_assert_int_eq(again.rcpts[2].status, RCPT_PENDING);
+    off_t third = again.rcpts[2].status_offset;
+    queue_message_free(&again);
+    /* The unsynced variant flips the same way. */
+    ck_assert_int_eq(queue_file_mark_done_nosync(fd, third), 0);
+    close(fd2);
+    open_and_load(path.data, qid, &again, &fd2);
+    ck_assert_int_eq(again.rcpts[2].status, RCPT_DONE);
+    ck_assert_int_eq(again.rcpts[0].status, RCPT_PENDING);
     queue_message_free(&again);
     close(fd);
     close(fd2);
