@@ -62,17 +62,22 @@ void local_result_add(struct local_attempt *a, enum local_status status,
 
     if (status == LOCAL_SENT) {
         r->ndelivered++;
-        if (r->status == LOCAL_SENT && !reason_listed(&r->reason, strbuf_str(&text))) {
+        if (!reason_listed(&r->successes, strbuf_str(&text))) {
             if (r->nreasons < REASON_SUCCESS_MAX) {
-                if (r->reason.len)
-                    strbuf_append_str(&r->reason, ", ");
-                strbuf_append(&r->reason, text.data, text.len);
+                if (r->successes.len)
+                    strbuf_append_str(&r->successes, ", ");
+                strbuf_append(&r->successes, text.data, text.len);
             } else if (r->nreasons == REASON_SUCCESS_MAX) {
-                strbuf_append_str(&r->reason, ", ...");
+                strbuf_append_str(&r->successes, ", ...");
             }
             r->nreasons++;
         }
-    } else if (status > r->status || (status == r->status && r->dsn.len == 0)) {
+        strbuf_release(&text);
+        return;
+    }
+    if (status == LOCAL_DEFER)
+        r->ndeferred++;
+    if (status > r->status || (status == r->status && r->dsn.len == 0)) {
         /* the first failure of the worst kind explains the outcome */
         r->status = status;
         strbuf_set_str(&r->dsn, dsn);
@@ -112,7 +117,8 @@ static void local_reply(ipc_stream *s, ipc_record *rec, const char *rcpt,
     ipc_record_add_str(rec, "status", names[r->status]);
     ipc_record_add_str(rec, "dsn", r->status == LOCAL_SENT ? "2.0.0" : strbuf_str(&r->dsn));
     ipc_record_add_str(rec, "relay", "local");
-    ipc_record_add_str(rec, "reason", strbuf_str(&r->reason));
+    ipc_record_add_str(rec, "reason",
+                       strbuf_str(r->status == LOCAL_SENT ? &r->successes : &r->reason));
     if (ipc_send(s, rec) < 0)
         log_warning("%s: reply to qmgr: %s", rcpt, ipc_error(s));
 }
@@ -129,6 +135,7 @@ static void local_attempt_init(struct local_attempt *a, struct local_request *re
     a->delivered_to = rcpt;
     strbuf_init(&a->result.dsn);
     strbuf_init(&a->result.reason);
+    strbuf_init(&a->result.successes);
     a->result.status = LOCAL_SENT;
 }
 
@@ -145,6 +152,13 @@ static void local_attempt_free(struct local_attempt *a)
     xfree(a->forward_stack);
     strbuf_release(&a->result.dsn);
     strbuf_release(&a->result.reason);
+    strbuf_release(&a->result.successes);
+    for (int i = 0; i < a->nretry; i++) {
+        xfree(a->retry_name[i]);
+        xfree(a->retry_sender[i]);
+    }
+    xfree(a->retry_name);
+    xfree(a->retry_sender);
 }
 
 static void local_request_free(struct local_request *req)

@@ -14,7 +14,10 @@
  * and never returns with a changed effective identity.  Statuses rank
  * sent < bounced < deferred: a recipient whose expansion had one deferred
  * destination is deferred as a whole (retried later; the destinations that
- * already got it may get it twice, never zero times).
+ * already got it may get it twice, never zero times) -- except that
+ * deferred mailbox deliveries of an expansion that otherwise got through
+ * are resubmitted as a new message to those users (local_resolve.c), so
+ * the recipient is done and nobody gets a second copy.
  */
 #ifndef POSTERN_LOCAL_H
 #define POSTERN_LOCAL_H
@@ -41,9 +44,11 @@ struct local_user {
 struct local_result {
     enum local_status status;
     int ndelivered;
-    int nreasons;               /* distinct success texts in reason */
+    int ndeferred;              /* deferred destinations */
+    int nreasons;               /* distinct success texts in successes */
     strbuf dsn;
-    strbuf reason;              /* of the worst failure, or the successes */
+    strbuf reason;              /* of the worst failure */
+    strbuf successes;           /* "delivered to ..., forwarded as ..." */
 };
 
 /* Destinations already handled for this message (duplicate filter). */
@@ -76,6 +81,7 @@ struct local_attempt {
     char *extension;            /* "" if none */
     char *domain;
     const char *sender;         /* sender for this expansion (owner-NAME) */
+    const char *owner;          /* "owner-NAME" while NAME's expansion runs */
     const char *delivered_to;   /* address for the Delivered-To: header */
     struct local_result result;
     char **alias_stack;         /* names being alias-expanded (loop guard) */
@@ -86,6 +92,9 @@ struct local_attempt {
     char **forward_addr;        /* addresses to resubmit through cleanup */
     char **forward_sender;      /* ... and the sender of each */
     int nforward;
+    char **retry_name;          /* users whose mailbox delivery deferred */
+    char **retry_sender;        /* ... and the sender of each */
+    int nretry;
 };
 
 /* local.c */

@@ -20,10 +20,23 @@
  * (default_privs for root); :include: -> the include file's owner unless
  * root, else the including context's identity.
  *
+ * Lists with an owner (as Postfix's local does): when owner-NAME exists,
+ * owner-NAME@$myorigin is the sender of NAME's expansion, and every local
+ * user in that expansion (a name that is not itself an alias, other than
+ * the owner alias) is not delivered directly but resubmitted through
+ * cleanup as USER@$myorigin: each member then has its own queue file
+ * record, so a member that bounces is reported to the owner, not to the
+ * original sender, and a member that defers is retried alone.
+ *
+ * Partial success: when an expansion got through to some destinations but
+ * some mailbox deliveries were deferred (and nothing else was), those
+ * users are resubmitted as a new message (same sender) and the recipient
+ * is done; so a retry never gives the others a second copy.  Deferred
+ * commands, files or :include: reads still defer the whole recipient.
+ *
  * Contract: expansion is bounded in depth (LOCAL_MAX_DEPTH) and size
  * (LOCAL_MAX_DESTINATIONS); each destination is delivered at most once per
- * message (duplicate filter, duplicate_filter_limit entries); an owner-NAME
- * alias makes owner-NAME@$myorigin the sender of NAME's expansion.
+ * message (duplicate filter, duplicate_filter_limit entries).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -526,6 +539,7 @@ static int expand_alias(struct local_attempt *a, const char *name, const char *u
 
     /* owner-NAME: errors and forwarded copies of NAME's expansion go there */
     const char *saved_sender = a->sender;
+    const char *saved_owner = a->owner;
     strbuf owner_addr, owner_value;
     strbuf_init(&owner_addr);
     strbuf_init(&owner_value);
@@ -533,6 +547,9 @@ static int expand_alias(struct local_attempt *a, const char *name, const char *u
         strbuf_printf(&owner_addr, "owner-%s", key);
         uid_t ignored;
         if (alias_lookup(strbuf_str(&owner_addr), &owner_value, &ignored) == 1) {
+            /* owner_value is no longer needed: it keeps the bare name */
+            strbuf_set(&owner_value, owner_addr.data, owner_addr.len);
+            a->owner = strbuf_str(&owner_value);
             strbuf_appendf(&owner_addr, "@%s", config_str("myorigin"));
             a->sender = strbuf_str(&owner_addr);
         }
@@ -550,6 +567,7 @@ static int expand_alias(struct local_attempt *a, const char *name, const char *u
     stack_pop(a->alias_stack, &a->nalias_stack);
     local_user_free(&ident);
     a->sender = saved_sender;
+    a->owner = saved_owner;
     strbuf_release(&owner_addr);
     strbuf_release(&owner_value);
     strbuf_release(&value);
@@ -615,6 +633,15 @@ static void expand_local(struct local_attempt *a, const char *name, int level,
         local_result_add(a, LOCAL_BOUNCE, "5.1.3", "bad address syntax: \"%s\"", user);
         goto out;
     }
+    if (a->owner != NULL && !no_expand && strcmp(user, a->owner) != 0) {
+        /* a member of a list with an owner: its own queue file record */
+        strbuf addr;
+        strbuf_init(&addr);
+        strbuf_printf(&addr, "%s@%s", name, config_str("myorigin"));
+        local_forward_add(a, strbuf_str(&addr));
+        strbuf_release(&addr);
+        goto out;
+    }
     struct local_user pw;
     int found = local_user_lookup(user, &pw);
     if (!found && local_is_root) {
@@ -627,12 +654,49 @@ static void expand_local(struct local_attempt *a, const char *name, int level,
         local_user_free(&pw);
         goto out;
     }
+    int deferred_before = a->result.ndeferred;
     local_deliver_mailbox(a, user, found ? &pw : NULL);
+    if (a->result.ndeferred > deferred_before && level > 0) {
+        /* may be resubmitted alone if the rest of the expansion got through */
+        a->retry_name = xrealloc(a->retry_name, (size_t) (a->nretry + 1) * sizeof(char *));
+        a->retry_sender = xrealloc(a->retry_sender, (size_t) (a->nretry + 1) * sizeof(char *));
+        a->retry_name[a->nretry] = xstrdup(name);
+        a->retry_sender[a->nretry] = xstrdup(a->sender);
+        a->nretry++;
+    }
     if (found)
         local_user_free(&pw);
 out:
     xfree(user);
     xfree(ext);
+}
+
+/* Partial success (see the top): the deferred mailbox deliveries become
+ * a new message to those users, and the recipient's failure is cleared.
+ * Only when every deferral was such a delivery and something else got (or
+ * is about to get) the message. */
+static void resubmit_deferred_members(struct local_attempt *a)
+{
+    struct local_result *r = &a->result;
+    if (r->status != LOCAL_DEFER || a->nretry == 0 || r->ndeferred != a->nretry
+        || r->ndelivered + a->nforward == 0)
+        return;
+    const char *saved_sender = a->sender;
+    strbuf addr;
+    strbuf_init(&addr);
+    for (int i = 0; i < a->nretry; i++) {
+        log_info("%s: %s: mailbox of %s deferred: resubmitted to it alone", a->req->qid,
+                 a->rcpt, a->retry_name[i]);
+        strbuf_printf(&addr, "%s@%s", a->retry_name[i], config_str("myorigin"));
+        a->sender = a->retry_sender[i];
+        local_forward_add(a, strbuf_str(&addr));
+    }
+    a->sender = saved_sender;
+    strbuf_release(&addr);
+    r->status = LOCAL_SENT;
+    r->ndeferred = 0;
+    strbuf_reset(&r->dsn);
+    strbuf_reset(&r->reason);
 }
 
 void local_resolve(struct local_attempt *a)
@@ -664,5 +728,6 @@ void local_resolve(struct local_attempt *a)
         return;
     }
     expand_local(a, a->local_part, 0, 0);
+    resubmit_deferred_members(a);
     local_forward_flush(a);
 }

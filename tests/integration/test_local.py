@@ -350,22 +350,58 @@ def test_forward_through_cleanup_with_owner_alias():
             fake.close()
         r = one(replies, "list@t.example")
         assert r["status"] == "sent", r
-        assert "forwarded as FAKE0001" in r["reason"] and "delivered to maildir" in r["reason"]
+        assert r["reason"] == "forwarded as FAKE0001", r
         assert one(replies, "fwd@t.example")["reason"] == "forwarded as FAKE0002"
         assert len(fake.sessions) == 2
         env = fake.sessions[0][0]
         d = dict(env)
         assert d["request"] == "enqueue" and d["origin"] == "local"
-        # owner-list exists: the list's copies carry owner-list@$myorigin as sender
+        # owner-list exists: the list's copies carry owner-list@$myorigin as
+        # sender, and the local member kate is resubmitted too (her own queue
+        # file record: a failure of hers goes to the owner), not delivered here
         assert d["sender"] == "owner-list@test.example"
-        assert [v for n, v in env if n == "rcpt"] == ["Ext@Remote.example", "other@remote.example"]
+        assert [v for n, v in env if n == "rcpt"] == ["Ext@Remote.example", "kate@test.example",
+                                                       "other@remote.example"]
         content = "".join(v for rec in fake.sessions[0][1:] for n, v in rec if n == "data")
         assert content.startswith("Delivered-To: list@t.example\nSubject: hello\n")
         assert content.endswith("last line\n")
         assert dict(fake.sessions[1][0])["sender"] == "s@x.example"
-        # kate's mailbox copy also has the owner as Return-Path
-        assert maildir_messages(ld.path("mail", "kate"))[0].startswith(
-            "Return-Path: <owner-list@test.example>\n")
+        assert maildir_messages(ld.path("mail", "kate")) == []
+
+
+def test_list_member_deferral_is_resubmitted_alone():
+    """A list that reached some members and deferred one mailbox: that
+    member gets a new message of its own, the list recipient is done (a
+    retry would give the others a second copy).  A deferral nothing else
+    got past, or of a command, still defers the whole recipient."""
+    with LocalDir() as ld:
+        ld.write_aliases("team: bob, carol, far@remote.example\n"
+                         "solo: carol\n"
+                         "mixed: dave, \"|exit 75\"\n")
+        with open(ld.path("mail", "carol"), "w") as f:     # no Maildir can be made there
+            f.write("not a directory\n")
+        fake = FakeCleanup(ld)
+        try:
+            replies = deliver(ld, "s@x.example", ["team@t.example", "solo@t.example",
+                                                  "mixed@t.example"], MSG)
+        finally:
+            fake.close()
+        r = one(replies, "team@t.example")
+        assert r["status"] == "sent", r
+        assert r["reason"] == "delivered to maildir, forwarded as FAKE0001", r
+        assert len(maildir_messages(ld.path("mail", "bob"))) == 1
+        assert len(fake.sessions) == 1
+        env = fake.sessions[0][0]
+        assert dict(env)["sender"] == "s@x.example"
+        assert [v for n, v in env if n == "rcpt"] == ["far@remote.example", "carol@test.example"]
+        assert re.search(r"team@t.example: mailbox of carol deferred: resubmitted to it alone",
+                         read(ld.log))
+        r = one(replies, "solo@t.example")
+        assert r["status"] == "deferred" and r["dsn"] == "4.2.0", r
+        assert "cannot create maildir" in r["reason"], r
+        r = one(replies, "mixed@t.example")
+        assert r["status"] == "deferred", r
+        assert "exit 75" in r["reason"] or r["dsn"].startswith("4."), r
 
 
 def test_forward_failure_defers_or_bounces():

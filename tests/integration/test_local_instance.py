@@ -144,3 +144,43 @@ def test_root_instance_identities():
         assert os.stat(os.path.join(new, names[0])).st_uid == nobody.pw_uid
         with open(os.path.join(out, "uid")) as f:
             assert f.read().strip() == str(nobody.pw_uid)
+
+
+def test_list_member_bounce_goes_to_the_list_owner():
+    """owner-list exists: list members get their own queue file records
+    (resubmitted with sender owner-list@$myorigin), so a member that
+    bounces is reported to the owner -- whose alias delivers it to kate --
+    and not to the original sender."""
+    import email
+    import email.policy
+    with harness.Instance(conf={"local_recipient_maps": ""}, start=False) as inst:
+        transport = os.path.join(inst.dir, "transport")
+        with open(transport, "w") as f:
+            f.write("ghost@localhost.localdomain error:5.1.1 ghost has left\n")
+        inst.edit_main_cf({"transport_maps": "texthash:" + transport})
+        add_aliases(inst, "list: bob, ghost\nowner-list: kate\n")
+        assert inst.postern("start").returncode == 0
+        harness.wait_for(lambda: harness.port_accepts(inst.port), 10, what="the smtp port")
+        send(inst, ["list@localhost"], "to the list")
+        inst.wait_log(r"to=<list@localhost>, relay=local, .*status=sent \(forwarded as [0-9A-F]+\)",
+                      timeout=20)
+        harness.wait_for(lambda: inst.mailbox("kate"), 30, what="the bounce at the owner")
+        bob = harness.wait_for(lambda: inst.mailbox("bob"), 30, what="bob's copy")
+        assert len(bob) == 1
+        assert bob[0].startswith("Return-Path: <owner-list@localhost.localdomain>\n"), bob[0][:200]
+        assert "Subject: to the list" in bob[0]
+        kate = inst.mailbox("kate")
+        assert len(kate) == 1
+        report = email.message_from_string(kate[0], policy=email.policy.compat32)
+        assert report.get_content_type() == "multipart/report"
+        status = report.get_payload()[1]
+        assert status.get_content_type() == "message/delivery-status"
+        groups = status.get_payload()
+        rcpt = [g for g in groups if g.get("Final-Recipient")]
+        assert len(rcpt) == 1
+        assert rcpt[0]["Final-Recipient"].endswith("ghost@localhost.localdomain")
+        assert rcpt[0]["Action"] == "failed" and rcpt[0]["Status"] == "5.1.1"
+        # The sender hears nothing: the list was delivered as far as it knows.
+        inst.wait_log(r"to=<ghost@localhost.localdomain>, .*status=bounced")
+        assert inst.mailbox("sender") == []
+        assert inst.mailbox("ghost") == []
