@@ -96,8 +96,18 @@ static void free_environment(char **env)
 void master_child_spawn(struct master_svc *svc)
 {
     char **env = child_environment();
+    /* Every signal is blocked across fork() until the child has put back
+     * the default actions: a signal that reaches the child earlier (say the
+     * SIGTERM of a reload right after the fork) would otherwise run the
+     * master's handler there and write into the master's own signal pipe,
+     * which the master would then take for a signal to itself (a SIGTERM:
+     * the whole mail system stopping). */
+    sigset_t all, saved;
+    sigfillset(&all);
+    sigprocmask(SIG_SETMASK, &all, &saved);
     pid_t pid = fork();
     if (pid < 0) {
+        sigprocmask(SIG_SETMASK, &saved, NULL);
         log_warning("fork: %m -- service %s throttled", svc->name);
         svc->throttle_until = master_now_ms() + 1000LL * config_time("service_throttle_time");
         free_environment(env);
@@ -113,18 +123,19 @@ void master_child_spawn(struct master_svc *svc)
         /* Own process group: a Ctrl-C at `master -f` (make run) reaches the
          * master only, which then stops the children gracefully. */
         (void)setpgid(0, 0);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
         signal(SIGPIPE, SIG_DFL);
         signal(SIGHUP, SIG_DFL);
         signal(SIGTERM, SIG_DFL);
         signal(SIGINT, SIG_DFL);
         signal(SIGCHLD, SIG_DFL);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         execve(svc->program, svc->argv, env);
         log_warning("exec %s: %m", svc->program);
         _exit(127);
     }
+    sigprocmask(SIG_SETMASK, &saved, NULL);
     free_environment(env);
     struct master_child *c = xcalloc(1, sizeof(*c));
     c->pid = pid;
