@@ -37,7 +37,7 @@ CFLAGS  += $(OPT) -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow \
 LDFLAGS += $(SANITIZE)
 LIBS     = $(PKG_LIBS) -ldb -lresolv
 
-DAEMONS  := master smtpd cleanup pickup qmgr smtp local
+DAEMONS  := master smtpd cleanup pickup qmgr smtp local showq
 CLIPROGS := postern sendmail postdrop
 
 # Only programs whose directory holds sources are built (pieces land one by one).

@@ -3,7 +3,9 @@
  *
  * One long-running SERVER_EVENT process.  Its loop watches the public/qmgr
  * listener (clients send {request=wakeup} after queueing new mail, or
- * {request=flush} to retry deferred mail now; each gets {status=0}), the
+ * {request=flush} to retry deferred mail now; each gets {status=0}; root
+ * and mail_owner may send {request=admin} for queue surgery on active
+ * mail, doc/internals.md), the
  * running delivery requests (qmgr_sched.c), and the notice children
  * (qmgr_bounce.c).
  *
@@ -53,6 +55,7 @@
 #include "ipc.h"
 #include "log.h"
 #include "mem.h"
+#include "queue_admin.h"
 #include "server.h"
 
 #define CLIENT_TIMEOUT 10
@@ -315,6 +318,12 @@ struct client {
 static struct client *clients;
 static time_t next_deferred_scan;
 static int incoming_scan_wanted;
+static int cancel_pending;
+
+void qmgr_rescan_incoming(void)
+{
+    incoming_scan_wanted = 1;
+}
 
 static void client_close(struct client *c)
 {
@@ -345,18 +354,89 @@ static void client_reply(struct client *c, int status, const char *reason)
     ipc_record_free(r);
 }
 
+/* Only root and mail_owner (our own uid) may change the queue. */
+static int client_may_change_queue(const struct client *c)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+        return 0;
+    return cred.uid == 0 || cred.uid == geteuid();
+}
+
+/* {request=admin, action=delete|hold|requeue, queue_id=QID...}: the
+ * messages qmgr holds in memory are marked (no new deliveries; the
+ * action is applied when their running deliveries end); files in
+ * active/ that are not loaded yet (backlog) are handled at once.  Reply
+ * {status=0, missing=QID...} naming those not in the active queue: the
+ * client looks for them elsewhere. */
+static void handle_admin(struct client *c, const ipc_record *r)
+{
+    const char *act = ipc_record_get_str(r, "action");
+    int action = act ? queue_admin_action_parse(act) : QA_NONE;
+    if (!client_may_change_queue(c)) {
+        client_reply(c, 1, "permission denied");
+        return;
+    }
+    if (action != QA_DELETE && action != QA_HOLD && action != QA_REQUEUE) {
+        client_reply(c, 1, "unknown action");
+        return;
+    }
+    ipc_record *reply = ipc_record_new();
+    ipc_record_add_int(reply, "status", 0);
+    for (size_t i = 0; i < r->n; i++) {
+        if (strcmp(r->attrs[i].name, "queue_id") != 0)
+            continue;
+        const char *qid = strbuf_str(&r->attrs[i].value);
+        if (!queue_id_valid(qid)) {
+            ipc_record_add_str(reply, "missing", qid);
+            continue;
+        }
+        if (qmgr_message_admin(qid, action)) {
+            cancel_pending = 1;
+            continue;
+        }
+        int rc = queue_admin_apply(action, "active", qid);
+        if (rc > 0) {
+            log_info("%s: %s", qid, queue_admin_done_text(action));
+            if (action == QA_REQUEUE)
+                incoming_scan_wanted = 1;
+        } else if (rc < 0) {
+            if (errno != ENOENT)
+                log_warning("%s: cannot %s: %s", qid, act, strerror(errno));
+            ipc_record_add_str(reply, "missing", qid);
+        }
+    }
+    strbuf out;
+    strbuf_init(&out);
+    ipc_encode(reply, &out);
+    /* A blocking write with the client's timeout would stall the loop;
+     * the reply is small (at most the request's size) and the socket
+     * buffer takes it. */
+    if (write(c->fd, out.data, out.len) != (ssize_t) out.len)
+        log_warning("admin reply to client: short write");
+    strbuf_release(&out);
+    ipc_record_free(reply);
+}
+
 static void handle_request(struct client *c, const ipc_record *r)
 {
     const char *req = ipc_record_get_str(r, "request");
     if (req && strcmp(req, "wakeup") == 0) {
+        const char *queue = ipc_record_get_str(r, "queue");
         client_reply(c, 0, NULL);
-        incoming_scan_wanted = 1;       /* one scan for all of this turn's wakeups */
+        if (queue && strcmp(queue, "deferred") == 0)
+            scan_queue(FROM_DEFERRED, 0);       /* released from hold */
+        else
+            incoming_scan_wanted = 1;   /* one scan for all of this turn's wakeups */
     } else if (req && strcmp(req, "flush") == 0) {
         client_reply(c, 0, NULL);
         log_info("flush: retrying deferred mail");
         qmgr_sched_revive_all();
         scan_queue(FROM_INCOMING, 0);
         scan_queue(FROM_DEFERRED, 1);
+    } else if (req && strcmp(req, "admin") == 0) {
+        handle_admin(c, r);
     } else {
         client_reply(c, 1, "unknown request");
     }
@@ -501,6 +581,10 @@ static void qmgr_run(int listen_fd)
                 exit(0);
             }
         } else {
+            if (cancel_pending) {
+                cancel_pending = 0;
+                qmgr_sched_cancel_doomed();
+            }
             more = feed_active_queue();
             qmgr_schedule();
         }

@@ -57,6 +57,8 @@ struct qmgr_message {
     int bounces_outstanding;
     int round_phase;            /* 0 delivering, 1 notices started */
     int flushed;                /* defer_transports lifted */
+    int admin_action;           /* QA_* from postern queue: no new deliveries,
+                                 * applied at the end of the round */
     double active_time;         /* when it entered the active queue */
     struct qmgr_message *prev, *next;
 };
@@ -143,6 +145,8 @@ extern int qmgr_active_messages;
 extern long long qmgr_active_rcpts;
 
 double qmgr_now(void);
+/* Look at incoming/ again on the next turn (a requeued message). */
+void qmgr_rescan_incoming(void);
 /* Format a delay for log lines: "0.12", "3.4", "125". */
 void qmgr_format_delay(strbuf *out, double seconds);
 
@@ -161,6 +165,11 @@ void qmgr_message_check(struct qmgr_message *msg);
 void qmgr_message_bounce_done(struct qmgr_message *msg, int kind, const int *idx,
                               int n, int ok, const char *new_qid, const char *why);
 int qmgr_message_known(const char *qid);
+/* postern queue delete|hold|requeue of a message in the active queue:
+ * 1 when it is in memory (its waiting deliveries are cancelled, running
+ * ones finish, and the action is applied when the round ends), 0 when
+ * qmgr does not hold it. */
+int qmgr_message_admin(const char *qid, int action);
 
 /* ---- qmgr_sched.c ---- */
 void qmgr_sched_init(void);
@@ -175,6 +184,8 @@ void qmgr_dest_add_rcpt(struct qmgr_dest *d, struct qmgr_message *msg, int idx);
 void qmgr_sched_release(void);
 /* Start whatever the limits allow. */
 void qmgr_schedule(void);
+/* Drop the waiting jobs of messages with an admin action. */
+void qmgr_sched_cancel_doomed(void);
 /* Forget dead marks (flush). */
 void qmgr_sched_revive_all(void);
 /* Free destinations with nothing running, waiting or remembered. */

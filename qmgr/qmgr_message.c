@@ -28,6 +28,7 @@
 
 #include "qmgr.h"
 #include "backoff.h"
+#include "queue_admin.h"
 #include "config.h"
 #include "defer_log.h"
 #include "dsn.h"
@@ -83,6 +84,19 @@ static void resolver_init(void)
 int qmgr_message_known(const char *qid)
 {
     return qid_set_has(&active_ids, qid);
+}
+
+int qmgr_message_admin(const char *qid, int action)
+{
+    for (struct qmgr_message *m = messages; m; m = m->next)
+        if (strcmp(m->qid, qid) == 0) {
+            /* delete outranks hold outranks requeue */
+            if (m->admin_action == QA_NONE || action == QA_DELETE
+                || (action == QA_HOLD && m->admin_action == QA_REQUEUE))
+                m->admin_action = action;
+            return 1;
+        }
+    return 0;
 }
 
 static int transport_deferred(const char *name)
@@ -541,6 +555,20 @@ void qmgr_message_bounce_done(struct qmgr_message *m, int kind, const int *idx,
     qmgr_message_check(m);
 }
 
+/* Phase 2 for a message the administrator deleted, held or requeued
+ * while it was active: done now that no delivery of it is running. */
+static void round_end_admin(struct qmgr_message *m)
+{
+    if (queue_admin_apply(m->admin_action, "active", m->qid) < 0)
+        log_warning("%s: cannot %s: %s", m->qid, queue_admin_action_name(m->admin_action),
+                    strerror(errno));
+    else
+        log_info("%s: %s", m->qid, queue_admin_done_text(m->admin_action));
+    if (m->admin_action == QA_REQUEUE)
+        qmgr_rescan_incoming();
+    message_free(m);
+}
+
 /* Phase 2: remove, or defer until the next attempt. */
 static void round_end(struct qmgr_message *m)
 {
@@ -548,6 +576,10 @@ static void round_end(struct qmgr_message *m)
     for (int i = 0; i < m->msg.nrcpt; i++)
         if (m->msg.rcpts[i].status == RCPT_PENDING)
             pending++;
+    if (pending > 0 && m->admin_action != QA_NONE) {
+        round_end_admin(m);
+        return;
+    }
     strbuf path, dpath;
     strbuf_init(&path);
     strbuf_init(&dpath);
@@ -580,7 +612,10 @@ void qmgr_message_check(struct qmgr_message *m)
         return;
     if (m->round_phase == 0) {
         m->round_phase = 1;
-        round_notices(m);
+        /* An admin action ends the round without notices: deleted mail
+         * is not bounced, held or requeued mail gets its next round. */
+        if (m->admin_action == QA_NONE)
+            round_notices(m);
     }
     if (m->bounces_outstanding > 0)
         return;

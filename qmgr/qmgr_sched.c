@@ -330,6 +330,45 @@ static void dest_flush_dead(struct qmgr_dest *d)
     strbuf_release(&why);
 }
 
+/* A waiting job of a message the administrator deleted, held or
+ * requeued: its recipients stay pending, without a deferral record (the
+ * admin action, not a delivery, ended their round). */
+static void job_cancel(struct qmgr_job *j)
+{
+    struct qmgr_message *msg = j->msg;
+    for (int i = 0; i < j->nrcpt; i++)
+        if (msg->rcpts[j->rcpt_idx[i]].state == QR_QUEUED)
+            msg->rcpts[j->rcpt_idx[i]].state = QR_DEFERRED;
+    msg->jobs_outstanding--;
+    job_free(j);
+    qmgr_message_check(msg);
+}
+
+void qmgr_sched_cancel_doomed(void)
+{
+    for (int h = 0; h < DEST_HASH_SIZE; h++)
+        for (struct qmgr_dest *d = dest_hash[h]; d; d = d->hash_next) {
+            struct qmgr_job *keep_head = NULL, *keep_tail = NULL, *j = d->queue_head;
+            d->queue_head = d->queue_tail = NULL;
+            while (j) {
+                struct qmgr_job *next = j->next;
+                if (j->msg->admin_action) {
+                    job_cancel(j);
+                } else {
+                    j->next = NULL;
+                    if (keep_tail)
+                        keep_tail->next = j;
+                    else
+                        keep_head = j;
+                    keep_tail = j;
+                }
+                j = next;
+            }
+            d->queue_head = keep_head;
+            d->queue_tail = keep_tail;
+        }
+}
+
 /* Concurrency feedback after a request ended. */
 static void dest_feedback(struct qmgr_dest *d, int failed, const char *dsn,
                           const char *reason)
@@ -419,6 +458,10 @@ static void build_request(struct qmgr_job *j)
 static int job_start(struct qmgr_job *j)
 {
     struct qmgr_dest *d = j->dest;
+    if (j->msg->admin_action) {
+        job_cancel(j);
+        return -1;
+    }
     j->start_time = qmgr_now();
     j->deadline = time(NULL) + (time_t) qmgr_var.ipc_timeout;
     j->next = running;

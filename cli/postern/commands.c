@@ -15,5 +15,9 @@ const struct postern_command postern_commands[] = {
     { "check", postern_cmd_check, "check" },
     { "init", postern_cmd_init, "init DIR [--port N]" },
     { "map", postern_cmd_map, "map build TYPE:FILE... | map query [-a] [-d DELIMS] MAPS KEY" },
+    { "queue", postern_cmd_queue, "queue [list] [-j] [ID...|ALL] [--from ADDR|DOMAIN] [--to ADDR|DOMAIN]" },
+    { "queue", postern_cmd_queue, "queue delete|hold|release|requeue ID...|ALL [--from ...] [--to ...]" },
+    { "queue", postern_cmd_queue, "queue cat [-e] [-h] [-b] ID" },
+    { "flush", postern_cmd_flush, "flush" },
     { NULL, NULL, NULL },
 };

@@ -2,18 +2,43 @@
  * postern.c - main() of the postern command: global options, dispatch.
  * See postern.h for the interface shared with the subcommands.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
+#include "ipc.h"
 #include "log.h"
 #include "master_lock.h"
 #include "postern.h"
 #include "strbuf.h"
 
 static const char *postern_dir_arg;
+
+/* When installed setgid setgid_group (as Postfix's postqueue is), the
+ * group is dropped at once and raised only around connect() to a public/
+ * socket; everything else runs with the caller's own privileges. */
+static gid_t postern_saved_egid;
+static int postern_setgid;
+
+int postern_connect_public(const char *service, int timeout)
+{
+    strbuf path;
+    strbuf_init(&path);
+    strbuf_printf(&path, "%s/public/%s", config_str("queue_directory"), service);
+    if (postern_setgid && setegid(postern_saved_egid) < 0)
+        postern_fatal("setegid: %m");
+    int fd = ipc_connect_unix(strbuf_str(&path), timeout);
+    int saved = errno;
+    if (postern_setgid && setegid(getgid()) < 0)
+        postern_fatal("setegid: %m");
+    strbuf_release(&path);
+    errno = saved;
+    return fd;
+}
 
 const char *postern_config_dir(void)
 {
@@ -81,6 +106,14 @@ static void postern_usage(void)
 int main(int argc, char **argv)
 {
     int i;
+    if (getegid() != getgid()) {
+        postern_setgid = 1;
+        postern_saved_egid = getegid();
+        if (setegid(getgid()) < 0) {
+            fputs("postern: fatal: cannot drop the setgid group\n", stderr);
+            return 1;
+        }
+    }
     log_open("postern");
     for (i = 1; i < argc && argv[i][0] == '-'; i++) {
         if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {

@@ -30,6 +30,11 @@ extern const struct postern_command postern_commands[];
 
 const char *postern_config_dir(void);
 void postern_load_config(void);
+/* Connect to queue_directory/public/SERVICE (showq, qmgr): fd or -1
+ * (errno).  The only place a setgid postern uses its group. */
+int postern_connect_public(const char *service, int timeout);
+/* 1 when the caller is root or mail_owner (may change the queue). */
+int postern_is_queue_admin(void);
 /* The master's pid when it is running, else 0. */
 pid_t postern_master_pid(void);
 
@@ -45,5 +50,8 @@ int postern_cmd_status(int argc, char **argv);
 int postern_cmd_check(int argc, char **argv);
 int postern_cmd_init(int argc, char **argv);
 int postern_cmd_map(int argc, char **argv);
+int postern_cmd_queue(int argc, char **argv);
+int postern_cmd_flush(int argc, char **argv);
+int postern_cmd_conf(int argc, char **argv);
 
 #endif

@@ -1,0 +1,95 @@
+/*
+ * queue_admin.c - delete, hold, release and requeue one queue file
+ * (interface and contract in queue_admin.h).
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "queue.h"
+#include "queue_admin.h"
+
+static const char *const action_names[] = { "", "delete", "hold", "release", "requeue" };
+static const char *const done_texts[] = { "", "removed", "placed on hold",
+                                          "released from hold", "requeued" };
+
+int queue_admin_action_parse(const char *word)
+{
+    for (int a = QA_DELETE; a <= QA_REQUEUE; a++)
+        if (strcmp(word, action_names[a]) == 0)
+            return a;
+    return QA_NONE;
+}
+
+const char *queue_admin_action_name(int action)
+{
+    return action > QA_NONE && action <= QA_REQUEUE ? action_names[action] : "";
+}
+
+const char *queue_admin_done_text(int action)
+{
+    return action > QA_NONE && action <= QA_REQUEUE ? done_texts[action] : "";
+}
+
+/* mtime = now, so a deferred/ file is due at once (qmgr's retry time). */
+static int touch(const char *queue, const char *qid)
+{
+    strbuf path;
+    strbuf_init(&path);
+    queue_path(&path, queue, qid);
+    int rc = utimes(strbuf_str(&path), NULL);
+    int saved = errno;
+    strbuf_release(&path);
+    errno = saved;
+    return rc;
+}
+
+static int remove_message(const char *queue, const char *qid)
+{
+    static const char *const logs[] = { "defer", "bounce", "trace" };
+    strbuf path;
+    strbuf_init(&path);
+    queue_path(&path, queue, qid);
+    if (unlink(strbuf_str(&path)) < 0) {
+        int saved = errno;
+        strbuf_release(&path);
+        errno = saved;
+        return -1;
+    }
+    /* The queue file first: once it is gone nothing reads the logs. */
+    for (size_t i = 0; i < sizeof(logs) / sizeof(logs[0]); i++) {
+        queue_path(&path, logs[i], qid);
+        (void) unlink(strbuf_str(&path));
+    }
+    strbuf_release(&path);
+    return 1;
+}
+
+int queue_admin_apply(int action, const char *queue, const char *qid)
+{
+    const char *to = NULL;
+    switch (action) {
+    case QA_DELETE:
+        return remove_message(queue, qid);
+    case QA_HOLD:
+        to = "hold";
+        break;
+    case QA_RELEASE:
+        if (strcmp(queue, "hold") != 0)
+            return 0;
+        to = "deferred";
+        break;
+    case QA_REQUEUE:
+        to = "incoming";
+        break;
+    default:
+        errno = EINVAL;
+        return -1;
+    }
+    if (strcmp(queue, to) == 0)
+        return 0;
+    if (action != QA_HOLD && touch(queue, qid) < 0)
+        return -1;
+    return queue_move(qid, queue, to) < 0 ? -1 : 1;
+}

@@ -1,0 +1,43 @@
+/*
+ * queue_admin.h - queue surgery on one file: delete, hold, release,
+ * requeue (postern queue; qmgr for messages in its active queue).
+ *
+ * Interface:
+ *   queue_admin_action_parse(word)   "delete" -> QA_DELETE ...; QA_NONE if
+ *                                    the word is no action.
+ *   queue_admin_apply(action, queue, qid)   with the spool as current
+ *                                    directory.  Returns 1 done, 0 nothing
+ *                                    to do (release of a message not on
+ *                                    hold, hold of a held one, requeue of
+ *                                    one in incoming/), -1 with errno
+ *                                    (ENOENT: not in that queue any more:
+ *                                    someone moved or removed it; the
+ *                                    caller looks for it again).
+ *   queue_admin_done_text(action)    "removed", "placed on hold",
+ *                                    "released from hold", "requeued":
+ *                                    the log line after "QID: ".
+ *
+ * What each does:
+ *   delete   unlink QUEUE/QID, then its defer/ bounce/ trace/ logs.
+ *   hold     rename to hold/ (never scheduled until released).
+ *   release  from hold/ to deferred/ with mtime = now (due at once).
+ *   requeue  to incoming/ with mtime = now: qmgr takes it on its next
+ *            wakeup and resolves every recipient again.
+ * Moves use queue_move() (rename, both directories fsynced), so a crash
+ * leaves the file in exactly one queue.
+ *
+ * Contract: a file in active/ belongs to qmgr while qmgr runs; callers
+ * must not apply actions to active/ then (they ask qmgr over public/qmgr,
+ * doc/internals.md), except qmgr itself.
+ */
+#ifndef POSTERN_QUEUE_ADMIN_H
+#define POSTERN_QUEUE_ADMIN_H
+
+enum queue_admin_action { QA_NONE, QA_DELETE, QA_HOLD, QA_RELEASE, QA_REQUEUE };
+
+int queue_admin_action_parse(const char *word);
+const char *queue_admin_action_name(int action);
+const char *queue_admin_done_text(int action);
+int queue_admin_apply(int action, const char *queue, const char *qid);
+
+#endif

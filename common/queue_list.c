@@ -1,0 +1,111 @@
+/*
+ * queue_list.c - listing records for the queue (format in queue_list.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "defer_log.h"
+#include "log.h"
+#include "mem.h"
+#include "queue.h"
+#include "queue_list.h"
+
+const char *const queue_list_queues[] = { "incoming", "active", "deferred", "hold", NULL };
+
+struct reasons {
+    const struct queue_message *msg;
+    char **reason;              /* parallel to msg->rcpts, NULL = none */
+};
+
+/* Last D line per recipient wins (defer_log.h). */
+static void note_reason(const struct defer_entry *e, void *ctx)
+{
+    struct reasons *rs = ctx;
+    if (e->type != DEFER_ENTRY_DEFER)
+        return;
+    for (int i = 0; i < rs->msg->nrcpt; i++)
+        if (rs->msg->rcpts[i].status == RCPT_PENDING
+            && strcmp(rs->msg->rcpts[i].address, e->recipient) == 0) {
+            xfree(rs->reason[i]);
+            rs->reason[i] = xstrdup(e->reason);
+        }
+}
+
+int queue_list_message(const char *queue, const char *qid, ipc_record *r)
+{
+    strbuf path, err;
+    strbuf_init(&path);
+    strbuf_init(&err);
+    queue_path(&path, queue, qid);
+    int fd = open(strbuf_str(&path), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno != ENOENT)
+            log_warning("%s: open %s: %s", qid, strbuf_str(&path), strerror(errno));
+        strbuf_release(&path);
+        strbuf_release(&err);
+        return -1;
+    }
+    struct queue_message msg;
+    int rc = queue_message_load(fd, qid, &msg, &err);
+    close(fd);
+    if (rc < 0) {
+        log_debug("%s: not listed: %s", strbuf_str(&path), strbuf_str(&err));
+        strbuf_release(&path);
+        strbuf_release(&err);
+        return -1;
+    }
+    struct reasons rs = { &msg, xcalloc((size_t) msg.nrcpt + 1, sizeof(char *)) };
+    queue_path(&path, "defer", qid);
+    defer_log_read(strbuf_str(&path), note_reason, &rs);
+
+    ipc_record_reset(r);
+    ipc_record_add_str(r, "queue_name", queue);
+    ipc_record_add_str(r, "queue_id", qid);
+    ipc_record_add_int(r, "arrival_time", msg.arrival_sec);
+    ipc_record_add_int(r, "message_size", msg.size);
+    ipc_record_add_str(r, "sender", msg.sender);
+    for (int i = 0; i < msg.nrcpt; i++) {
+        if (msg.rcpts[i].status != RCPT_PENDING)
+            continue;
+        ipc_record_add_str(r, "rcpt", msg.rcpts[i].address);
+        ipc_record_add_str(r, "delay_reason", rs.reason[i] ? rs.reason[i] : "");
+    }
+    for (int i = 0; i < msg.nrcpt; i++)
+        xfree(rs.reason[i]);
+    xfree(rs.reason);
+    queue_message_free(&msg);
+    strbuf_release(&path);
+    strbuf_release(&err);
+    return 0;
+}
+
+struct walk_ctx {
+    const char *queue;
+    ipc_record *r;
+    int (*emit)(const ipc_record *r, void *ctx);
+    void *ctx;
+};
+
+static int walk_one(const char *qid, void *ctx)
+{
+    struct walk_ctx *w = ctx;
+    if (queue_list_message(w->queue, qid, w->r) < 0)
+        return 0;
+    return w->emit(w->r, w->ctx);
+}
+
+int queue_list_walk(int (*emit)(const ipc_record *r, void *ctx), void *ctx)
+{
+    struct walk_ctx w = { NULL, ipc_record_new(), emit, ctx };
+    int rc = 0;
+    for (int q = 0; rc == 0 && queue_list_queues[q]; q++) {
+        w.queue = queue_list_queues[q];
+        rc = queue_scan(w.queue, walk_one, &w);
+        if (rc < 0 && errno == ENOENT)
+            rc = 0;             /* not created yet: nothing queued there */
+    }
+    ipc_record_free(w.r);
+    return rc;
+}

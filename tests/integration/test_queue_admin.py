@@ -1,0 +1,341 @@
+"""test_queue_admin.py - `postern queue` (listing through showq, JSON
+lines, surgery, cat) and `postern flush` on real queued mail.
+
+Mail is kept in the queue with defer_transports = local (qmgr defers
+local mail with "deferred transport" until a flush lifts it) or a relay
+on a closed loopback port.  Messages in qmgr's active queue are tested
+with the real qmgr and a delivery agent that waits for the test
+(qmgr_rig.py), so an action can land while a delivery is running.
+"""
+import grp
+import json
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import threading
+
+import harness
+from qmgr_rig import QmgrRig, FakeAgent
+
+MSG = "From: <%s>\r\nSubject: %s\r\n\r\nline one\r\nline two\r\n"
+
+
+def send(inst, sender, rcpts, subject):
+    with inst.smtp() as s:
+        assert s.sendmail(sender, rcpts, MSG % (sender or "MAILER-DAEMON", subject)) == {}
+
+
+def deferred_instance(**conf):
+    base = {"local_recipient_maps": "", "defer_transports": "local"}
+    base.update(conf)
+    return harness.Instance(conf=base)
+
+
+def queue_json(inst, *args):
+    r = inst.postern("queue", "-j", *args)
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line) for line in r.stdout.splitlines()]
+
+
+def wait_deferred(inst, subject_count):
+    """Wait until `subject_count` messages sit in deferred/ with a reason."""
+    def ready():
+        msgs = queue_json(inst)
+        ok = [m for m in msgs if m["queue_name"] == "deferred"
+              and all(r.get("delay_reason") for r in m["recipients"])]
+        return msgs if len(ok) == subject_count else None
+    return harness.wait_for(ready, 30, what="%d deferred messages" % subject_count)
+
+
+def queued_ids(inst, sender):
+    return [m["queue_id"] for m in queue_json(inst) if m["sender"] == sender]
+
+
+def test_list_text_and_json():
+    with deferred_instance() as inst:
+        r = inst.postern("queue")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == "Mail queue is empty\n"
+        assert r.stderr == ""                   # through showq, no fallback
+        send(inst, "alice@example.org", ["bob@localhost", "carol@localhost"], "first")
+        send(inst, "", ["dave@localhost"], "bounce-like")
+        msgs = wait_deferred(inst, 2)
+        by_sender = {m["sender"]: m for m in msgs}
+        first = by_sender["alice@example.org"]
+        assert first["queue_name"] == "deferred"
+        assert re.fullmatch(r"[0-9A-F]{15,30}", first["queue_id"])
+        assert first["message_size"] > len("line one\r\nline two\r\n")
+        assert abs(first["arrival_time"] - int(first["queue_id"][:9], 16)) <= 1
+        assert [x["address"] for x in first["recipients"]] == ["bob@localhost", "carol@localhost"]
+        assert all(x["delay_reason"] == "deferred transport" for x in first["recipients"])
+        assert by_sender[""]["recipients"][0]["address"] == "dave@localhost"
+        # The text layout: header, id, size, sender, reason, recipients, total.
+        r = inst.postern("queue")
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert lines[0].startswith("-Queue ID-") and "-Sender/Recipient-" in lines[0]
+        head = [l for l in lines if l.startswith(first["queue_id"])]
+        assert len(head) == 1
+        assert re.match(r"%s\s+%d \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d\s+alice@example.org$"
+                        % (first["queue_id"], first["message_size"]), head[0]), head[0]
+        i = lines.index(head[0])
+        assert lines[i + 1].strip() == "(deferred transport)"
+        assert lines[i + 2].strip() == "bob@localhost"
+        assert lines[i + 3].strip() == "carol@localhost"
+        assert any(l.endswith("MAILER-DAEMON") for l in lines)
+        assert re.fullmatch(r"-- \d+ Kbytes in 2 Requests\.", lines[-1]), lines[-1]
+        # Selection: by id, by sender address and domain, by recipient.
+        assert [m["queue_id"] for m in queue_json(inst, first["queue_id"])] == [first["queue_id"]]
+        assert len(queue_json(inst, "ALL")) == 2
+        assert [m["sender"] for m in queue_json(inst, "--from", "alice@EXAMPLE.org")] == \
+            ["alice@example.org"]
+        assert [m["sender"] for m in queue_json(inst, "--from=example.org")] == \
+            ["alice@example.org"]
+        assert [m["sender"] for m in queue_json(inst, "--from", "<>")] == [""]
+        assert [m["sender"] for m in queue_json(inst, "--to", "dave@localhost")] == [""]
+        assert queue_json(inst, "--to", "nobody.example") == []
+        r = inst.postern("queue", "--to", "nobody.example")
+        assert r.stdout == "Mail queue is empty\n"
+
+
+def test_json_escapes_odd_bytes():
+    with deferred_instance() as inst:
+        with inst.smtp() as s:
+            s.ehlo()
+            # A quoted local part with a backslash and quote, and Latin-1
+            # bytes in the sender's local part (smtplib sends raw bytes).
+            s.mail('"we\\"ird"@example.org')
+            code, _ = s.rcpt("bob@localhost")
+            assert code == 250
+            code, _ = s.data(b"Subject: odd\r\n\r\nx\r\n")
+            assert code == 250
+        msgs = wait_deferred(inst, 1)
+        assert msgs[0]["sender"] == '"we\\"ird"@example.org'
+
+
+def test_ordinary_user_lists_through_showq_only():
+    if not harness.is_root():
+        return          # needs another account and a setgid copy of postern
+    with deferred_instance() as inst:
+        send(inst, "alice@example.org", ["bob@localhost"], "visible")
+        msgs = wait_deferred(inst, 1)
+        qid = msgs[0]["queue_id"]
+        spool = os.path.join(inst.dir, "spool")
+        nobody = ["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups"]
+        # nobody cannot read the spool...
+        r = subprocess.run(nobody + ["ls", os.path.join(spool, "deferred", qid[13])],
+                           capture_output=True, text=True)
+        assert r.returncode != 0
+        # ...nor reach public/ with a plain postern: one clear line, exit 1.
+        r = subprocess.run(nobody + [harness.POSTERN, "-c", inst.dir, "queue"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1
+        assert r.stderr.count("\n") == 1 and "showq" in r.stderr, r.stderr
+        # A postern installed setgid setgid_group (as postqueue is) lists.
+        setgid_group = inst.postern("conf", "-h", "setgid_group").stdout.strip()
+        bindir = os.path.join(inst.tmp, "bin")
+        os.mkdir(bindir)
+        os.chmod(bindir, 0o755)
+        copy = os.path.join(bindir, "postern")
+        shutil.copy(harness.POSTERN, copy)
+        os.chown(copy, 0, grp.getgrnam(setgid_group).gr_gid)
+        os.chmod(copy, 0o2755)
+        r = subprocess.run(nobody + [copy, "-c", inst.dir, "queue", "-j"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        listed = [json.loads(l) for l in r.stdout.splitlines()]
+        assert [m["queue_id"] for m in listed] == [qid]
+        assert listed[0]["recipients"][0]["delay_reason"] == "deferred transport"
+        # The group does not let nobody change the queue.
+        r = subprocess.run(nobody + [copy, "-c", inst.dir, "queue", "delete", "ALL"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1
+        assert "permission denied" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+        r = subprocess.run(nobody + [copy, "-c", inst.dir, "queue", "cat", qid],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1 and "permission denied" in r.stderr
+        assert queued_ids(inst, "alice@example.org") == [qid]
+
+
+def test_hold_release_delete_flush():
+    with deferred_instance() as inst:
+        send(inst, "a@example.org", ["alice@localhost"], "one")
+        send(inst, "b@example.org", ["alice@localhost"], "two")
+        send(inst, "c@example.org", ["alice@localhost"], "three")
+        wait_deferred(inst, 3)
+        [one] = queued_ids(inst, "a@example.org")
+        [three] = queued_ids(inst, "c@example.org")
+        # hold: the '!' mark, queue hold, never delivered by a flush
+        r = inst.postern("queue", "hold", one)
+        assert r.returncode == 0, r.stderr
+        assert "Placed on hold: 1 message" in r.stderr
+        inst.wait_log(r"postern/queue\[\d+\]: %s: placed on hold" % one)
+        [m] = queue_json(inst, one)
+        assert m["queue_name"] == "hold"
+        assert any(l.startswith(one + "!") for l in inst.postern("queue").stdout.splitlines())
+        assert os.path.exists(os.path.join(inst.dir, "spool", "hold", one))
+        # delete by sender: the queue file and its defer log go
+        defer_log = os.path.join(inst.dir, "spool", "defer", three[13], three)
+        assert os.path.exists(defer_log)
+        r = inst.postern("queue", "delete", "--from", "c@example.org")
+        assert r.returncode == 0, r.stderr
+        assert "Deleted: 1 message" in r.stderr
+        inst.wait_log(r"%s: removed" % three)
+        assert not os.path.exists(defer_log)
+        assert queued_ids(inst, "c@example.org") == []
+        # flush: only "two" is delivered
+        r = inst.postern("flush")
+        assert r.returncode == 0, r.stderr
+        inst.wait_log(r"flush: retrying deferred mail")
+        inst.wait_log(r"to=<alice@localhost>, relay=local, .*status=sent", timeout=30)
+        harness.wait_for(lambda: queued_ids(inst, "b@example.org") == [], 30,
+                         what="two delivered")
+        mails = inst.mailbox("alice")
+        assert len(mails) == 1 and "Subject: two" in mails[0]
+        assert [m["queue_name"] for m in queue_json(inst)] == ["hold"]
+        # release then flush: "one" is delivered too; the queue is empty
+        r = inst.postern("queue", "release", "ALL")
+        assert r.returncode == 0, r.stderr
+        assert "Released from hold: 1 message" in r.stderr
+        inst.wait_log(r"%s: released from hold" % one)
+        assert inst.postern("flush").returncode == 0
+        harness.wait_for(lambda: len(inst.mailbox("alice")) == 2, 30, what="one delivered")
+        harness.wait_for(lambda: inst.postern("queue").stdout == "Mail queue is empty\n", 30,
+                         what="an empty queue")
+
+
+def test_requeue_gets_a_new_attempt_at_once():
+    with deferred_instance() as inst:
+        send(inst, "a@example.org", ["alice@localhost"], "again")
+        wait_deferred(inst, 1)
+        [qid] = queued_ids(inst, "a@example.org")
+        assert len(re.findall(qid + r": from=<a@example.org>.*\(queue active\)", inst.log())) == 1
+        r = inst.postern("queue", "requeue", qid)
+        assert r.returncode == 0, r.stderr
+        assert "Requeued: 1 message" in r.stderr
+        harness.wait_for(lambda: len(re.findall(qid + r": from=<a@example.org>.*\(queue active\)",
+                                                inst.log())) == 2, 30, what="a second attempt")
+        wait_deferred(inst, 1)
+
+
+def test_cat_shows_envelope_headers_body():
+    with deferred_instance() as inst:
+        send(inst, "a@example.org", ["alice@localhost", "bob@localhost"], "cat me")
+        wait_deferred(inst, 1)
+        [qid] = queued_ids(inst, "a@example.org")
+        r = inst.postern("queue", "cat", qid)
+        assert r.returncode == 0, r.stderr
+        out = r.stdout.splitlines()
+        path = "deferred/%s/%s" % (qid[13], qid)
+        assert out[0] == "*** ENVELOPE RECORDS %s ***" % path
+        assert "sender: a@example.org" in out
+        assert "recipient: alice@localhost" in out and "recipient: bob@localhost" in out
+        assert "*** MESSAGE CONTENTS %s ***" % path in out
+        assert "Subject: cat me" in out and "line two" in out
+        assert out[-1] == "*** MESSAGE FILE END %s ***" % path
+        r = inst.postern("queue", "cat", "-h", qid)
+        assert r.returncode == 0
+        assert "Subject: cat me" in r.stdout and "line one" not in r.stdout
+        assert "sender:" not in r.stdout
+        r = inst.postern("queue", "cat", "-b", qid)
+        assert r.returncode == 0
+        assert r.stdout.splitlines() == ["*** BODY SEGMENT %s ***" % path, "line one", "line two"]
+        r = inst.postern("queue", "cat", "-e", qid)
+        assert "recipient: alice@localhost" in r.stdout and "Subject:" not in r.stdout
+
+
+def test_malformed_arguments():
+    with deferred_instance() as inst:
+        cases = [
+            (("queue", "delete"), "no messages selected"),
+            (("queue", "delete", "not-an-id"), "bad queue id"),
+            (("queue", "hold", "--from"), "--from needs"),
+            (("queue", "hold", "--to", "a b"), "bad character"),
+            (("queue", "hold", "--to", "user@"), "no domain"),
+            (("queue", "--bogus"), "unknown option"),
+            (("queue", "frobnicate"), "unknown subcommand"),
+            (("queue", "cat"), "usage"),
+            (("queue", "cat", "-x", "0692A3F1B0C2E41A7F"), "unknown option"),
+            (("queue", "cat", "../../etc/passwd"), "bad queue id"),
+            (("queue", "cat", "06925A3F1B0C2E41A7F"), "no such message"),
+            (("queue", "delete", "06925A3F1B0C2E41A7F"), "no such message"),
+            (("flush", "now"), "usage"),
+        ]
+        for args, text in cases:
+            r = inst.postern(*args)
+            assert r.returncode == 1, (args, r.stderr)
+            assert text in r.stderr, (args, r.stderr)
+            assert r.stderr.count("\n") == 1, (args, r.stderr)
+            assert r.stderr.startswith("postern: "), (args, r.stderr)
+
+
+def test_flush_when_down_is_one_line():
+    with harness.Instance(start=False) as inst:
+        r = inst.postern("flush")
+        assert r.returncode == 1
+        assert "mail system is down" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+        # The owner may still list: directly from the spool, with a warning.
+        r = inst.postern("queue")
+        assert r.returncode == 0, r.stderr
+        assert "reading the queue directly" in r.stderr
+        assert r.stdout == "Mail queue is empty\n"
+
+
+# ---- messages in qmgr's active queue (real qmgr, gated agent) ----------
+
+def rig_postern(rig, *args):
+    env = dict(os.environ, POSTERN_CONFIG_DIR=rig.conf)
+    return subprocess.run([harness.POSTERN] + list(args), capture_output=True, text=True,
+                          timeout=60, env=env)
+
+
+def test_delete_active_message_cancels_waiting_delivery():
+    # smtp maxproc 1: the first destination's delivery runs (held by the
+    # gate), the second waits; deleting the message must cancel the wait.
+    with QmgrRig(transports=("local", "relay"),
+                 master_extra="smtp unix - - n - 1 smtp\n") as rig:
+        gate = threading.Event()
+        agent = FakeAgent(rig, "smtp", lambda rcpt, req: ("sent", "2.0.0", "mx[192.0.2.1]", "ok"),
+                          gate=gate)
+        qid = rig.write_message("a@far.example", ["x@one.example", "y@two.example"])
+        rig.start()
+        harness.wait_for(lambda: agent.active == 1, 20, what="a running delivery")
+        assert rig.where(qid) == "active"
+        r = rig_postern(rig, "queue", "delete", qid)
+        assert r.returncode == 0, r.stderr
+        # Still running: nothing applied yet, the file stays in active/.
+        assert rig.where(qid) == "active"
+        gate.set()
+        rig.wait_log(qid + r": removed", timeout=20)
+        assert rig.where(qid) is None
+        assert len(agent.requests) == 1         # the waiting one never went out
+        assert not os.path.exists(rig.path("defer", qid))
+        assert not re.search(qid + r": .*status=deferred", rig.log())
+
+
+def test_hold_active_message_lands_in_hold():
+    with QmgrRig(transports=("local", "relay"),
+                 master_extra="smtp unix - - n - 1 smtp\n") as rig:
+        gate = threading.Event()
+        agent = FakeAgent(rig, "smtp",
+                          lambda rcpt, req: ("deferred", "4.4.1", "none", "try later"), gate=gate)
+        qid = rig.write_message("a@far.example", ["x@one.example"])
+        rig.start()
+        harness.wait_for(lambda: agent.active == 1, 20, what="a running delivery")
+        r = rig_postern(rig, "queue", "hold", "--to", "one.example")
+        assert r.returncode == 0, r.stderr
+        gate.set()
+        rig.wait_log(qid + r": placed on hold", timeout=20)
+        assert rig.where(qid) == "hold"
+        # listed directly (no showq here) with the hold mark and the reason
+        r = rig_postern(rig, "queue", "-j")
+        assert r.returncode == 0, r.stderr
+        [m] = [json.loads(l) for l in r.stdout.splitlines()]
+        assert m["queue_name"] == "hold"
+        assert m["recipients"] == [{"address": "x@one.example", "delay_reason": "try later"}]
+        # a flush does not touch held mail
+        rig.flush()
+        rig.wait_log(r"flush: retrying deferred mail")
+        assert rig.where(qid) == "hold" and len(agent.requests) == 1
