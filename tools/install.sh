@@ -6,7 +6,9 @@
 # SYSCONFDIR SPOOLDIR DATADIR_VAR SYSTEMDDIR CREATE_ACCOUNTS.
 #
 # Layout (what a Debian MTA package provides, under PREFIX):
-#   PREFIX/sbin/sendmail, postdrop (setgid postdrop), postern
+#   PREFIX/sbin/sendmail, postdrop (setgid postdrop), postern (setgid
+#   postdrop, like Postfix's postqueue: every user's mailq reaches
+#   public/showq; doc/queue-admin.md)
 #   PREFIX/bin/mailq, PREFIX/bin/newaliases -> ../sbin/sendmail
 #   PREFIX/lib/postern/DAEMON          daemon_directory
 #   PREFIX/share/postern/              templates for `postern init`
@@ -142,12 +144,13 @@ do_install() {
         chown postern:postdrop "$D$SPOOLDIR/maildrop" "$D$SPOOLDIR/public"
         chmod 01730 "$D$SPOOLDIR/maildrop"
         chmod 0710 "$D$SPOOLDIR/public"
-        chgrp postdrop "$D$SBIN/postdrop"
-        chmod 02755 "$D$SBIN/postdrop"
+        chgrp postdrop "$D$SBIN/postdrop" "$D$SBIN/postern"
+        chmod 02755 "$D$SBIN/postdrop" "$D$SBIN/postern"
     else
         note "not root or no postern/postdrop accounts: as root, run"
         note "  chown postern:postdrop $SPOOLDIR/maildrop $SPOOLDIR/public;" \
-             "chgrp postdrop $SBIN/postdrop; chmod 2755 $SBIN/postdrop"
+             "chgrp postdrop $SBIN/postdrop $SBIN/postern;" \
+             "chmod 2755 $SBIN/postdrop $SBIN/postern"
     fi
     if [ -z "$D" ] && [ "$root" = yes ]; then
         "$SBIN/sendmail" -bi && note "built the alias database (newaliases)"
