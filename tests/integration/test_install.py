@@ -155,3 +155,55 @@ cd /
         assert len(re.findall(r"postern/pickup\[\d+\]: [0-9A-F]+: uid=%d " % uid, inst.log())) == 2
     # The host was not touched.
     assert [os.path.lexists(p) for p in ("/usr/sbin/sendmail", "/etc/postern")] == before
+
+
+def test_ordinary_user_submits_to_root_instance_only_through_setgid_postdrop():
+    """The system model: maildrop/ is postern:postdrop 1730, so an ordinary
+    user's message gets in only through the installed setgid postdrop;
+    the same postdrop refuses a configuration directory that the default
+    main.cf does not list in alt_config_directories."""
+    if not harness.is_root():
+        return
+    harness.ensure_system_accounts()
+    user = harness.ensure_test_user().pw_name
+    with harness.Instance(as_root=True, conf=CONF) as inst:
+        d = os.path.join(inst.tmp, "root")
+        make("install", d)
+        inst.edit_main_cf({"command_directory": "/usr/sbin"})
+        upper, work = os.path.join(inst.tmp, "etc-upper"), os.path.join(inst.tmp, "etc-work")
+        os.mkdir(upper)
+        os.mkdir(work)
+        os.symlink(inst.dir, os.path.join(upper, "postern"))
+        os.chmod(inst.tmp, 0o755)
+        other = os.path.join(inst.tmp, "other")
+        os.mkdir(other)
+        with open(os.path.join(other, "main.cf"), "w") as f:
+            f.write("queue_directory = %s/spool\n" % inst.dir)
+        os.chmod(other, 0o755)
+        as_user = "setpriv --reuid %s --regid %s --init-groups" % (user, user)
+        script = """
+mount --make-rprivate /
+mount --bind {d}/usr/sbin /usr/sbin || exit 90
+mount -t overlay overlay -o lowerdir=/etc,upperdir={upper},workdir={work} /etc || exit 91
+cd /
+printf 'Subject: via setgid\\n\\nhello root instance\\n' | {as_user} /usr/sbin/sendmail root
+echo "installed=$?"
+printf 'V1:1\\nS0:\\nR4:root\\nE0:\\n' | {as_user} {build}/bin/postdrop -c {inst}
+echo "unprivileged=$?"
+printf 'V1:1\\nS0:\\nR4:root\\nE0:\\n' | {as_user} /usr/sbin/postdrop -c {other}
+echo "other=$?"
+""".format(d=d, upper=upper, work=work, as_user=as_user, build=inst.build, inst=inst.dir,
+           other=other)
+        r = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True,
+                           text=True, timeout=60, env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin"})
+        assert "installed=0" in r.stdout, r.stdout + r.stderr
+        # the build's postdrop is not setgid: maildrop/ is closed to the user
+        assert "unprivileged=75" in r.stdout, r.stdout + r.stderr
+        assert "postdrop: fatal: create %s/spool/maildrop/" % inst.dir in r.stderr, r.stderr
+        assert "other=77" in r.stdout, r.stdout + r.stderr
+        assert "postdrop: fatal: -c %s: not in alt_config_directories" % other in r.stderr, r.stderr
+        uid = pwd.getpwnam(user).pw_uid
+        inst.wait_log(r"postern/pickup\[\d+\]: [0-9A-F]+: uid=%d from=<%s>" % (uid, user), timeout=20)
+        harness.wait_for(lambda: inst.mailbox("root"), 20, what="the user's message")
+        assert len(inst.mailbox("root")) == 1
+        assert inst.mailbox("root")[0].endswith("\nhello root instance\n")
