@@ -21,7 +21,7 @@
  * smtp_connection_reuse_time_limit old) sends RSET and reuses it; any other
  * request QUITs it first.  An idle cached plaintext session is closed by a
  * SIGALRM after the time limit (QUIT written from the handler: write(2) is
- * async-signal-safe); a TLS one is closed without QUIT.  master hands
+ * async-signal-safe) and shut down; a TLS one is shut down without QUIT.  master hands
  * requests to idle agents in no fixed order, so reuse is best effort;
  * with smtp_destination_concurrency_limit = 1 it is systematic.
  */
@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,7 +67,10 @@ static void cache_alarm(int sig)
         ssize_t w = write(fd, quit, sizeof(quit) - 1);
         (void)w;
     }
-    close(fd);
+    /* shutdown, not close: the descriptor stays ours until cache_take()
+     * frees the session (a TLS session may still try its close_notify,
+     * which then fails at once) */
+    shutdown(fd, SHUT_RDWR);
     cached_fd = -1;
     cached_closed = 1;
 }
@@ -79,8 +83,7 @@ static struct smtp_session *cache_take(void)
     cached = NULL;
     cached_fd = -1;
     if (s && cached_closed) {
-        /* the handler already closed the socket */
-        s->io.fd = -1;
+        /* the handler already shut the connection down */
         s->io.failed = SMTP_IO_LOST;
         smtp_session_free(s);
         s = NULL;

@@ -72,6 +72,7 @@ struct smtp_io {
     const struct smtp_io_ops *ops;
     void *ctx;                  /* TLS state, for the TLS ops */
     int failed;                 /* sticky: SMTP_IO_TIMEOUT / SMTP_IO_LOST */
+    int op_timeout;             /* seconds left for the current op */
 };
 
 #define SMTP_IO_TIMEOUT 1
@@ -86,6 +87,9 @@ int smtp_io_flush(struct smtp_io *io);          /* 0 or -1 (io->failed) */
 /* One line without CRLF into line (cut at max bytes, rest dropped).
  * 0 ok, -1 failed. */
 int smtp_io_getline(struct smtp_io *io, strbuf *line, size_t max);
+/* Drop buffered input (after STARTTLS: nothing sent before the handshake
+ * may be read as if it came inside TLS). */
+void smtp_io_discard_input(struct smtp_io *io);
 /* Wait for fd readable/writable within timeout ms: 1 ready, 0 timeout. */
 int smtp_io_wait(int fd, int for_write, long long ms);
 
@@ -104,6 +108,7 @@ struct smtp_session {
     char *host;                 /* name used in logs ("mx1.example.net") */
     char addr[INET6_ADDRSTRLEN];
     int port;
+    int from_mx;                /* found through an MX lookup */
     char *relay;                /* "host[addr]:port" */
     char *dest;                 /* the nexthop it was opened for (cache key) */
     int features;
@@ -112,6 +117,8 @@ struct smtp_session {
     time_t opened;
     struct timespec idle_since;
     int tls;                    /* TLS active */
+    int no_tls;                 /* do not STARTTLS (retry after a failed
+                                 * opportunistic handshake) */
     int reused;                 /* count of transactions after the first */
 };
 

@@ -10,7 +10,9 @@
  * a failure is sticky (io->failed: SMTP_IO_TIMEOUT or SMTP_IO_LOST) so a
  * conversation can check once.  Lines longer than the caller's limit are
  * cut, the excess read and dropped, so a hostile server cannot make us
- * grow memory.  The socket is non-blocking; waits use poll().
+ * grow memory.  The socket is non-blocking; waits use poll().  A
+ * transport that waits by itself (TLS) gets the time left in
+ * io->op_timeout and may set io->failed before returning -1.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -117,6 +119,14 @@ static int io_wait_any(struct smtp_io *io, int for_write, long long deadline)
     }
 }
 
+/* Seconds left until deadline, at least 1: for transports that wait
+ * inside their own read/write (TLS). */
+static void set_op_timeout(struct smtp_io *io, long long deadline)
+{
+    long long left = (deadline - now_ms() + 999) / 1000;
+    io->op_timeout = left < 1 ? 1 : (int)left;
+}
+
 int smtp_io_flush(struct smtp_io *io)
 {
     if (io->failed)
@@ -124,6 +134,7 @@ int smtp_io_flush(struct smtp_io *io)
     long long deadline = now_ms() + (long long)io->timeout * 1000;
     size_t off = 0;
     while (off < io->out.len) {
+        set_op_timeout(io, deadline);
         ssize_t n = io->ops->write(io, io->out.data + off, io->out.len - off);
         if (n > 0) {
             off += (size_t)n;
@@ -136,7 +147,8 @@ int smtp_io_flush(struct smtp_io *io)
             }
             continue;
         }
-        io->failed = SMTP_IO_LOST;
+        if (!io->failed)
+            io->failed = SMTP_IO_LOST;
         return -1;
     }
     strbuf_reset(&io->out);
@@ -170,6 +182,7 @@ int smtp_io_getline(struct smtp_io *io, strbuf *line, size_t max)
         strbuf_reset(&io->in);
         io->in_pos = 0;
         char buf[4096];
+        set_op_timeout(io, deadline);
         ssize_t n = io->ops->read(io, buf, sizeof(buf));
         if (n > 0) {
             strbuf_append(&io->in, buf, (size_t)n);
@@ -182,7 +195,14 @@ int smtp_io_getline(struct smtp_io *io, strbuf *line, size_t max)
             }
             continue;
         }
-        io->failed = SMTP_IO_LOST;
+        if (!io->failed)
+            io->failed = SMTP_IO_LOST;
         return -1;
     }
+}
+
+void smtp_io_discard_input(struct smtp_io *io)
+{
+    strbuf_reset(&io->in);
+    io->in_pos = 0;
 }

@@ -331,10 +331,13 @@ static int connect_to(const struct smtp_target *t)
     return fd;
 }
 
-struct smtp_session *smtp_session_open(const struct smtp_target *t, const char *dest,
-                                       strbuf *unused, struct smtp_request *req)
+/* Connect, greet, EHLO, STARTTLS, AUTH.  *retry_plain set when an
+ * opportunistic TLS handshake failed (the caller may try once more
+ * without TLS, as Postfix does). */
+static struct smtp_session *session_open(const struct smtp_target *t, const char *dest,
+                                         struct smtp_request *req, int no_tls,
+                                         int *retry_plain)
 {
-    (void)unused;
     char addr[INET6_ADDRSTRLEN];
     dns_addr_str(&t->addr, addr, sizeof(addr));
     strbuf why;
@@ -352,6 +355,8 @@ struct smtp_session *smtp_session_open(const struct smtp_target *t, const char *
     s->host = xstrdup(t->host);
     memcpy(s->addr, addr, sizeof(addr));
     s->port = t->port;
+    s->from_mx = t->from_mx;
+    s->no_tls = no_tls;
     strbuf tmp;
     strbuf_init(&tmp);
     strbuf_printf(&tmp, "%s[%s]:%d", t->host, addr, t->port);
@@ -375,8 +380,11 @@ struct smtp_session *smtp_session_open(const struct smtp_target *t, const char *
     }
     if (smtp_session_helo(s, req) < 0)
         goto fail;
-    if (smtp_tls_session_start(s, req) < 0)
+    int tls_rc = smtp_tls_session_start(s, req);
+    if (tls_rc != 0) {
+        *retry_plain = tls_rc > 0;
         goto fail;
+    }
     if (smtp_sasl_session_auth(s, req) < 0)
         goto fail;
     reply_free(&r);
@@ -393,6 +401,17 @@ fail:
     }
     smtp_session_free(s);
     return NULL;
+}
+
+struct smtp_session *smtp_session_open(const struct smtp_target *t, const char *dest,
+                                       strbuf *unused, struct smtp_request *req)
+{
+    (void)unused;
+    int retry_plain = 0;
+    struct smtp_session *s = session_open(t, dest, req, 0, &retry_plain);
+    if (!s && retry_plain)
+        s = session_open(t, dest, req, 1, &retry_plain);
+    return s;
 }
 
 /* RFC 3461 xtext */

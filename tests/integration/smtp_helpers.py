@@ -23,6 +23,7 @@ import tempfile
 import threading
 
 import harness
+import ssl
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
@@ -136,6 +137,8 @@ class Message:
         self.rcpt_options = list(envelope.rcpt_options)
         self.content = envelope.original_content or envelope.content
         self.peer = peer
+        self.tls = False
+        self.auth_user = None
 
 
 class Handler:
@@ -161,8 +164,12 @@ class Handler:
     async def handle_DATA(self, server, session, envelope):
         if self.rx.data_reply:
             return self.rx.data_reply
+        m = Message(envelope, session.peer)
+        m.tls = session.ssl is not None
+        if session.authenticated:
+            m.auth_user = session.auth_data
         with self.rx.lock:
-            self.rx.messages.append(Message(envelope, session.peer))
+            self.rx.messages.append(m)
             n = len(self.rx.messages)
         return "250 2.0.0 Ok: queued as %s%d" % (self.rx.name, n)
 
@@ -213,3 +220,48 @@ class Receiver:
         if self.controller:
             self.controller.stop()
         return False
+
+
+def make_certs(directory, names, ca_name="postern test CA"):
+    """A CA and a server certificate for `names` (DNS SANs) signed by it,
+    made with the openssl CLI.  Returns dict ca, cert, key (paths)."""
+    os.makedirs(directory, exist_ok=True)
+    ca_key, ca = os.path.join(directory, "ca.key"), os.path.join(directory, "ca.pem")
+    key, csr = os.path.join(directory, "server.key"), os.path.join(directory, "server.csr")
+    cert, ext = os.path.join(directory, "server.pem"), os.path.join(directory, "ext.cnf")
+
+    def run(*argv):
+        subprocess.run(["openssl"] + list(argv), check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca,
+        "-days", "2", "-subj", "/CN=" + ca_name)
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+        "-subj", "/CN=" + names[0])
+    with open(ext, "w") as f:
+        f.write("subjectAltName=" + ",".join("DNS:" + n for n in names) + "\n")
+    run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+        "-out", cert, "-days", "2", "-extfile", ext)
+    for p in (ca, cert):
+        os.chmod(p, 0o644)
+    os.chmod(directory, 0o755)
+    return {"ca": ca, "cert": cert, "key": key}
+
+
+def server_tls_context(certs):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certs["cert"], certs["key"])
+    return ctx
+
+
+def password_authenticator(users):
+    """aiosmtpd authenticator accepting {login: password}; the login is
+    stored as the session's auth_data."""
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        if isinstance(auth_data, LoginPassword):
+            login = auth_data.login.decode()
+            if users.get(login) == auth_data.password.decode():
+                return AuthResult(success=True, auth_data=login)
+        return AuthResult(success=False, handled=False)
+    return authenticator

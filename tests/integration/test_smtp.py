@@ -163,3 +163,74 @@ def test_connection_reuse_for_several_messages():
         peers = set(m.peer for m in rx.messages)
         assert rx.connections < 4, rx.connections
         assert len(peers) <= rx.connections
+
+
+class receiving_instance:
+    """A second postern instance on 127.0.0.3:port taking mail for in.test
+    (delivered locally: postmaster -> root's Maildir)."""
+
+    def __init__(self, port, **conf):
+        c = {"inet_interfaces": "127.0.0.3",
+             "mydestination": "$myhostname, localhost, in.test"}
+        c.update(conf)
+        self.port = port
+        self.inst = harness.Instance(port=port, conf=c, start=False)
+
+    def __enter__(self):
+        inst = self.inst.__enter__()
+        try:
+            path = os.path.join(inst.dir, "master.cf")
+            text = open(path).read().replace("127.0.0.1:", "127.0.0.3:")
+            with open(path, "w") as f:
+                f.write(text)
+            r = inst.postern("start")
+            assert r.returncode == 0, r.stderr + inst.log()
+            harness.wait_for(lambda: harness.port_accepts(self.port, "127.0.0.3"), 10,
+                             what="receiving smtpd")
+        except BaseException:
+            self.inst.__exit__(None, None, None)
+            raise
+        return inst
+
+    def __exit__(self, *exc):
+        return self.inst.__exit__(*exc)
+
+
+def test_to_a_second_postern_instance_with_pipelining_and_dsn():
+    """postern to postern: PIPELINING, DSN (NOTIFY=SUCCESS and ENVID reach
+    the receiving side, which sends the success notice), dot-stuffing."""
+    dns = DnsServer(mx={"in.test": [(10, "mx.in.test")]}, hosts={"mx.in.test": "127.0.0.3"})
+    port = free_port_on(["127.0.0.3"])
+    free_port_on(["127.0.0.3"])         # keep port+1 (submission) from others
+    with dns, receiving_instance(port) as rx, sender_instance(dns, port) as inst:
+        body = "line one\r\n.leading dot\r\n..two dots\r\nend\r\n"
+        with inst.smtp() as s:
+            s.ehlo()
+            s.sendmail(SENDER, ["postmaster@in.test"],
+                       "From: %s\r\nSubject: p2p\r\n\r\n%s" % (SENDER, body),
+                       mail_options=["ENVID=env-42"], rcpt_options=["NOTIFY=SUCCESS,FAILURE"])
+        inst.wait_log(r"to=<postmaster@in.test>, relay=mx.in.test\[127.0.0.3\]:%d, .*"
+                      r"dsn=2.0.0, status=sent \(250 2.0.0 Ok: queued as \w+\)" % port,
+                      timeout=30)
+        msgs = harness.wait_for(lambda: [m for m in rx.mailbox("root") if "p2p" in m] or None,
+                                30, what="message at the receiving instance")
+        assert "\n.leading dot\n..two dots\nend\n" in msgs[0]
+        # the receiving side got NOTIFY=SUCCESS and ENVID: its success notice
+        rx.wait_log(r"sender delivery status notification: \w+", timeout=30)
+        notices = harness.wait_for(
+            lambda: [m for m in rx.mailbox("root") if "Successful Mail Delivery" in m] or None,
+            30, what="success notice")
+        assert "Original-Envelope-Id: env-42" in notices[0]
+
+
+def test_message_over_server_size_limit_bounces_unsent():
+    dns = DnsServer(mx={"in.test": [(10, "mx.in.test")]}, hosts={"mx.in.test": "127.0.0.3"})
+    port = free_port_on(["127.0.0.3"])
+    free_port_on(["127.0.0.3"])
+    with dns, receiving_instance(port, message_size_limit="2000") as rx, \
+            sender_instance(dns, port) as inst:
+        send(inst, "postmaster@in.test", subject="big", body="x" * 70 + "\r\n" * 1 + ("y" * 70 + "\r\n") * 60)
+        inst.wait_log(r"to=<postmaster@in.test>, relay=mx.in.test\[127.0.0.3\]:%d, .*"
+                      r"dsn=5.3.4, status=bounced \(message size \d+ exceeds size limit 2000 "
+                      r"of server mx.in.test\[127.0.0.3\]\)" % port, timeout=30)
+        assert not re.search(r"client=", rx.log())   # never got to a transaction
