@@ -19,5 +19,6 @@ const struct postern_command postern_commands[] = {
     { "queue", postern_cmd_queue, "queue delete|hold|release|requeue ID...|ALL [--from ...] [--to ...]" },
     { "queue", postern_cmd_queue, "queue cat [-e] [-h] [-b] ID" },
     { "flush", postern_cmd_flush, "flush" },
+    { "conf", postern_cmd_conf, "conf [-n|-d] [-h] [-x] [NAME...] | conf NAME=VALUE... | conf -M [SERVICE[/TYPE]...]" },
     { NULL, NULL, NULL },
 };
