@@ -192,6 +192,8 @@ printf 'V1:1\\nS0:\\nR4:root\\nE0:\\n' | {as_user} {build}/bin/postdrop -c {inst
 echo "unprivileged=$?"
 printf 'V1:1\\nS0:\\nR4:root\\nE0:\\n' | {as_user} /usr/sbin/postdrop -c {other}
 echo "other=$?"
+{as_user} {d}/usr/bin/mailq
+echo "mailq=$?"
 """.format(d=d, upper=upper, work=work, as_user=as_user, build=inst.build, inst=inst.dir,
            other=other)
         r = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True,
@@ -202,6 +204,10 @@ echo "other=$?"
         assert "postdrop: fatal: create %s/spool/maildrop/" % inst.dir in r.stderr, r.stderr
         assert "other=77" in r.stdout, r.stdout + r.stderr
         assert "postdrop: fatal: -c %s: not in alt_config_directories" % other in r.stderr, r.stderr
+        # mailq as the ordinary user: sendmail by its name runs the
+        # installed (setgid) postern queue, which reaches public/showq.
+        assert "mailq=0" in r.stdout, r.stdout + r.stderr
+        assert re.search(r"^(Mail queue is empty|-Queue ID-.*)$", r.stdout, re.M), r.stdout
         uid = pwd.getpwnam(user).pw_uid
         inst.wait_log(r"postern/pickup\[\d+\]: [0-9A-F]+: uid=%d from=<%s>" % (uid, user), timeout=20)
         harness.wait_for(lambda: inst.mailbox("root"), 20, what="the user's message")

@@ -294,3 +294,28 @@ def test_newaliases_builds_hash_alias_maps():
         r = sendmail(inst, ["-I"], "")
         assert r.returncode == 73, r.stderr
         assert r.stderr.startswith("sendmail: fatal: ") and "aliases.hash" in r.stderr
+
+
+def test_bp_mailq_and_q_flush_run_postern_queue_and_flush():
+    closed = harness.free_port()
+    conf = dict(CONF, relayhost="[127.0.0.1]:%d" % closed, minimal_backoff_time="3600s",
+                maximal_backoff_time="3600s", queue_run_delay="3600s")
+    with harness.Instance(conf=conf) as inst:
+        r = sendmail(inst, ["-f", "owner@example.org", "far@example.com"], "Subject: far\n\nx\n")
+        assert r.returncode == 0, r.stderr
+        m = inst.wait_log(r"([0-9A-F]+): to=<far@example.com>, relay=none, .*status=deferred",
+                          timeout=30)
+        qid = m.group(1)
+        for args, prog, env in ((["-bp"], "sendmail", None),
+                                ([], "mailq", {"POSTERN_CONFIG_DIR": inst.dir})):
+            r = sendmail(inst, args, "", prog=prog, config=prog == "sendmail", env=env)
+            assert r.returncode == 0, (prog, r.stderr)
+            assert re.search(r"^%s\s+\d+ .* owner@example.org$" % qid, r.stdout, re.M), r.stdout
+            assert re.search(r"^\s+\(.*\)$", r.stdout, re.M), r.stdout      # the reason
+            assert re.search(r"^\s+far@example.com$", r.stdout, re.M), r.stdout
+        deferrals = lambda: len(re.findall(r"%s: to=<far@example.com>, .*status=deferred" % qid,
+                                           inst.log()))
+        assert deferrals() == 1
+        r = sendmail(inst, ["-q"], "")
+        assert r.returncode == 0, r.stderr
+        harness.wait_for(lambda: deferrals() >= 2, 30, what="a retry after sendmail -q")
