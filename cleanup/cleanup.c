@@ -343,15 +343,25 @@ static int take_envelope(struct cleanup_state *st, const ipc_record *env)
     return 0;
 }
 
+/* Fire and forget: the record is sent and the socket closed without
+ * waiting for qmgr's {status=0}.  Waiting made every cleanup as slow as
+ * qmgr's busiest loop turn, and a busy cleanup makes the master fork
+ * another one for the next message.  qmgr handles a record whose sender
+ * has gone (its reply is simply lost). */
 static void wake_qmgr(void)
 {
-    ipc_record *req = ipc_record_new();
-    ipc_record *reply = ipc_record_new();
-    ipc_build(req, "request", "wakeup", NULL);
-    if (ipc_call("public/qmgr", QMGR_WAKEUP_TIMEOUT, req, reply) < 0)
+    int fd = ipc_connect_unix("public/qmgr", QMGR_WAKEUP_TIMEOUT);
+    if (fd < 0) {
         log_debug("qmgr wakeup failed: %s", strerror(errno));
+        return;
+    }
+    ipc_record *req = ipc_record_new();
+    ipc_build(req, "request", "wakeup", NULL);
+    ipc_stream *s = ipc_stream_open(fd, QMGR_WAKEUP_TIMEOUT);
+    if (ipc_send(s, req) < 0)
+        log_debug("qmgr wakeup failed: %s", ipc_error(s));
+    ipc_stream_close(s);
     ipc_record_free(req);
-    ipc_record_free(reply);
 }
 
 static void state_free(struct cleanup_state *st)
