@@ -265,3 +265,77 @@ def password_authenticator(users):
                 return AuthResult(success=True, auth_data=login)
         return AuthResult(success=False, handled=False)
     return authenticator
+
+
+class ScriptedServer:
+    """A raw TCP server on addr:port that greets with `greeting` and answers
+    each line it reads with replies[verb] (verb = first word, upper-cased;
+    "." for the end of data; a missing verb gets "250 ok").  A reply of
+    None means: say nothing (hang until the client gives up).  Lines read
+    are kept in .lines; .connections counts clients."""
+
+    def __init__(self, addr, port, greeting="220 scripted ESMTP", replies=None):
+        self.addr, self.port = addr, port
+        self.greeting = greeting
+        self.replies = dict(replies or {})
+        self.lines = []
+        self.connections = 0
+        self.sock = None
+        self.thread = None
+        self.stop = threading.Event()
+
+    def __enter__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((self.addr, self.port))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        conn.settimeout(30)
+        f = conn.makefile("rb")
+        try:
+            if self.greeting is not None:
+                conn.sendall(self.greeting.encode() + b"\r\n")
+            in_data = False
+            for raw in f:
+                line = raw.rstrip(b"\r\n").decode(errors="replace")
+                self.lines.append(line)
+                if in_data:
+                    if line != ".":
+                        continue
+                    in_data = False
+                    verb = "."
+                else:
+                    verb = line.split(" ", 1)[0].upper()
+                reply = self.replies.get(verb, "354 go ahead" if verb == "DATA" else "250 ok")
+                if reply is None:
+                    self.stop.wait(60)
+                    break
+                conn.sendall(reply.encode() + b"\r\n")
+                if verb == "DATA" and reply.startswith("354"):
+                    in_data = True
+                if verb == "QUIT":
+                    break
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.sock.close()
+        self.thread.join(5)
+        return False

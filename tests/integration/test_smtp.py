@@ -12,7 +12,7 @@ import os
 import re
 
 import harness
-from smtp_helpers import DnsServer, Receiver, free_port_on
+from smtp_helpers import DnsServer, Receiver, ScriptedServer, free_port_on
 
 SENDER = "postmaster@localhost"       # bounces land in the instance's root mailbox
 
@@ -21,6 +21,9 @@ DNS_MX = {
     "reversed.test": [(20, "mx1.test"), (10, "mx2.test")],
     "down.test": [(10, "dead1.test"), (20, "mx2.test")],
     "alldown.test": [(10, "dead1.test"), (20, "dead2.test")],
+    "loopname.test": [(10, "localhost.localdomain"), (20, "mx2.test")],
+    "loopaddr.test": [(10, "me.test")],
+    "backup.test": [(10, "mx2.test"), (20, "me.test")],
 }
 DNS_HOSTS = {
     "mx1.test": "127.0.0.2",
@@ -28,6 +31,7 @@ DNS_HOSTS = {
     "dead1.test": "127.0.0.4",
     "dead2.test": "127.0.0.5",
     "amx.test": "127.0.0.2",           # no MX: the A record is the server
+    "me.test": "127.0.0.1",            # the sending instance's own address
 }
 
 
@@ -123,9 +127,12 @@ def test_all_mx_down_defers_with_reason():
                          30, what="message in deferred/")
         dlog = open(os.path.join(spool, "defer", qid[13], qid)).read()
         assert "hank@alldown.test" in dlog and "Connection refused" in dlog
+        # postern queue lists it with the reason
         r = inst.postern("queue")
-        if r.returncode == 0 and qid in r.stdout:
-            assert "Connection refused" in r.stdout
+        assert r.returncode == 0, r.stderr
+        assert qid in r.stdout, r.stdout
+        assert "connect to dead2.test[127.0.0.5]:%d: Connection refused" % port in r.stdout, \
+            r.stdout
 
 
 def test_5xx_bounce_carries_remote_reply():
@@ -234,3 +241,100 @@ def test_message_over_server_size_limit_bounces_unsent():
                       r"dsn=5.3.4, status=bounced \(message size \d+ exceeds size limit 2000 "
                       r"of server mx.in.test\[127.0.0.3\]\)" % port, timeout=30)
         assert not re.search(r"client=", rx.log())   # never got to a transaction
+
+
+def test_mx_that_is_myself_loops_back():
+    """MX = $myhostname, or an MX address we listen on (inet_interfaces):
+    bounce 5.4.6 when nothing better remains; a backup MX that is us is
+    dropped and the better one used."""
+    dns, port = setup_world()
+    with dns, Receiver("127.0.0.3", port) as mx2, sender_instance(dns, port) as inst:
+        send(inst, "a@loopname.test")
+        inst.wait_log(r"to=<a@loopname.test>, relay=none, .*dsn=5.4.6, status=bounced "
+                      r"\(mail for loopname.test loops back to myself\)", timeout=30)
+        send(inst, "b@loopaddr.test")
+        inst.wait_log(r"to=<b@loopaddr.test>, relay=none, .*dsn=5.4.6, status=bounced "
+                      r"\(mail for loopaddr.test loops back to myself\)", timeout=30)
+        send(inst, "c@backup.test")
+        inst.wait_log(r"to=<c@backup.test>, relay=mx2.test\[127.0.0.3\]:%d, .*status=sent"
+                      % port, timeout=30)
+        assert [m.rcpt_tos for m in mx2.messages] == [["c@backup.test"]]
+
+
+def test_fallback_relay_when_destination_unreachable_or_unknown():
+    dns, port = setup_world()
+    with dns, Receiver("127.0.0.3", port) as fb, \
+            sender_instance(dns, port, smtp_fallback_relay="[127.0.0.3]:%d" % port) as inst:
+        send(inst, "d@alldown.test")
+        inst.wait_log(r"to=<d@alldown.test>, relay=127.0.0.3\[127.0.0.3\]:%d, .*status=sent"
+                      % port, timeout=30)
+        send(inst, "e@nowhere.test")
+        inst.wait_log(r"to=<e@nowhere.test>, relay=127.0.0.3\[127.0.0.3\]:%d, .*status=sent"
+                      % port, timeout=30)
+        assert sorted(m.rcpt_tos[0] for m in fb.messages) == ["d@alldown.test", "e@nowhere.test"]
+
+
+def test_misbehaving_servers_defer_with_precise_reasons():
+    """Garbage instead of an EHLO reply, a 421 greeting, a 450 to RCPT and
+    silence after the end of data: each deferred with its reason, the
+    agent keeps working (no crash, nothing marked sent)."""
+    dns, port = setup_world()
+    with dns, sender_instance(dns, port, smtp_data_done_timeout="3s",
+                              smtp_helo_timeout="10s") as inst:
+        with ScriptedServer("127.0.0.2", port, replies={"EHLO": "hello there"}):
+            send(inst, "f@amx.test")
+            inst.wait_log(r"to=<f@amx.test>, relay=amx.test\[127.0.0.2\]:%d, .*"
+                          r"status=deferred \(lost connection with amx.test\[127.0.0.2\] "
+                          r"while performing the EHLO handshake\)" % port, timeout=30)
+        with ScriptedServer("127.0.0.2", port, greeting="421 4.3.2 busy, try later"):
+            send(inst, "g@amx.test")
+            inst.wait_log(r"to=<g@amx.test>, relay=amx.test\[127.0.0.2\]:%d, .*"
+                          r"dsn=4.3.2, status=deferred \(host amx.test\[127.0.0.2\] refused "
+                          r"to talk to me: 421 4.3.2 busy, try later\)" % port, timeout=30)
+        with ScriptedServer("127.0.0.2", port, replies={"RCPT": "450 4.2.0 <h@amx.test>: "
+                                                                "greylisted"}):
+            send(inst, "h@amx.test")
+            inst.wait_log(r"to=<h@amx.test>, relay=amx.test\[127.0.0.2\]:%d, .*dsn=4.2.0, "
+                          r"status=deferred \(host amx.test\[127.0.0.2\] said: 450 4.2.0 "
+                          r"<h@amx.test>: greylisted \(in reply to RCPT TO command\)\)" % port,
+                          timeout=30)
+        with ScriptedServer("127.0.0.2", port, replies={".": None}) as srv:
+            send(inst, "i@amx.test", body="one\r\n.two\r\n")
+            inst.wait_log(r"to=<i@amx.test>, relay=amx.test\[127.0.0.2\]:%d, .*status=deferred "
+                          r"\(conversation with amx.test\[127.0.0.2\] timed out while sending "
+                          r"end of data -- message may be sent more than once\)" % port,
+                          timeout=30)
+            assert "..two" in srv.lines            # dot-stuffed on the wire
+        assert "status=sent" not in inst.log()
+        assert "panic" not in inst.log() and "fatal" not in inst.log()
+
+
+def test_chrooted_agent_in_root_instance():
+    """In a root instance the agent runs chrooted in the spool as
+    mail_owner: DNS (resolver set up before the chroot) and delivery still
+    work."""
+    if not harness.is_root():
+        return
+    dns, port = setup_world()
+    with dns, Receiver("127.0.0.2", port) as mx1, Receiver("127.0.0.3", port), \
+            harness.Instance(conf={"smtp_dns_resolver": "127.0.0.1:%d" % dns.port,
+                                   "smtp_tcp_port": str(port),
+                                   "smtp_connect_timeout": "5s"}, as_root=True) as inst:
+        send(inst, "root-test@pref.test")
+        inst.wait_log(r"to=<root-test@pref.test>, relay=mx1.test\[127.0.0.2\]:%d, .*"
+                      r"status=sent" % port, timeout=30)
+        assert [m.rcpt_tos for m in mx1.messages] == [["root-test@pref.test"]]
+        agents = []
+        for pid in inst.pids():
+            try:
+                cmd = open("/proc/%d/cmdline" % pid, "rb").read().split(b"\0")[0]
+            except OSError:
+                continue
+            if cmd.endswith(b"/smtp"):
+                agents.append(pid)
+        assert agents, "no smtp agent process"
+        spool = os.path.realpath(os.path.join(inst.dir, "spool"))
+        for pid in agents:
+            assert os.readlink("/proc/%d/root" % pid) == spool
+            st = os.stat("/proc/%d" % pid)
+            assert st.st_uid != 0

@@ -151,3 +151,27 @@ def test_policy_map_secure_checks_the_name():
                           r".*dsn=4.7.5, status=deferred \(Server certificate not verified"
                           % w.port, timeout=30)
         assert [m.rcpt_tos for m in rx.messages] == [["erin@relay.test"]]
+
+
+def test_relayhost_auth_over_starttls_chrooted_root_instance():
+    """The same in a root instance: the agent is chrooted in the spool, so
+    CA file, password table and SASL plugins must have been loaded before
+    the chroot."""
+    if not harness.is_root():
+        return
+    with World() as w:
+        with w.tls_receiver(authenticator=password_authenticator({"alice": "s3cret"}),
+                            auth_required=True) as rx:
+            pw = w.write_table("sasl_passwd", "[relay.test]:%d alice:s3cret\n" % w.port)
+            conf = {"smtp_dns_resolver": "127.0.0.1:%d" % w.dns.port,
+                    "smtp_tcp_port": str(w.port), "smtp_connect_timeout": "5s",
+                    "relayhost": "[relay.test]:%d" % w.port,
+                    "smtp_tls_security_level": "verify",
+                    "smtp_tls_CAfile": w.certs["ca"],
+                    "smtp_sasl_auth_enable": "yes",
+                    "smtp_sasl_password_maps": "texthash:" + pw}
+            with harness.Instance(conf=conf, as_root=True) as inst:
+                send(inst, "bob@far.example")
+                inst.wait_log(r"Verified TLS connection established to relay.test", timeout=30)
+                inst.wait_log(r"to=<bob@far.example>, .*status=sent", timeout=30)
+        assert rx.messages[0].auth_user == "alice"
