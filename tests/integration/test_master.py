@@ -435,3 +435,68 @@ def test_reloads_right_after_forks_keep_the_master():
             assert harness.port_accepts(inst.port), "listener gone after reload %d" % i
         assert inst.master_pid() == master
         assert "terminating on signal" not in inst.log()
+
+
+def test_make_run_comes_up_accepts_a_message_and_stops_on_ctrl_c():
+    """`make run` = build + tools/run-instance.sh: a fresh instance in the
+    foreground that takes a first message as printed, delivers it where it
+    says, and stops cleanly on Ctrl-C (SIGINT to its process group)."""
+    if not os.access(os.path.join(harness.BUILD, "libexec", "local"), os.X_OK):
+        print("skipped: local not built")
+        return
+    import pwd
+    import smtplib
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="postern-test-run-")
+    os.chmod(tmp, 0o755)
+    run_dir = os.path.join(tmp, "run")
+    port = harness.free_ports(2)
+    env = dict(os.environ, BUILD=harness.BUILD, RUN_DIR=run_dir, PORT=str(port),
+               POSTERN_ETC_DIR=harness.ETC)
+    out_path = os.path.join(tmp, "terminal")
+    with open(out_path, "w") as terminal:
+        proc = subprocess.Popen(["sh", os.path.join(harness.SRC, "tools", "run-instance.sh")],
+                                env=env, stdout=terminal, stderr=subprocess.STDOUT,
+                                start_new_session=True, cwd=harness.SRC)
+    try:
+        wait_for(lambda: harness.port_accepts(port), 20, what="make run's smtp port")
+        user = pwd.getpwuid(os.getuid()).pw_name
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            s.sendmail("me@localhost", ["%s@localhost" % user],
+                       "Subject: hello\n\nfirst message\n")
+        new = os.path.join(run_dir, "mail", user, "new")
+        wait_for(lambda: os.path.isdir(new) and os.listdir(new), 20, what="the first message")
+        with open(os.path.join(new, os.listdir(new)[0])) as f:
+            assert "first message" in f.read()
+        os.killpg(proc.pid, signal.SIGINT)          # Ctrl-C at the terminal
+        proc.wait(30)
+        # (the shell itself may die of the SIGINT; the master must stop cleanly)
+        wait_for(lambda: not _procs_mentioning(run_dir), 20, what="no process left")
+        with open(out_path, errors="replace") as f:
+            text = f.read()
+        assert "send a first message" in text and "%s/mail/%s/new/" % (run_dir, user) in text
+        assert re.search(r"postern/master\[\d+\]: terminating on signal 2", text), text
+        assert "did not stop" not in text
+        assert not harness.port_accepts(port)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for pid in _procs_mentioning(run_dir):
+            os.kill(pid, signal.SIGKILL)
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _procs_mentioning(needle):
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % name, "rb") as f:
+                if needle.encode() in f.read():
+                    found.append(int(name))
+        except OSError:
+            pass
+    return found
