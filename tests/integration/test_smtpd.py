@@ -250,6 +250,16 @@ def test_rfc5321_d1_session():
                 r for r in env if b"Green" in r[1]]
             assert ("S", b"Smith@bar.com") in env
 
+        # Local delivery: Jones and Brown each receive the message once.
+        inst.wait_log(r"%s: removed" % qid, timeout=30)
+        for user in ("jones", "brown"):
+            box = inst.mailbox(user)
+            assert len(box) == 1, (user, box)
+            assert "\nSubject: D.1\n" in box[0]
+            assert box[0].startswith("Return-Path: <Smith@bar.com>\n"), box[0][:200]
+            assert "\n..etc. etc. etc.\n" in box[0]
+        assert inst.mailbox("green") == [] and inst.mailbox("Green") == []
+
 
 def test_noqueue_reject_and_single_recipient_received_header():
     with instance() as inst:
