@@ -66,7 +66,7 @@ static int remove_message(const char *queue, const char *qid)
     return 1;
 }
 
-int queue_admin_apply(int action, const char *queue, const char *qid)
+static int apply(int action, const char *queue, const char *qid, int sync)
 {
     const char *to = NULL;
     switch (action) {
@@ -91,5 +91,38 @@ int queue_admin_apply(int action, const char *queue, const char *qid)
         return 0;
     if (action != QA_HOLD && touch(queue, qid) < 0)
         return -1;
-    return queue_move(qid, queue, to) < 0 ? -1 : 1;
+    if (sync)
+        return queue_move(qid, queue, to) < 0 ? -1 : 1;
+    return queue_rename(qid, queue, to) < 0 ? -1 : 1;
+}
+
+int queue_admin_apply(int action, const char *queue, const char *qid)
+{
+    return apply(action, queue, qid, 1);
+}
+
+int queue_admin_apply_nosync(int action, const char *queue, const char *qid)
+{
+    return apply(action, queue, qid, 0);
+}
+
+int queue_admin_sync(void)
+{
+    static const char *const flat[] = { "incoming", "active", "hold", "corrupt" };
+    static const char *const hashed[] = { "deferred", "defer", "bounce", "trace" };
+    static const char digits[] = "0123456789ABCDEF";
+    int rc = 0;
+    strbuf path;
+    strbuf_init(&path);
+    for (size_t i = 0; i < sizeof(flat) / sizeof(flat[0]); i++)
+        if (fsync_dir(flat[i]) < 0 && errno != ENOENT)
+            rc = -1;
+    for (size_t i = 0; i < sizeof(hashed) / sizeof(hashed[0]); i++)
+        for (int h = 0; h < 16; h++) {
+            strbuf_printf(&path, "%s/%c", hashed[i], digits[h]);
+            if (fsync_dir(strbuf_str(&path)) < 0 && errno != ENOENT)
+                rc = -1;
+        }
+    strbuf_release(&path);
+    return rc;
 }

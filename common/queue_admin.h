@@ -13,6 +13,11 @@
  *                                    (ENOENT: not in that queue any more:
  *                                    someone moved or removed it; the
  *                                    caller looks for it again).
+ *   queue_admin_apply_nosync(...)    the same without the directory
+ *                                    fsyncs (bulk changes): call
+ *                                    queue_admin_sync() before reporting
+ *                                    success.
+ *   queue_admin_sync()               fsync every queue directory; 0 or -1.
  *   queue_admin_done_text(action)    "removed", "placed on hold",
  *                                    "released from hold", "requeued":
  *                                    the log line after "QID: ".
@@ -24,7 +29,8 @@
  *   requeue  to incoming/ with mtime = now: qmgr takes it on its next
  *            wakeup and resolves every recipient again.
  * Moves use queue_move() (rename, both directories fsynced), so a crash
- * leaves the file in exactly one queue.
+ * leaves the file in exactly one queue; the nosync form only renames (a
+ * crash before queue_admin_sync() may undo the move, never lose the file).
  *
  * Contract: a file in active/ belongs to qmgr while qmgr runs; callers
  * must not apply actions to active/ then (they ask qmgr over public/qmgr,
@@ -39,5 +45,7 @@ int queue_admin_action_parse(const char *word);
 const char *queue_admin_action_name(int action);
 const char *queue_admin_done_text(int action);
 int queue_admin_apply(int action, const char *queue, const char *qid);
+int queue_admin_apply_nosync(int action, const char *queue, const char *qid);
+int queue_admin_sync(void);
 
 #endif

@@ -395,7 +395,7 @@ static void admin_one(struct admin_ctx *ac, const char *queue, const char *qid, 
                 admin_flush_batch(ac);
             return;
         }
-        int rc = queue_admin_apply(ac->action, queue, qid);
+        int rc = queue_admin_apply_nosync(ac->action, queue, qid);
         if (rc > 0) {
             admin_done(ac, qid);
             return;
@@ -563,6 +563,11 @@ static int queue_admin(int action, int argc, char **argv)
         }
     }
     admin_flush_batch(&ac);
+    /* One fsync per directory for the whole run, before success is told. */
+    if (queue_admin_sync() < 0) {
+        postern_warning("cannot fsync the queue directories: %m");
+        ac.failed = 1;
+    }
     close(lock_fd);
     if (ac.done > 0 && ac.qmgr_up && action == QA_REQUEUE)
         wake_qmgr("incoming");

@@ -7,6 +7,7 @@ on a closed loopback port.  Messages in qmgr's active queue are tested
 with the real qmgr and a delivery agent that waits for the test
 (qmgr_rig.py), so an action can land while a delivery is running.
 """
+import grp
 import json
 import os
 import pwd
@@ -14,9 +15,10 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 
 import harness
-from qmgr_rig import QmgrRig, FakeAgent
+from qmgr_rig import QmgrRig, FakeAgent, queue_file_bytes
 
 MSG = "From: <%s>\r\nSubject: %s\r\n\r\nline one\r\nline two\r\n"
 
@@ -338,3 +340,100 @@ def test_hold_active_message_lands_in_hold():
         rig.flush()
         rig.wait_log(r"flush: retrying deferred mail")
         assert rig.where(qid) == "hold" and len(agent.requests) == 1
+
+
+def test_active_message_is_marked_while_delivering():
+    with QmgrRig(transports=("local", "relay"),
+                 master_extra="smtp unix - - n - 1 smtp\n") as rig:
+        gate = threading.Event()
+        agent = FakeAgent(rig, "smtp", lambda rcpt, req: ("sent", "2.0.0", "mx", "ok"), gate=gate)
+        qid = rig.write_message("a@far.example", ["x@one.example"])
+        rig.start()
+        harness.wait_for(lambda: agent.active == 1, 20, what="a running delivery")
+        r = rig_postern(rig, "queue")
+        assert r.returncode == 0, r.stderr
+        assert any(l.startswith(qid + "*") for l in r.stdout.splitlines()), r.stdout
+        gate.set()
+        rig.wait_log(qid + r": removed", timeout=20)
+
+
+def write_deferred(inst, n, owner):
+    """n queue files straight into deferred/, due in an hour (qmgr leaves
+    them alone), owned by the instance's account."""
+    spool = os.path.join(inst.dir, "spool")
+    ids = []
+    base = int(time.time())
+    for i in range(n):
+        data, sec = queue_file_bytes("s%d@example.org" % i, ["r%d@example.net" % i],
+                                     ["Subject: %d" % i, "", "body"], arrival=base)
+        tmp = os.path.join(spool, "deferred", ".tmp-test-%d" % i)
+        with open(tmp, "wb") as f:
+            f.write(data)
+        qid = "%09X%05X%X" % (sec, i % 1000000, os.stat(tmp).st_ino)
+        path = os.path.join(spool, "deferred", qid[13], qid)
+        os.rename(tmp, path)
+        os.utime(path, (base + 3600, base + 3600))
+        if owner is not None:
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+        ids.append(qid)
+    return ids
+
+
+def test_large_queue_streams_through_showq():
+    with harness.Instance() as inst:
+        owner = pwd.getpwnam(inst.user) if harness.is_root() else None
+        ids = write_deferred(inst, 3000, owner)
+        start = time.monotonic()
+        r = inst.postern("queue", "-j", timeout=120)
+        elapsed = time.monotonic() - start
+        assert r.returncode == 0 and r.stderr == "", r.stderr
+        listed = [json.loads(l) for l in r.stdout.splitlines()]
+        assert sorted(m["queue_id"] for m in listed) == sorted(ids)
+        assert all(m["recipients"][0]["address"] == "r%s@example.net" % m["sender"][1:].split("@")[0]
+                   for m in listed)
+        print("listed 3000 messages in %.2fs" % elapsed)
+        r = inst.postern("queue", timeout=120)
+        assert r.stdout.splitlines()[-1] == "-- %d Kbytes in 3000 Requests." \
+            % ((sum(m["message_size"] for m in listed) + 1023) // 1024)
+        # bulk surgery by domain of the sender: every one of them
+        r = inst.postern("queue", "hold", "--from", "example.org", timeout=120)
+        assert r.returncode == 0 and "Placed on hold: 3000 messages" in r.stderr, r.stderr
+        assert {m["queue_name"] for m in queue_json(inst)} == {"hold"}
+        r = inst.postern("queue", "delete", "ALL", timeout=120)
+        assert r.returncode == 0 and "Deleted: 3000 messages" in r.stderr, r.stderr
+        assert inst.postern("queue").stdout == "Mail queue is empty\n"
+
+
+def test_root_instance_chrooted_showq():
+    if not harness.is_root():
+        return
+    with harness.Instance(as_root=True, conf={"local_recipient_maps": "",
+                                              "defer_transports": "local"}) as inst:
+        send(inst, "a@example.org", ["root@localhost"], "root instance")
+        msgs = wait_deferred(inst, 1)
+        assert msgs[0]["sender"] == "a@example.org"
+        r = inst.postern("queue")
+        assert r.returncode == 0 and r.stderr == "", r.stderr     # showq, chrooted
+        assert "(deferred transport)" in r.stdout
+        # an ordinary user through a setgid-postdrop postern
+        bindir = os.path.join(inst.tmp, "bin")
+        os.mkdir(bindir)
+        os.chmod(bindir, 0o755)
+        os.chmod(inst.tmp, 0o755)
+        copy = os.path.join(bindir, "postern")
+        shutil.copy(harness.POSTERN, copy)
+        os.chown(copy, 0, grp.getgrnam("postdrop").gr_gid)
+        os.chmod(copy, 0o2755)
+        nobody = ["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups"]
+        r = subprocess.run(nobody + [copy, "-c", inst.dir, "queue", "-j"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert [json.loads(l)["queue_id"] for l in r.stdout.splitlines()] == \
+            [msgs[0]["queue_id"]]
+        # root changes it; the files keep their owner
+        r = inst.postern("queue", "hold", "ALL")
+        assert r.returncode == 0, r.stderr
+        held = os.path.join(inst.dir, "spool", "hold", msgs[0]["queue_id"])
+        assert pwd.getpwuid(os.stat(held).st_uid).pw_name == "postern"
+        assert inst.postern("queue", "delete", msgs[0]["queue_id"]).returncode == 0
+        assert not os.path.exists(held)
