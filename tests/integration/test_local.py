@@ -339,6 +339,28 @@ def test_root_instance_alias_command_runs_as_default_privs():
         assert os.stat(ld.path("mail", "root", "new")).st_uid == 0
 
 
+def test_root_forward_command_and_file_never_run_as_root():
+    """root's own mail through its .forward: the command and the file are
+    delivered with default_privs (nobody), never as root."""
+    if os.geteuid() != 0:
+        return
+    with LocalDir() as ld:
+        out = ld.path("out")
+        os.mkdir(out)
+        os.chmod(out, 0o777)
+        fwd = ld.path("forward", "root.forward")
+        with open(fwd, "w") as f:
+            f.write('"|id -u > %s/uid", %s/file\n' % (out, out))
+        os.chmod(fwd, 0o644)
+        replies = deliver(ld, "s@x.example", ["root@t.example"], MSG, as_nobody=False)
+        r = one(replies, "root@t.example")
+        assert r["status"] == "sent", r
+        assert "delivered to command" in r["reason"] and "delivered to file" in r["reason"], r
+        assert read(os.path.join(out, "uid")).strip() == str(NOBODY.pw_uid)
+        assert os.stat(os.path.join(out, "file")).st_uid == NOBODY.pw_uid
+        assert not os.path.exists(ld.path("mail", "root"))
+
+
 def test_forward_through_cleanup_with_owner_alias():
     with LocalDir() as ld:
         ld.write_aliases("list: Ext@Remote.example, kate, other@remote.example\n"
