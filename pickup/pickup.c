@@ -23,9 +23,14 @@
  *   4. removes the maildrop file only after cleanup answered status=0
  *      (the queue file is on disk): a crash in between means at worst a
  *      duplicate, never a loss.
- * A malformed file, one that is not a regular file, or one that cleanup
- * rejects for good (status=5) is moved to corrupt/ with a warning naming
- * the reason; it is never retried.  A temporary failure (cleanup down,
+ * A message cleanup rejects for good (status=5: header_checks REJECT,
+ * message_size_limit, ...) goes back to its sender as a failure notice
+ * (origin=bounce, null sender; "QID: sender non-delivery notification:
+ * QID2"), as Postfix does for local submissions, unless the sender is
+ * null or every recipient said NOTIFY=NEVER.  A malformed file, one that
+ * is not a regular file, or a rejected one that cannot be returned is
+ * moved to corrupt/ with a warning naming the reason; it is never
+ * retried.  A temporary failure (cleanup down,
  * status=4) leaves the file in place and ends the scan; the next wakeup
  * retries.  At start, postdrop temp files older than a day are removed.
  */
@@ -42,6 +47,7 @@
 
 #include "addr.h"
 #include "config.h"
+#include "dsn.h"
 #include "ipc.h"
 #include "log.h"
 #include "mail_date.h"
@@ -249,6 +255,177 @@ static void pickup_move_aside(const char *qid, const char *why)
                     strerror(errno));
 }
 
+/* ---- bounces of rejected submissions ---------------------------------- */
+
+/* Content lines of a maildrop file for dsn_compose: the first L record
+ * was read by pickup_envelope, the rest come from the file. */
+struct bounce_content {
+    FILE *fp;
+    int first_type;
+    strbuf first;
+    int state;                  /* 0 first line pending, 1 reading, 2 done */
+};
+
+static int bounce_next_line(void *ctx, strbuf *line, strbuf *err)
+{
+    struct bounce_content *c = ctx;
+    int type;
+    if (c->state == 0) {
+        c->state = c->first_type == QREC_LINE ? 1 : 2;
+        if (c->state == 2)
+            return 0;
+        strbuf_set(line, c->first.data, c->first.len);
+        return 1;
+    }
+    if (c->state == 2)
+        return 0;
+    int rc = queue_record_read(c->fp, &type, line, err);
+    if (rc < 0)
+        return -1;
+    if (rc == 0 || type != QREC_LINE) {
+        c->state = 2;
+        return 0;
+    }
+    return 1;
+}
+
+/* Send a finished notice to cleanup as origin=bounce.  0 ok, -1 with why. */
+static int bounce_submit(const char *to, const strbuf *text, strbuf *new_qid, strbuf *why)
+{
+    int fd = ipc_connect_unix(CLEANUP_SOCKET, pickup_ipc_timeout);
+    if (fd < 0) {
+        strbuf_printf(why, "connect to %s: %s", CLEANUP_SOCKET, strerror(errno));
+        return -1;
+    }
+    ipc_stream *s = ipc_stream_open(fd, pickup_ipc_timeout);
+    ipc_record *r = ipc_record_new();
+    int rc = -1;
+    long long status = -1;
+    if (ipc_recv(s, r) != 0 || !ipc_record_get_str(r, "queue_id")) {
+        strbuf_printf(why, "cleanup: %s", ipc_record_get_str(r, "reason")
+                      ? ipc_record_get_str(r, "reason") : ipc_error(s));
+        goto out;
+    }
+    ipc_build(r, "request", "enqueue", "origin", "bounce", "sender", "", "rcpt", to,
+              (char *) NULL);
+    int bad = ipc_send(s, r) != 0;
+    for (size_t pos = 0; !bad && pos < text->len; ) {
+        size_t len = text->len - pos < DATA_CHUNK ? text->len - pos : DATA_CHUNK;
+        ipc_record_reset(r);
+        ipc_record_add(r, "data", text->data + pos, len);
+        bad = ipc_send(s, r) != 0;
+        pos += len;
+    }
+    ipc_build(r, "end", "1", (char *) NULL);
+    if (bad || ipc_send(s, r) != 0 || ipc_recv(s, r) != 0) {
+        strbuf_printf(why, "cleanup: %s", ipc_error(s));
+    } else if (ipc_record_get_int(r, "status", &status) != 0 || status != 0) {
+        const char *reason = ipc_record_get_str(r, "reason");
+        strbuf_printf(why, "cleanup status %lld: %s", status, reason ? reason : "no reason");
+    } else {
+        const char *q = ipc_record_get_str(r, "queue_id");
+        strbuf_set_str(new_qid, q ? q : "?");
+        rc = 0;
+    }
+out:
+    ipc_record_free(r);
+    ipc_stream_close(s);
+    return rc;
+}
+
+/*
+ * cleanup refused the message for good: return it to its sender as a
+ * failure notice (every recipient failed with cleanup's status and
+ * reason), unless the sender is null or no recipient wants failures.
+ * 1 = bounced or nothing to send (the maildrop file can go), 0 = keep the
+ * file aside, -1 = temporary failure (retry later).
+ */
+static int pickup_bounce(const char *path, const struct pickup_msg *m, const char *qid,
+                         const char *dsn, const char *reason, time_t arrival)
+{
+    if (m->sender.len == 0)
+        return 0;
+    int n = 0, wanted = 0;
+    struct dsn_rcpt_report *rr = xcalloc((size_t) m->nrcpt + 1, sizeof(*rr));
+    const char *notify = NULL, *orcpt = NULL;
+    const char *envid = NULL, *ret = NULL;
+    for (size_t i = 0; i < m->env->n; i++) {
+        const char *name = m->env->attrs[i].name;
+        const char *value = strbuf_str(&m->env->attrs[i].value);
+        if (strcmp(name, "notify") == 0) {
+            notify = value;
+        } else if (strcmp(name, "orcpt") == 0) {
+            orcpt = value;
+        } else if (strcmp(name, "envid") == 0) {
+            envid = value;
+        } else if (strcmp(name, "ret") == 0) {
+            ret = value;
+        } else if (strcmp(name, "rcpt") == 0 && n < m->nrcpt) {
+            if (dsn_notify_parse(notify) & DSN_NOTIFY_FAILURE)
+                wanted++;
+            rr[n].address = value;
+            rr[n].orcpt = orcpt;
+            rr[n].status = dsn && dsn[0] == '5' ? dsn : "5.0.0";
+            rr[n].reason = reason ? reason : "message rejected";
+            n++;
+            notify = orcpt = NULL;
+        }
+    }
+    if (n == 0) {                       /* -t: the recipients were in the header */
+        rr[0].address = "(recipients from the message header)";
+        rr[0].status = dsn && dsn[0] == '5' ? dsn : "5.0.0";
+        rr[0].reason = reason ? reason : "message rejected";
+        n = wanted = 1;
+    }
+    int rc = 1;
+    if (wanted) {
+        strbuf text, why, new_qid;
+        strbuf_init(&text);
+        strbuf_init(&why);
+        strbuf_init(&new_qid);
+        struct dsn_report rep = {
+            .kind = DSN_KIND_FAILURE,
+            .myhostname = config_str("myhostname"),
+            .queue_id = qid,
+            .sender = strbuf_str(&m->sender),
+            .notify_to = strbuf_str(&m->sender),
+            .envid = envid,
+            .arrival = arrival,
+            .now = time(NULL),
+            .headers_only = (ret && strcmp(ret, "HDRS") == 0),
+            .rcpts = rr,
+            .nrcpt = n,
+        };
+        struct bounce_content c = { NULL, 0, { 0 }, 0 };
+        strbuf_init(&c.first);
+        struct pickup_msg scratch = { 0 };
+        strbuf_init(&scratch.sender);
+        scratch.env = ipc_record_new();
+        c.fp = fopen(path, "re");
+        if (!c.fp || pickup_envelope(c.fp, &scratch, &c.first_type, &c.first, &why) < 0
+            || dsn_compose(&rep, bounce_next_line, &c, &text, &why) < 0) {
+            log_warning("%s: cannot compose the non-delivery notice: %s", qid,
+                        c.fp ? strbuf_str(&why) : strerror(errno));
+            rc = 0;
+        } else if (bounce_submit(strbuf_str(&m->sender), &text, &new_qid, &why) < 0) {
+            log_warning("%s: cannot queue the non-delivery notice: %s", qid, strbuf_str(&why));
+            rc = -1;
+        } else {
+            log_info("%s: sender non-delivery notification: %s", qid, strbuf_str(&new_qid));
+        }
+        if (c.fp)
+            fclose(c.fp);
+        ipc_record_free(scratch.env);
+        strbuf_release(&scratch.sender);
+        strbuf_release(&c.first);
+        strbuf_release(&text);
+        strbuf_release(&why);
+        strbuf_release(&new_qid);
+    }
+    xfree(rr);
+    return rc;
+}
+
 /* Handle one maildrop file. */
 static int pickup_file(const char *qid)
 {
@@ -379,8 +556,14 @@ static int pickup_file(const char *qid)
         log_info("%s: reject: %s %s; uid=%ld from=<%s>", cleanup_qid, dsn ? dsn : "",
                  reason ? reason : "rejected", (long) st.st_uid, strbuf_str(&m.sender));
         if (status == 5) {
-            strbuf_printf(&why, "rejected by cleanup as %s", cleanup_qid);
-            outcome = PICKUP_CORRUPT;
+            int b = pickup_bounce(path.data, &m, cleanup_qid, dsn, reason, st.st_mtime);
+            if (b > 0) {
+                outcome = PICKUP_DONE;
+            } else if (b == 0) {
+                strbuf_printf(&why, "rejected by cleanup as %s and not returned to the sender",
+                              cleanup_qid);
+                outcome = PICKUP_CORRUPT;
+            }
         }
     }
 

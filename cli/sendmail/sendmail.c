@@ -120,8 +120,11 @@ static int build_aliases(void)
         size_t tlen = (size_t) (colon - tables[i]);
         char *type = xstrndup(tables[i], tlen);
         if (strcmp(type, "hash") == 0 || strcmp(type, "btree") == 0) {
-            if (map_build(type, colon + 1, &err) < 0)
+            if (map_build(type, colon + 1, &err) < 0) {
+                xfree(type);
+                config_list_free(tables);
                 sm_fatal(EX_CANTCREAT, "%s", strbuf_str(&err));
+            }
             if (sm_verbose)
                 fprintf(stderr, "sendmail: built %s\n", tables[i]);
         }
@@ -132,13 +135,17 @@ static int build_aliases(void)
     return 0;
 }
 
+static char *config_dir_copy;           /* -C with a file: its directory */
+
 static void set_config_dir(const char *arg)
 {
     struct stat st;
     if (stat(arg, &st) == 0 && !S_ISDIR(st.st_mode)) {
         /* -C /etc/postern/main.cf, as Sendmail takes a file */
         char *copy = xstrdup(arg);
-        sm_config_dir = xstrdup(dirname(copy));
+        xfree(config_dir_copy);
+        config_dir_copy = xstrdup(dirname(copy));
+        sm_config_dir = config_dir_copy;
         xfree(copy);
     } else {
         sm_config_dir = arg;
@@ -164,8 +171,7 @@ int main(int argc, char **argv)
     char mode = 'm';
     int dot_ends = 1, extract = 0;
     const char *sender = NULL, *fullname = NULL;
-    char *prog = xstrdup(argv[0]);
-    const char *name = basename(prog);
+    const char *name = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
 
     signal(SIGPIPE, SIG_IGN);
     log_open("sendmail");
@@ -302,6 +308,7 @@ int main(int argc, char **argv)
     }
 
     /* The envelope. */
+    char *gecos = NULL;
     strbuf addr;
     strbuf_init(&addr);
     if (sender) {
@@ -314,9 +321,9 @@ int main(int argc, char **argv)
             sm_fatal(EX_OSFILE, "no login name found for user ID %ld", (long) getuid());
         env.sender = xstrdup(pw->pw_name);
         if (!fullname && !getenv("NAME") && pw->pw_gecos && *pw->pw_gecos) {
-            char *g = xstrdup(pw->pw_gecos);
-            g[strcspn(g, ",")] = '\0';
-            fullname = *g ? g : NULL;
+            gecos = xstrdup(pw->pw_gecos);
+            gecos[strcspn(gecos, ",")] = '\0';     /* "Full Name,room,phone" */
+            fullname = *gecos ? gecos : NULL;
         }
     }
     if (!fullname)
@@ -327,10 +334,14 @@ int main(int argc, char **argv)
                 sm_fatal(EX_USAGE, "-F: control character in the full name");
         env.fullname = xstrdup(fullname);
     }
+    xfree(gecos);
     env.extract = extract;
 
-    if (mode == 's')
-        return sm_smtp_session(&env);
+    int rc;
+    if (mode == 's') {
+        rc = sm_smtp_session(&env);
+        goto done;
+    }
 
     for (; i < argc; i++) {
         /* One address, or a list "a@x, Name <b@y>" as mail programs pass. */
@@ -345,10 +356,16 @@ int main(int argc, char **argv)
     }
     if (env.nrcpt == 0 && !extract)
         sm_fatal(EX_USAGE, "Recipient addresses must be specified on the command line or via the -t option");
-    int rc = sm_submit_stdin(&env, dot_ends);
+    rc = sm_submit_stdin(&env, dot_ends);
+done:
     sm_envelope_free_rcpts(&env);
+    xfree(config_dir_copy);
+    xfree(env.sender);
+    xfree(env.fullname);
+    xfree(env.notify);
+    xfree(env.ret);
+    xfree(env.envid);
     strbuf_release(&addr);
     strbuf_release(&err);
-    xfree(prog);
     return rc;
 }

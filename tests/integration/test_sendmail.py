@@ -319,3 +319,30 @@ def test_bp_mailq_and_q_flush_run_postern_queue_and_flush():
         r = sendmail(inst, ["-q"], "")
         assert r.returncode == 0, r.stderr
         harness.wait_for(lambda: deferrals() >= 2, 30, what="a retry after sendmail -q")
+
+
+def test_rejected_submission_returns_to_sender():
+    with harness.Instance(conf=CONF, start=False) as inst:
+        with open(os.path.join(inst.dir, "hc"), "w") as f:
+            f.write("/^Subject: reject me/ REJECT no such subjects here\n")
+        harness.set_main_cf(os.path.join(inst.dir, "main.cf"),
+                            {"header_checks": "regexp:%s/hc" % inst.dir})
+        assert inst.postern("start").returncode == 0
+        r = sendmail(inst, ["-V", "env-77", "alice"], "Subject: reject me\n\nthe body\n")
+        assert r.returncode == 0, r.stderr       # queued in maildrop/: cleanup decides later
+        m = inst.wait_log(r"pickup\[\d+\]: ([0-9A-F]+): sender non-delivery notification: "
+                          r"([0-9A-F]+)$", timeout=20)
+        bounce = one_message(inst, inst.user)
+        assert "Subject: Undelivered Mail Returned to Sender" in bounce, bounce
+        assert "Return-Path: <>" in bounce
+        assert "no such subjects here" in bounce
+        assert "Original-Envelope-Id: env-77" in bounce, bounce
+        assert "the body" in bounce and "Subject: reject me" in bounce
+        assert inst.mailbox("alice") == []
+        # A null sender cannot be told: the file is kept aside instead.
+        r = sendmail(inst, ["-f", "<>", "alice"], "Subject: reject me\n\nagain\n")
+        assert r.returncode == 0
+        inst.wait_log(r"warning: maildrop/([0-9A-F]+): rejected by cleanup as [0-9A-F]+ and not "
+                      r"returned to the sender; moved to corrupt/", timeout=20)
+        assert maildrop_files(inst) == []
+        assert len(os.listdir(os.path.join(inst.dir, "spool", "corrupt"))) == 1
