@@ -500,3 +500,28 @@ def _procs_mentioning(needle):
         except OSError:
             pass
     return found
+
+
+def test_check_names_unknown_parameters_and_bad_directories():
+    with Instance(start=False) as inst:
+        spool = os.path.join(inst.dir, "spool")
+        # a typo in main.cf is a warning naming file and line, not an error
+        with open(os.path.join(inst.dir, "main.cf"), "a") as f:
+            f.write("mydestinaton = example.com\n")
+        r = inst.postern("check")
+        assert r.returncode == 0, r.stderr
+        assert re.search(r"warning: .*main\.cf, line \d+: unknown parameter mydestinaton",
+                         r.stderr), r.stderr
+        # a world-writable spool is an error naming the directory
+        mode = os.stat(spool).st_mode & 0o7777
+        os.chmod(spool, mode | 0o002)
+        r = inst.postern("check")
+        assert r.returncode == 1, r.stderr
+        assert re.search(r"error: .*%s.*writable" % re.escape(spool), r.stderr), r.stderr
+        os.chmod(spool, mode)
+        assert inst.postern("check").returncode == 0
+        # a spool that is not there
+        inst.edit_main_cf({"queue_directory": os.path.join(inst.dir, "nowhere")})
+        r = inst.postern("check")
+        assert r.returncode == 1
+        assert "nowhere" in r.stderr, r.stderr
