@@ -115,6 +115,14 @@ static void pad_to(strbuf *out, size_t start, size_t width)
         strbuf_append_char(out, ' ');
 }
 
+/* Addresses may hold any byte: no control character reaches a terminal
+ * (the log's rule: '?' instead). */
+static void append_printable(strbuf *out, const char *s)
+{
+    for (; *s; s++)
+        strbuf_append_char(out, ((unsigned char) *s < 0x20 || *s == 0x7f) ? '?' : *s);
+}
+
 #define ID_WIDTH 22             /* id + status mark, room for long inodes */
 #define SENDER_COL (ID_WIDTH + 8 + 1 + 20 + 1)
 
@@ -138,7 +146,9 @@ static void print_text(struct list_ctx *lc, const ipc_record *r)
     size_t t0 = l->len;
     format_arrival(l, arrival);
     pad_to(l, t0, 20);
-    strbuf_appendf(l, " %s\n", *sender ? sender : "MAILER-DAEMON");
+    strbuf_append_char(l, ' ');
+    append_printable(l, *sender ? sender : "MAILER-DAEMON");
+    strbuf_append_char(l, '\n');
     /* Recipients, each group sharing a reason preceded by it. */
     const char *last_reason = "";
     for (size_t i = 0; i < r->n; i++) {
@@ -147,10 +157,15 @@ static void print_text(struct list_ctx *lc, const ipc_record *r)
         const char *reason = "";
         if (i + 1 < r->n && strcmp(r->attrs[i + 1].name, "delay_reason") == 0)
             reason = strbuf_str(&r->attrs[i + 1].value);
-        if (*reason && strcmp(reason, last_reason) != 0)
-            strbuf_appendf(l, "%*s(%s)\n", ID_WIDTH - 14, "", reason);
+        if (*reason && strcmp(reason, last_reason) != 0) {
+            strbuf_appendf(l, "%*s(", ID_WIDTH - 14, "");
+            append_printable(l, reason);
+            strbuf_append_str(l, ")\n");
+        }
         last_reason = reason;
-        strbuf_appendf(l, "%*s%s\n", SENDER_COL, "", strbuf_str(&r->attrs[i].value));
+        strbuf_appendf(l, "%*s", SENDER_COL, "");
+        append_printable(l, strbuf_str(&r->attrs[i].value));
+        strbuf_append_char(l, '\n');
     }
     strbuf_append_char(l, '\n');
     fwrite(l->data, 1, l->len, stdout);

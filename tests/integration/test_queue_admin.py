@@ -379,6 +379,33 @@ def write_deferred(inst, n, owner):
     return ids
 
 
+def test_hostile_bytes_in_addresses():
+    """Queue files may carry any byte in addresses: the text listing shows
+    no control character, the JSON stays valid UTF-8."""
+    with harness.Instance() as inst:
+        spool = os.path.join(inst.dir, "spool")
+        data, sec = queue_file_bytes(b"caf\xe9\x1b[2J@example.org", ["bob\x1b]0;x\x07@example.net"],
+                                     ["Subject: x", "", "y"])
+        tmp = os.path.join(spool, "deferred", ".tmp-odd")
+        with open(tmp, "wb") as f:
+            f.write(data)
+        qid = "%09X%05X%X" % (sec, 1, os.stat(tmp).st_ino)
+        path = os.path.join(spool, "deferred", qid[13], qid)
+        os.rename(tmp, path)
+        os.utime(path, (sec + 3600, sec + 3600))
+        if harness.is_root():
+            owner = pwd.getpwnam(inst.user)
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+        [m] = queue_json(inst)
+        assert m["sender"] == "caf\ufffd\x1b[2J@example.org"
+        assert m["recipients"][0]["address"] == "bob\x1b]0;x\x07@example.net"
+        r = subprocess.run(inst._as_user([harness.POSTERN, "-c", inst.dir, "queue"]),
+                           capture_output=True, timeout=60)     # bytes: \xe9 stays raw
+        assert r.returncode == 0, r.stderr
+        assert b"\x1b" not in r.stdout and b"\x07" not in r.stdout
+        assert b"caf\xe9?[2J@example.org" in r.stdout and b"bob?]0;x?@example.net" in r.stdout
+
+
 def test_large_queue_streams_through_showq():
     with harness.Instance() as inst:
         owner = pwd.getpwnam(inst.user) if harness.is_root() else None
