@@ -45,6 +45,7 @@
 #include "queue.h"
 #include "server.h"
 #include "smtp.h"
+#include "smtp_nexthop.h"
 #include "smtp_tls.h"
 
 struct smtp_params smtp_params;
@@ -437,16 +438,9 @@ static void smtp_post_jail(int argc, char **argv)
     p->rset_timeout = time_param("smtp_rset_timeout");
     p->starttls_timeout = time_param("smtp_starttls_timeout");
     const char *port = config_str("smtp_tcp_port");
-    char *host;
-    int mx;
-    p->tcp_port = 25;
-    strbuf tmp;
-    strbuf_init(&tmp);
-    strbuf_printf(&tmp, "[127.0.0.1]:%s", port);
-    if (smtp_nexthop_parse(strbuf_str(&tmp), &host, &p->tcp_port, &mx) < 0)
+    p->tcp_port = smtp_port_parse(port);
+    if (p->tcp_port < 0)
         log_fatal("smtp_tcp_port: bad port: %s", port);
-    xfree(host);
-    strbuf_release(&tmp);
     p->helo_name = config_str("smtp_helo_name");
     p->myhostname = config_str("myhostname");
     p->mx_address_limit = (int)config_int("smtp_mx_address_limit");
@@ -457,6 +451,7 @@ static void smtp_post_jail(int argc, char **argv)
     p->skip_5xx_greeting = config_bool("smtp_skip_5xx_greeting");
     p->never_send_ehlo = config_bool("smtp_never_send_ehlo");
     p->fallback_relay = config_str("smtp_fallback_relay");
+    p->line_length_limit = config_int("smtp_line_length_limit");
     const char *proto = config_str("inet_protocols");
     p->families = 0;
     int n = 0;

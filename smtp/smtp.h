@@ -145,8 +145,6 @@ struct smtp_route_error {
 int smtp_route_build(const char *nexthop, struct smtp_route *route,
                      struct smtp_route_error *err);
 void smtp_route_free(struct smtp_route *route);
-/* "[host]:port" etc.: host newly allocated, *mx_lookup, *port. -1 bad. */
-int smtp_nexthop_parse(const char *nexthop, char **host, int *port, int *mx_lookup);
 
 /* smtp_proto.c */
 /* Connect to one target; NULL with reason (and status set) on failure. */

@@ -456,7 +456,19 @@ static int send_content(struct smtp_session *s, struct smtp_request *req,
             break;
         if (line.len && line.data[0] == '.')
             smtp_io_write(&s->io, ".", 1);
-        smtp_io_write(&s->io, line.data, line.len);
+        /* Postfix's smtp_line_length_limit: longer lines are broken with
+         * CRLF SPACE (a header stays one folded header) */
+        size_t limit = smtp_params.line_length_limit > 1
+                       ? (size_t)smtp_params.line_length_limit : 0;
+        size_t off = 0, first = limit && line.len > limit ? limit : line.len;
+        smtp_io_write(&s->io, line.data, first);
+        off = first;
+        while (off < line.len) {
+            size_t n = line.len - off > limit - 1 ? limit - 1 : line.len - off;
+            smtp_io_write(&s->io, "\r\n ", 3);
+            smtp_io_write(&s->io, line.data + off, n);
+            off += n;
+        }
         smtp_io_write(&s->io, "\r\n", 2);
         if (s->io.out.len >= 65536 && smtp_io_flush(&s->io) < 0) {
             io_failure(s, "sending message body", why);

@@ -38,64 +38,7 @@
 #include "log.h"
 #include "mem.h"
 #include "smtp.h"
-
-/* ---- nexthop syntax ------------------------------------------------- */
-
-static int parse_port(const char *s)
-{
-    if (strcmp(s, "smtp") == 0)
-        return 25;
-    if (strcmp(s, "submission") == 0)
-        return 587;
-    if (strcmp(s, "submissions") == 0 || strcmp(s, "smtps") == 0)
-        return 465;
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < 1 || v > 65535)
-        return -1;
-    return (int)v;
-}
-
-int smtp_nexthop_parse(const char *nexthop, char **host, int *port, int *mx_lookup)
-{
-    const char *p = nexthop;
-    *host = NULL;
-    *port = smtp_params.tcp_port;
-    if (strncmp(p, "inet:", 5) == 0)
-        p += 5;
-    if (*p == '[') {
-        const char *close = strchr(p, ']');
-        if (!close || close == p + 1)
-            return -1;
-        *mx_lookup = 0;
-        char *h = xstrndup(p + 1, (size_t)(close - p - 1));
-        if (strncasecmp(h, "ipv6:", 5) == 0)
-            memmove(h, h + 5, strlen(h + 5) + 1);
-        const char *rest = close + 1;
-        if (*rest == ':') {
-            *port = parse_port(rest + 1);
-        } else if (*rest != '\0') {
-            *port = -1;
-        }
-        if (*port < 0 || !*h) {
-            xfree(h);
-            return -1;
-        }
-        *host = h;
-        return 0;
-    }
-    *mx_lookup = 1;
-    const char *colon = strrchr(p, ':');
-    char *h = colon ? xstrndup(p, (size_t)(colon - p)) : xstrdup(p);
-    if (colon)
-        *port = parse_port(colon + 1);
-    if (*port < 0 || !*h || strchr(h, ':') || !dns_hostname_valid(h)) {
-        xfree(h);
-        return -1;
-    }
-    *host = h;
-    return 0;
-}
+#include "smtp_nexthop.h"
 
 /* ---- my own addresses ----------------------------------------------- */
 
@@ -284,7 +227,7 @@ static int route_one(const char *nexthop, struct smtp_route *route,
     strbuf_init(&why);
     int rc = -1;
     *not_found = 0;
-    if (smtp_nexthop_parse(nexthop, &host, &port, &mx_lookup) < 0) {
+    if (smtp_nexthop_parse(nexthop, smtp_params.tcp_port, &host, &port, &mx_lookup) < 0) {
         strbuf_printf(&why, "bad next-hop destination syntax: %s", nexthop);
         set_error(err, SMTP_DEFERRED, "4.3.5", strbuf_str(&why));
         strbuf_release(&why);

@@ -4,12 +4,13 @@
  *
  * Build and run: tests/fuzz/run.sh (builds every fuzz_*.c), or
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Icommon \
- *       tests/fuzz/fuzz_dns.c common/dns.c common/smtp_reply.c \
+ *       tests/fuzz/fuzz_dns.c common/dns.c common/smtp_reply.c common/smtp_nexthop.c \
  *       common/strbuf.c common/mem.c common/log.c -lresolv -o /tmp/fuzz_dns
  *
  * Checked beyond "no crash, no over-read": every MX host returned is ""
  * (null MX) or a valid host name; parsers never report more records than
- * the input could hold; a reply line's text lies inside the input.
+ * the input could hold; a reply line's text lies inside the input; an
+ * accepted next-hop has a valid port and a host name or IP literal.
  */
 #include <arpa/inet.h>
 #include <stdint.h>
@@ -19,6 +20,7 @@
 #include "dns.h"
 #include "mem.h"
 #include "smtp_reply.h"
+#include "smtp_nexthop.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -57,6 +59,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         smtp_ehlo_keyword(text, &kw, &arg);
         strbuf_release(&kw);
         strbuf_release(&arg);
+    }
+    /* and as a next-hop destination */
+    char *host = NULL;
+    int port, mx_lookup;
+    if (smtp_nexthop_parse(line, 25, &host, &port, &mx_lookup) == 0) {
+        unsigned char a[16];
+        if (port < 1 || port > 65535 || (!dns_hostname_valid(host)
+                                         && inet_pton(AF_INET, host, a) != 1
+                                         && inet_pton(AF_INET6, host, a) != 1))
+            abort();
+        xfree(host);
+    } else if (host) {
+        abort();
     }
     xfree(line);
     strbuf_release(&why);

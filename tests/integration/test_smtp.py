@@ -338,3 +338,16 @@ def test_chrooted_agent_in_root_instance():
             assert os.readlink("/proc/%d/root" % pid) == spool
             st = os.stat("/proc/%d" % pid)
             assert st.st_uid != 0
+
+
+def test_long_lines_broken_at_smtp_line_length_limit():
+    dns, port = setup_world()
+    with dns, Receiver("127.0.0.2", port) as rx, sender_instance(dns, port) as inst:
+        long_line = "".join("%04d" % i for i in range(375))       # 1500 characters
+        send(inst, "long@amx.test", subject="long", body=long_line + "\r\n.after\r\n")
+        inst.wait_log(r"to=<long@amx.test>, .*status=sent", timeout=30)
+        lines = rx.messages[0].content.split(b"\r\n")
+        assert max(len(l) for l in lines) <= 998
+        i = lines.index(long_line[:998].encode())
+        assert lines[i + 1] == b" " + long_line[998:].encode()
+        assert lines[i + 2] == b".after"          # unstuffed by the server

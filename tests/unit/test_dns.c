@@ -10,6 +10,7 @@
 #include "dns.h"
 #include "mem.h"
 #include "smtp_reply.h"
+#include "smtp_nexthop.h"
 
 /* A reply under construction: header + question "x.test" + answers. */
 struct msg {
@@ -367,6 +368,47 @@ START_TEST(ehlo_keywords)
 }
 END_TEST
 
+static void nexthop_ok(const char *in, const char *host, int port, int mx)
+{
+    char *h = NULL;
+    int p = 0, m = -1;
+    ck_assert_msg(smtp_nexthop_parse(in, 25, &h, &p, &m) == 0, "%s rejected", in);
+    ck_assert_str_eq(h, host);
+    ck_assert_int_eq(p, port);
+    ck_assert_int_eq(m, mx);
+    xfree(h);
+}
+
+START_TEST(nexthop_syntax)
+{
+    nexthop_ok("example.com", "example.com", 25, 1);
+    nexthop_ok("example.com:587", "example.com", 587, 1);
+    nexthop_ok("example.com:submission", "example.com", 587, 1);
+    nexthop_ok("[mail.example.com]", "mail.example.com", 25, 0);
+    nexthop_ok("[mail.example.com]:2525", "mail.example.com", 2525, 0);
+    nexthop_ok("[192.0.2.1]:26", "192.0.2.1", 26, 0);
+    nexthop_ok("[2001:db8::1]", "2001:db8::1", 25, 0);
+    nexthop_ok("[ipv6:2001:db8::1]:465", "2001:db8::1", 465, 0);
+    nexthop_ok("inet:[relay.test]:smtp", "relay.test", 25, 0);
+    static const char *const bad[] = {
+        "", "[", "[]", "[]:25", "[host", "[host]x", "[host]:", "[host]:0", "[host]:65536",
+        "[host]:+25", "[host]: 25", "[host]:25x", "[a b]", "[a/b]:25", "host:", "host:abc",
+        "ho st", "2001:db8::1", "a..b", ".", "host:99999999999999999999", "[ipv6:]",
+        NULL,
+    };
+    for (int i = 0; bad[i]; i++) {
+        char *h = (char *)1;
+        int p, m;
+        ck_assert_msg(smtp_nexthop_parse(bad[i], 25, &h, &p, &m) == -1, "%s accepted", bad[i]);
+        ck_assert_ptr_null(h);
+    }
+    ck_assert_int_eq(smtp_port_parse("smtps"), 465);
+    ck_assert_int_eq(smtp_port_parse("65535"), 65535);
+    ck_assert_int_eq(smtp_port_parse("-1"), -1);
+    ck_assert_int_eq(smtp_port_parse("imap"), -1);
+}
+END_TEST
+
 Suite *dns_suite(void)
 {
     Suite *s = suite_create("dns");
@@ -382,6 +424,7 @@ Suite *dns_suite(void)
     tcase_add_test(tc, reply_lines);
     tcase_add_test(tc, enhanced_codes);
     tcase_add_test(tc, ehlo_keywords);
+    tcase_add_test(tc, nexthop_syntax);
     suite_add_tcase(s, tc);
     return s;
 }
