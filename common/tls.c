@@ -14,8 +14,9 @@
  *    (then its parent domains as ".example.com"); the value lists chain
  *    files whose context is built once per process and cached.
  *  - Resumption across smtpd processes uses RFC 5077 tickets whose keys
- *    come from one small file (ticket_key_file) that the first process
- *    creates and that is replaced when older than the session timeout.
+ *    come from one small file per period of the session timeout
+ *    (ticket_key_file.PERIOD), created atomically by the first process of
+ *    the period (older periods' files are removed).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -414,39 +415,66 @@ static SSL_CTX *server_ctx_new(const struct tls_server_params *p, strbuf *err)
     return ctx;
 }
 
-/* Ticket keys shared by every process of the service: read the key file,
- * or make a new one when it is missing, short, or older than the session
- * timeout (rotation; old tickets then just fall back to a full handshake). */
+/* Ticket keys shared by every process of the service.  The keys of one
+ * period of `timeout` seconds live in FILE.PERIOD; the first process of a
+ * period creates it with link(2), which fails when another process won the
+ * race, and then everyone reads the winner's keys.  A new period means new
+ * keys (rotation; older tickets just fall back to a full handshake). */
 static int ticket_keys(const char *file, int timeout, unsigned char *keys, strbuf *err)
 {
-    struct stat stbuf;
-    int fd;
+    long period = (long)(time(NULL) / (timeout > 0 ? timeout : 3600));
+    strbuf path, tmp;
+    int fd, rc = -1;
 
-    if (stat(file, &stbuf) == 0 && stbuf.st_size == TICKET_KEY_LEN
-        && time(NULL) - stbuf.st_mtime < timeout && (fd = open(file, O_RDONLY)) >= 0) {
-        ssize_t n = read(fd, keys, TICKET_KEY_LEN);
-        close(fd);
-        if (n == TICKET_KEY_LEN)
-            return 0;
-    }
-    if (RAND_bytes(keys, TICKET_KEY_LEN) != 1) {
-        strbuf_set_str(err, "cannot generate session ticket keys");
-        drain_errors(err);
-        return -1;
-    }
-    strbuf tmp;
+    strbuf_init(&path);
     strbuf_init(&tmp);
-    strbuf_printf(&tmp, "%s.%ld", file, (long)getpid());
-    fd = open(strbuf_str(&tmp), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0 || write(fd, keys, TICKET_KEY_LEN) != TICKET_KEY_LEN || fsync(fd) < 0
-        || close(fd) < 0 || rename(strbuf_str(&tmp), file) < 0) {
-        /* Resumption still works within this process. */
-        log_warning("cannot write TLS session ticket key file %s: %s", file, strerror(errno));
-        if (fd >= 0)
-            unlink(strbuf_str(&tmp));
+    strbuf_printf(&path, "%s.%ld", file, period);
+    for (int attempt = 0; attempt < 2 && rc < 0; attempt++) {
+        if ((fd = open(strbuf_str(&path), O_RDONLY)) >= 0) {
+            ssize_t n = read(fd, keys, TICKET_KEY_LEN);
+            close(fd);
+            if (n == TICKET_KEY_LEN) {
+                rc = 0;
+                break;
+            }
+        }
+        if (RAND_bytes(keys, TICKET_KEY_LEN) != 1) {
+            strbuf_set_str(err, "cannot generate session ticket keys");
+            drain_errors(err);
+            break;
+        }
+        strbuf_printf(&tmp, "%s.tmp%ld", file, (long)getpid());
+        fd = open(strbuf_str(&tmp), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int ok = fd >= 0 && write(fd, keys, TICKET_KEY_LEN) == TICKET_KEY_LEN
+            && fsync(fd) == 0;
+        if (fd >= 0 && close(fd) < 0)
+            ok = 0;
+        int linked = ok ? link(strbuf_str(&tmp), strbuf_str(&path)) : -1;
+        int link_errno = errno;
+        unlink(strbuf_str(&tmp));
+        if (linked == 0) {
+            /* the previous periods' keys are of no further use */
+            for (long old = period - 3; old < period; old++) {
+                strbuf_printf(&tmp, "%s.%ld", file, old);
+                unlink(strbuf_str(&tmp));
+            }
+            rc = 0;
+        } else if (!ok || link_errno != EEXIST) {
+            /* Resumption still works within this process. */
+            log_warning("cannot write TLS session ticket key file %s: %s",
+                        strbuf_str(&path), strerror(ok ? link_errno : errno));
+            rc = 0;
+        }
+        /* EEXIST: another process won; read its keys */
     }
+    if (rc < 0 && strbuf_str(err)[0] == '\0') {
+        /* a file of the wrong size that is not ours to replace */
+        log_warning("unusable TLS session ticket key file %s", strbuf_str(&path));
+        rc = 0;
+    }
+    strbuf_release(&path);
     strbuf_release(&tmp);
-    return 0;
+    return rc;
 }
 
 static SSL_CTX *sni_context(tls_server_ctx *sc, const char *files)
@@ -970,9 +998,10 @@ void tls_conn_summary(const tls_conn *c, strbuf *out)
                    tls_conn_cipher(c), bits, alg);
     nid = SSL_get_negotiated_group(c->ssl);
     if (nid > 0) {
-        const char *g = SSL_group_to_name(c->ssl, nid);
+        /* "X25519", "prime256v1" as Postfix prints them */
+        const char *g = OBJ_nid2sn(nid);
         if (g == NULL)
-            g = OBJ_nid2sn(nid);
+            g = SSL_group_to_name(c->ssl, nid);
         if (g)
             strbuf_appendf(out, " key-exchange %s", g);
     }

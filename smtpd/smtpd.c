@@ -53,6 +53,8 @@ static const struct {
     { "VRFY", "vrfy", CMD_VRFY },
     { "HELP", "help", CMD_HELP },
     { "QUIT", "quit", CMD_QUIT },
+    { "STARTTLS", "starttls", CMD_STARTTLS },
+    { "AUTH", "auth", CMD_AUTH },
     { NULL, "unknown", CMD_UNKNOWN },
 };
 
@@ -204,6 +206,8 @@ static void dispatch(struct smtpd_state *st, const char *verb, const char *arg)
     case CMD_VRFY: st->where = "VRFY"; smtpd_cmd_vrfy(st, arg); break;
     case CMD_HELP: st->where = "HELP"; smtpd_cmd_help(st, arg); break;
     case CMD_QUIT: st->where = "QUIT"; smtpd_cmd_quit(st, arg); break;
+    case CMD_STARTTLS: st->where = "STARTTLS"; smtpd_cmd_starttls(st, arg); break;
+    case CMD_AUTH: st->where = "AUTH"; smtpd_cmd_auth(st, arg); break;
     default:
         st->where = "UNKNOWN";
         if (strcmp(verb, "GET") == 0 || strcmp(verb, "POST") == 0
@@ -261,7 +265,13 @@ static void smtpd_serve(int client_fd)
     st.forbid_bare_lf = smtpd_forbid_bare_lf(&st);
     st.where = "CONNECT";
 
-    smtpd_reply(&st, "220 %s", smtpd_params.banner);
+    if (smtpd_tls_wrapper_start(&st) < 0) {
+        st.quit = 1;
+        st.io.status = SMTPD_IO_ERROR;
+        log_info("lost connection after CONNECT from %s", st.namaddr);
+    } else {
+        smtpd_reply(&st, "220 %s", smtpd_params.banner);
+    }
     while (!st.quit) {
         if (st.error_count >= smtpd_params.hard_error_limit) {
             smtpd_reply(&st, "421 4.7.0 %s Error: too many errors", smtpd_params.myhostname);
@@ -303,6 +313,8 @@ static void smtpd_serve(int client_fd)
     smtpd_io_flush(&st.io);
     smtpd_reset_transaction(&st);
     log_disconnect(&st);
+    smtpd_tls_end(&st);
+    smtpd_sasl_reset(&st);
 
     smtp_cmd_release(&cmd);
     strbuf_release(&line);
@@ -375,6 +387,10 @@ static void smtpd_pre_jail(int argc, char **argv)
     /* Lookup tables (passwd, alias files) and the resolver configuration
      * must be read before a chroot hides them. */
     smtpd_check_init();
+    /* Private keys, certificates and the SASL configuration are read while
+     * still privileged and outside the jail. */
+    smtpd_tls_init();
+    smtpd_sasl_init();
 }
 
 static void smtpd_post_jail(int argc, char **argv)

@@ -11,7 +11,9 @@
  *                    recipient check)
  *   smtpd_cleanup.c  the enqueue conversation with cleanup, Received:
  *   smtpd_peer.c     who the client is (address, verified hostname)
- *   smtpd_io.c       the byte stream (TLS will wrap it)
+ *   smtpd_io.c       the byte stream (plain or TLS transport)
+ *   smtpd_tls.c      STARTTLS, wrapper mode, the TLS server context
+ *   smtpd_sasl.c     AUTH (Cyrus SASL), sender login maps
  *
  * Contract: the transaction part of the state (sender, recipients, cleanup
  * stream) is reset by smtpd_reset_transaction() after every DATA/BDAT LAST,
@@ -27,6 +29,7 @@
 #include "smtp_data.h"
 #include "smtpd_io.h"
 #include "strbuf.h"
+#include "tls.h"
 
 /* Parameters, read once after the configuration is loaded. */
 struct smtpd_params {
@@ -77,8 +80,8 @@ struct smtpd_rcpt {
 
 /* Command statistics for the disconnect log line, in Postfix's order. */
 enum smtpd_cmd_id {
-    CMD_HELO, CMD_EHLO, CMD_MAIL, CMD_RCPT, CMD_DATA, CMD_BDAT, CMD_RSET,
-    CMD_NOOP, CMD_VRFY, CMD_HELP, CMD_QUIT, CMD_UNKNOWN, CMD_COUNT
+    CMD_HELO, CMD_EHLO, CMD_STARTTLS, CMD_AUTH, CMD_MAIL, CMD_RCPT, CMD_DATA,
+    CMD_BDAT, CMD_RSET, CMD_NOOP, CMD_VRFY, CMD_HELP, CMD_QUIT, CMD_UNKNOWN, CMD_COUNT
 };
 
 struct smtpd_state {
@@ -92,9 +95,12 @@ struct smtpd_state {
     /* the session */
     char *helo_name;            /* NULL until HELO/EHLO */
     int esmtp;                  /* EHLO was used */
-    char *sasl_username;        /* NULL until AUTH exists (SASL seam) */
+    char *sasl_username;        /* NULL until AUTH succeeded */
     char *sasl_method;
-    int tls_active;             /* 0 until STARTTLS exists (TLS seam) */
+    int auth_failures;          /* for the growing 535 delay */
+    void *sasl_conn;            /* sasl_conn_t, created on first use */
+    int tls_active;             /* STARTTLS or wrapper mode handshake done */
+    tls_conn *tls;
     const char *where;          /* last command, for "lost connection after" */
     int error_count;
     int last_reply_code;        /* of the latest smtpd_reply(), for stats */
@@ -166,6 +172,29 @@ int smtpd_cleanup_envelope(struct smtpd_state *st, strbuf *reply);
 int smtpd_cleanup_content(struct smtpd_state *st, const char *data, size_t len, strbuf *reply);
 int smtpd_cleanup_finish(struct smtpd_state *st, strbuf *reply);
 void smtpd_cleanup_abort(struct smtpd_state *st);
+
+/* smtpd_tls.c */
+enum { SMTPD_TLS_NONE, SMTPD_TLS_MAY, SMTPD_TLS_ENCRYPT };
+int smtpd_tls_parse_level(const char *value);
+void smtpd_tls_server_params(struct tls_server_params *p, int mandatory);
+void smtpd_tls_init(void);
+int smtpd_tls_offer(const struct smtpd_state *st);
+int smtpd_tls_required(const struct smtpd_state *st);
+void smtpd_cmd_starttls(struct smtpd_state *st, const char *arg);
+int smtpd_tls_wrapper_start(struct smtpd_state *st);
+int smtpd_tls_wrappermode(void);
+void smtpd_tls_end(struct smtpd_state *st);
+void smtpd_tls_received(const struct smtpd_state *st, strbuf *out);
+
+/* smtpd_sasl.c */
+void smtpd_sasl_init(void);
+void smtpd_sasl_reset(struct smtpd_state *st);
+int smtpd_sasl_offered(void);
+const char *smtpd_sasl_mechs(struct smtpd_state *st);
+void smtpd_cmd_auth(struct smtpd_state *st, const char *arg);
+void smtpd_sasl_received(const struct smtpd_state *st, strbuf *out);
+int smtpd_sasl_auth_param(struct smtpd_state *st, const char *value);
+int smtpd_sasl_decode(struct smtpd_state *st, const char *text, strbuf *out);
 
 /* smtpd_peer.c */
 void smtpd_peer_lookup(struct smtpd_state *st, int fd);

@@ -21,8 +21,9 @@
  * table".  Virtual alias domains count as authorized destinations.
  *
  * Restrictions: permit, reject, defer, permit_mynetworks,
- * permit_sasl_authenticated (true only once SASL sets st->sasl_username;
- * until AUTH exists it never matches), reject_unauth_destination,
+ * permit_sasl_authenticated (after a successful AUTH),
+ * reject_sender_login_mismatch and its authenticated_/unauthenticated_
+ * halves (smtpd_sender_login_maps), reject_unauth_destination,
  * defer_unauth_destination, permit_auth_destination,
  * reject_non_fqdn_sender, reject_non_fqdn_recipient, reject_non_fqdn_helo_hostname,
  * reject_unknown_sender_domain (DNS MX, then A/AAAA), and
@@ -121,6 +122,8 @@ void smtpd_check_init(void)
         table_get(smtpd_params.virtual_alias_maps);
     if (*smtpd_params.local_recipient_maps != '\0')
         table_get(smtpd_params.local_recipient_maps);
+    if (*config_str("smtpd_sender_login_maps") != '\0')
+        table_get(config_str("smtpd_sender_login_maps"));
     res_init();
 }
 
@@ -421,6 +424,55 @@ static int domain_exists(const char *domain)
     return temp ? -1 : 0;
 }
 
+/* ---- SASL sender ownership --------------------------------------------- */
+
+/* reject_*sender_login_mismatch: smtpd_sender_login_maps names the SASL
+ * logins owning a MAIL FROM address (user@domain, user for local domains,
+ * @domain).  check_auth: a logged-in client must own the sender;
+ * check_unauth: a sender with an owner needs a login. */
+static int sender_login_mismatch(struct check_ctx *c, int check_auth, int check_unauth)
+{
+    struct smtpd_state *st = c->st;
+    const char *spec = config_str("smtpd_sender_login_maps");
+    strbuf owners;
+    int rc = SMTPD_CHECK_DUNNO;
+
+    if (st->sender == NULL || *st->sender == '\0')
+        return SMTPD_CHECK_DUNNO;
+    if (*spec == '\0')
+        return config_error(c, "reject_sender_login_mismatch without smtpd_sender_login_maps");
+    maps *m = table_get(spec);
+    if (m == NULL)
+        return config_error(c, "smtpd_sender_login_maps cannot be opened");
+    strbuf_init(&owners);
+    const char *d = domain_of(st->sender);
+    int found = d && !smtpd_is_local_domain(d)
+        ? maps_lookup_addr_ex(m, st->sender, smtpd_params.recipient_delimiter,
+                              MAPS_ADDR_NO_USER, &owners)
+        : maps_lookup_addr(m, st->sender, smtpd_params.recipient_delimiter, &owners);
+    if (found < 0) {
+        strbuf_set_str(c->reply, "451 4.3.0 Temporary lookup failure");
+        rc = SMTPD_CHECK_REJECT;
+    } else if (st->sasl_username != NULL && check_auth) {
+        int owned = 0, n;
+        char **names = config_list(found == 1 ? strbuf_str(&owners) : "", &n);
+        for (int i = 0; i < n && !owned; i++)
+            owned = strcasecmp(names[i], st->sasl_username) == 0;
+        config_list_free(names);
+        if (!owned) {
+            strbuf_printf(c->reply, "553 5.7.1 <%s>: Sender address rejected: not owned "
+                          "by user %s", st->sender, st->sasl_username);
+            rc = SMTPD_CHECK_REJECT;
+        }
+    } else if (st->sasl_username == NULL && check_unauth && found == 1) {
+        strbuf_printf(c->reply, "553 5.7.1 <%s>: Sender address rejected: not logged in",
+                      st->sender);
+        rc = SMTPD_CHECK_REJECT;
+    }
+    strbuf_release(&owners);
+    return rc;
+}
+
 /* ---- the list evaluator ------------------------------------------------ */
 
 static int eval_list(struct check_ctx *c, const char *list)
@@ -453,6 +505,12 @@ static int eval_list(struct check_ctx *c, const char *list)
         } else if (strcasecmp(w, "permit_sasl_authenticated") == 0) {
             if (st->sasl_username != NULL)
                 rc = SMTPD_CHECK_OK;
+        } else if (strcasecmp(w, "reject_sender_login_mismatch") == 0) {
+            rc = sender_login_mismatch(c, 1, 1);
+        } else if (strcasecmp(w, "reject_authenticated_sender_login_mismatch") == 0) {
+            rc = sender_login_mismatch(c, 1, 0);
+        } else if (strcasecmp(w, "reject_unauthenticated_sender_login_mismatch") == 0) {
+            rc = sender_login_mismatch(c, 0, 1);
         } else if (strcasecmp(w, "reject_unauth_destination") == 0
                    || strcasecmp(w, "defer_unauth_destination") == 0) {
             if (rcpt && !rcpt_is_auth_destination(rcpt)) {

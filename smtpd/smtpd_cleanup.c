@@ -93,7 +93,11 @@ int smtpd_cleanup_open(struct smtpd_state *st, strbuf *reply)
     }
     st->queue_id = xstrdup(qid);
     st->envelope_sent = 0;
-    log_info("%s: client=%s", st->queue_id, st->namaddr);
+    if (st->sasl_username)
+        log_info("%s: client=%s, sasl_method=%s, sasl_username=%s", st->queue_id, st->namaddr,
+                 st->sasl_method, st->sasl_username);
+    else
+        log_info("%s: client=%s", st->queue_id, st->namaddr);
     ipc_record_free(r);
     return 0;
 fail:
@@ -114,6 +118,8 @@ static void build_received(struct smtpd_state *st, strbuf *out)
                   st->helo_name ? st->helo_name : st->client_name,
                   st->client_name, strchr(st->client_addr, ':') ? "IPv6:" : "",
                   st->client_addr);
+    smtpd_tls_received(st, out);
+    smtpd_sasl_received(st, out);
     strbuf_appendf(out, "\tby %s (postern) with %s id %s",
                    smtpd_params.myhostname, smtpd_protocol_name(st), st->queue_id);
     /* Like Postfix: name the recipient only when there is exactly one, so

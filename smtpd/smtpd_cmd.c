@@ -16,6 +16,7 @@
 #include <sys/statvfs.h>
 
 #include "addr.h"
+#include "config.h"
 #include "log.h"
 #include "mem.h"
 #include "smtp_parse.h"
@@ -46,6 +47,15 @@ void smtpd_cmd_helo(struct smtpd_state *st, const char *arg, int esmtp)
         smtpd_io_printf(&st->io, "250-SIZE\r\n");
     if (!smtpd_params.disable_vrfy)
         smtpd_io_printf(&st->io, "250-VRFY\r\n");
+    if (smtpd_tls_offer(st))
+        smtpd_io_printf(&st->io, "250-STARTTLS\r\n");
+    const char *mechs = smtpd_sasl_mechs(st);
+    if (mechs) {
+        smtpd_io_printf(&st->io, "250-AUTH %s\r\n", mechs);
+        /* old Outlook / Netscape clients only understand AUTH= */
+        if (config_bool("broken_sasl_auth_clients"))
+            smtpd_io_printf(&st->io, "250-AUTH=%s\r\n", mechs);
+    }
     smtpd_io_printf(&st->io, "250-ENHANCEDSTATUSCODES\r\n");
     smtpd_io_printf(&st->io, "250-8BITMIME\r\n");
     smtpd_io_printf(&st->io, "250-DSN\r\n");
@@ -125,6 +135,10 @@ void smtpd_cmd_mail(struct smtpd_state *st, const char *arg)
         smtpd_reply(st, "503 5.5.1 Error: send HELO/EHLO first");
         return;
     }
+    if (smtpd_tls_required(st)) {
+        smtpd_reply(st, "530 5.7.0 Must issue a STARTTLS command first");
+        return;
+    }
     if (st->sender != NULL) {
         smtpd_reply(st, "503 5.5.1 Error: nested MAIL command");
         return;
@@ -176,8 +190,10 @@ void smtpd_cmd_mail(struct smtpd_state *st, const char *arg)
                 goto bad;
             }
             envid = xstrdup(strbuf_str(&tmp));
-        } else if (strcmp(key, "AUTH") == 0 && val != NULL) {
-            /* RFC 4954 AUTH=: meaningful only with SASL; accepted, ignored */
+        } else if (strcmp(key, "AUTH") == 0) {
+            /* RFC 4954 AUTH=: checked, not trusted */
+            if (smtpd_sasl_auth_param(st, val) < 0)
+                goto bad;
         } else {
             smtpd_reply(st, "555 5.5.4 Unsupported option: %s", key);
             goto bad;
@@ -326,7 +342,7 @@ void smtpd_cmd_noop(struct smtpd_state *st, const char *arg)
 
 void smtpd_cmd_help(struct smtpd_state *st, const char *arg)
 {
-    smtpd_reply(st, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT");
+    smtpd_reply(st, "214 2.0.0 Commands: HELO EHLO STARTTLS AUTH MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT");
 }
 
 void smtpd_cmd_vrfy(struct smtpd_state *st, const char *arg)

@@ -2,6 +2,7 @@
 # Install the build and test dependencies that are missing (Debian 12).
 # As root: apt-get installs them.  Otherwise: print the exact command and fail.
 PKGS="build-essential pkg-config libssl-dev libsasl2-dev libsasl2-modules libsasl2-modules-db sasl2-bin msmtp \
+libnet-ssleay-perl libio-socket-ssl-perl \
 libdb5.3-dev check python3 python3-aiosmtpd swaks openssl iproute2 procps dnsmasq-base \
 util-linux liblockfile1 man-db"
 # clang (libFuzzer) only when fuzzing is asked for: make fuzz sets FUZZ=1.

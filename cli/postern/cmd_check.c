@@ -17,7 +17,12 @@
  *   - maildrop/ (mode 1730) and public/ (0710), when present, have their
  *     modes, and as root mail_owner as owner and setgid_group as group;
  *     command_directory/postdrop exists (else a warning) and, as root, is
- *     setgid setgid_group (else a warning: only root could submit).
+ *     setgid setgid_group (else a warning: only root could submit);
+ *   - each smtpd service, with its -o overrides: smtpd_tls_security_level,
+ *     protocol lists and cipher grades parse; every configured certificate
+ *     and key file loads and the key matches (missing, unreadable or
+ *     mismatched: an error); a service that requires TLS (encrypt, wrapper
+ *     mode) without any certificate is a warning (it refuses mail).
  * Exit 0 when there is no error (warnings allowed), 1 otherwise.
  */
 #include <errno.h>
@@ -25,6 +30,7 @@
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,6 +40,7 @@
 #include "postern.h"
 #include "service_addr.h"
 #include "strbuf.h"
+#include "tls.h"
 
 static int check_errors;
 
@@ -170,6 +177,83 @@ static void check_spool(uid_t owner)
     strbuf_release(&p);
 }
 
+/* A parameter as the service sees it: its -o override, else main.cf. */
+static const char *svc_param(const struct master_service *svc, const char *name)
+{
+    for (int i = svc->noverrides - 1; i >= 0; i--)
+        if (strcmp(svc->override_names[i], name) == 0)
+            return svc->override_values[i];
+    return config_str(name);
+}
+
+static void check_cert(const char *svc, const char *cert, const char *key)
+{
+    strbuf err;
+    strbuf_init(&err);
+    if (tls_check_cert_key(cert, key, &err) < 0)
+        check_error("service %s: %s", svc, strbuf_str(&err));
+    strbuf_release(&err);
+}
+
+static void check_tls(const struct master_service *list)
+{
+    strbuf err;
+    strbuf_init(&err);
+    for (; list; list = list->next) {
+        const char *prog = strrchr(list->argv[0], '/');
+        prog = prog ? prog + 1 : list->argv[0];
+        if (strcmp(prog, "smtpd") != 0)
+            continue;
+        const char *name = list->name;
+        const char *level = svc_param(list, "smtpd_tls_security_level");
+        int wrapper = 0;
+        if (config_parse_bool(svc_param(list, "smtpd_tls_wrappermode"), &wrapper) < 0) {
+            check_error("service %s: bad smtpd_tls_wrappermode", name);
+            continue;
+        }
+        int lvl = *level == '\0' || strcasecmp(level, "none") == 0 ? 0
+            : strcasecmp(level, "may") == 0 ? 1 : strcasecmp(level, "encrypt") == 0 ? 2 : -1;
+        if (lvl < 0) {
+            check_error("service %s: unknown smtpd_tls_security_level \"%s\"", name, level);
+            continue;
+        }
+        if (wrapper)
+            lvl = 2;
+        if (lvl == 0)
+            continue;
+        int minv, maxv, off;
+        const char *pnames[] = { "smtpd_tls_protocols", "smtpd_tls_mandatory_protocols" };
+        for (int i = 0; i < 2; i++) {
+            strbuf_reset(&err);
+            if (tls_parse_protocols(svc_param(list, pnames[i]), &minv, &maxv, &off, &err) < 0)
+                check_error("service %s: %s: %s", name, pnames[i], strbuf_str(&err));
+        }
+        const char *gnames[] = { "smtpd_tls_ciphers", "smtpd_tls_mandatory_ciphers" };
+        for (int i = 0; i < 2; i++)
+            if (tls_cipherlist_param(svc_param(list, gnames[i])) == NULL)
+                check_error("service %s: %s: unknown cipher grade \"%s\"", name, gnames[i],
+                            svc_param(list, gnames[i]));
+        const char *cert = svc_param(list, "smtpd_tls_cert_file");
+        const char *eccert = svc_param(list, "smtpd_tls_eccert_file");
+        const char *chains = svc_param(list, "smtpd_tls_chain_files");
+        if (*cert)
+            check_cert(name, cert, svc_param(list, "smtpd_tls_key_file"));
+        if (*eccert)
+            check_cert(name, eccert, svc_param(list, "smtpd_tls_eckey_file"));
+        int n;
+        char **files = config_list(chains, &n);
+        for (int i = 0; i < n; i++)
+            check_cert(name, files[i], files[i]);
+        config_list_free(files);
+        if (!*cert && !*eccert && n == 0)
+            postern_warning("service %s: TLS is %s but no certificate is configured "
+                            "(smtpd_tls_cert_file): %s", name,
+                            lvl == 2 ? "required" : "offered",
+                            lvl == 2 ? "the service refuses mail" : "STARTTLS is not offered");
+    }
+    strbuf_release(&err);
+}
+
 int postern_cmd_check(int argc, char **argv)
 {
     if (argc != 1)
@@ -209,6 +293,7 @@ int postern_cmd_check(int argc, char **argv)
         check_error("%s", strbuf_str(&err));
     } else {
         check_programs(list, strbuf_str(&cf_path));
+        check_tls(list);
         master_cf_free(list);
     }
     check_spool(owner);

@@ -16,7 +16,8 @@
  * = $myhostname, localhost.$mydomain, localhost, inet_interfaces =
  * 127.0.0.1, mynetworks = 127.0.0.0/8.  local_recipient_maps keeps its
  * default.  master.cf: smtp listens on 127.0.0.1:N (default 2525),
- * submission on 127.0.0.1:N+1.
+ * submission on 127.0.0.1:N+1, submissions (implicit TLS) on N+2; the
+ * latter two refuse mail until main.cf names a certificate (doc/tls.md).
  *
  * Run by a non-root user: mail_owner = that user, setgid_group = that
  * user's primary group, and no service is chrooted.  Run by root:
@@ -143,8 +144,8 @@ static char *find_templates(const char *bindir)
 }
 
 /*
- * The instance's master.cf from the template: smtp and submission move to
- * 127.0.0.1:PORT and :PORT+1, and without root nothing is chrooted.  Only
+ * The instance's master.cf from the template: smtp, submission and
+ * submissions move to 127.0.0.1:PORT, :PORT+1 and :PORT+2, and without root nothing is chrooted.  Only
  * the columns are touched; comments and arguments stay as they are.
  */
 static void rewrite_master_cf(const strbuf *in, strbuf *out, int port, int chroot_ok)
@@ -187,6 +188,8 @@ static void rewrite_master_cf(const strbuf *in, strbuf *out, int port, int chroo
                     strbuf_printf(&name, "127.0.0.1:%d", port);
                 else if (strcmp(field[1], "inet") == 0 && strcmp(field[0], "submission") == 0)
                     strbuf_printf(&name, "127.0.0.1:%d", port + 1);
+                else if (strcmp(field[1], "inet") == 0 && strcmp(field[0], "submissions") == 0)
+                    strbuf_printf(&name, "127.0.0.1:%d", port + 2);
                 strbuf_appendf(out, "%-15s %-5s %-7s %-7s %-7s %-7s %-7s %s",
                                strbuf_str(&name), field[1], field[2], field[3],
                                chroot_ok ? field[4] : "n", field[5], field[6], q);
@@ -219,8 +222,8 @@ int postern_cmd_init(int argc, char **argv)
         if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
             char *e;
             long v = strtol(argv[++i], &e, 10);
-            if (*e || v < 1 || v > 65534)
-                postern_fatal("bad --port: %s (1..65534)", argv[i]);
+            if (*e || v < 1 || v > 65533)
+                postern_fatal("bad --port: %s (1..65533)", argv[i]);
             port = (int)v;
         } else if (argv[i][0] == '-' || dir_arg) {
             postern_fatal("usage: postern init DIR [--port N]");
@@ -340,10 +343,12 @@ int postern_cmd_init(int argc, char **argv)
 
     printf("postern: created the instance %s\n"
            "    start it:   postern -c %s start   (or make run)\n"
-           "    SMTP:       127.0.0.1:%d, submission 127.0.0.1:%d\n"
+           "    SMTP:       127.0.0.1:%d, submission 127.0.0.1:%d, submissions "
+           "127.0.0.1:%d\n"
+           "                (submission and submissions need TLS: set smtpd_tls_cert_file)\n"
            "    log:        %s/log/maillog\n"
            "    mailboxes:  %s/mail/USER/new/\n",
-           dir, dir, port, port + 1, dir, dir);
+           dir, dir, port, port + 1, port + 2, dir, dir);
     for (int i = 0; i < 16; i++)
         strbuf_release(&a[i]);
     strbuf_release(&err);

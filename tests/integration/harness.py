@@ -11,8 +11,8 @@
 Instance(port=None, conf=None, master_cf_append="", as_root=False,
          start=True, wait_smtp=None):
   - a fresh temp dir (prefix postern-test-), `postern init DIR/inst --port P`
-    with free loopback ports P (smtp) and P+1 (submission) unless port=
-    is given;
+    with free loopback ports P (smtp), P+1 (submission) and P+2
+    (submissions, implicit TLS) unless port= is given;
   - conf: main.cf overrides {name: value}, written into main.cf directly
     (an existing `name = ...` line is replaced, else the line appended);
   - master_cf_append: text appended to master.cf (use absolute commands);
@@ -21,7 +21,8 @@ Instance(port=None, conf=None, master_cf_append="", as_root=False,
   - on exit: `postern stop` when running, then verify that no process of
     the instance remains; leftovers are SIGKILLed and the test FAILS.
     The directory is removed unless the environment has KEEP=1.
-  Attributes: dir (the config dir), port, submission_port, user, build.
+  Attributes: dir (the config dir), port, submission_port, submissions_port,
+  user, build.
 
 Privileges: when the tests run as root (CI), an ordinary instance runs as
 the unprivileged account `posterntest` (created if missing: useradd
@@ -216,6 +217,7 @@ class Instance:
         self.dir = None
         self.port = None
         self.submission_port = None
+        self.submissions_port = None
         self.user = None
 
     # -- running commands -------------------------------------------------
@@ -249,7 +251,7 @@ class Instance:
         else:
             self.user = pwd.getpwuid(os.getuid()).pw_name
         self.dir = os.path.join(self.tmp, "inst")
-        self.port, self.submission_port = port, port + 1
+        self.port, self.submission_port, self.submissions_port = port, port + 1, port + 2
         r = self.run([POSTERN, "init", self.dir, "--port", str(port)])
         if r.returncode != 0:
             raise AssertionError("postern init failed:\n" + r.stdout + r.stderr)
@@ -280,7 +282,7 @@ class Instance:
         attempts = 1 if self.requested_port else 3
         try:
             for attempt in range(attempts):
-                self._create(self.requested_port or free_ports(2))
+                self._create(self.requested_port or free_ports(3))
                 if not self.start_on_enter:
                     return self
                 r = self.postern("start")
