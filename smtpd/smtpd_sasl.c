@@ -53,8 +53,6 @@ static int sasl_log_cb(void *context, int level, const char *message)
 {
     if (level <= SASL_LOG_ERR)
         log_warning("SASL: %s", message);
-    else if (level <= SASL_LOG_NOTE)
-        log_info("SASL: %s", message);
     else
         log_debug("SASL: %s", message);
     return SASL_OK;
