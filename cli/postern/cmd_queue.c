@@ -544,7 +544,15 @@ static int queue_admin(int action, int argc, char **argv)
     if (flock(lock_fd, LOCK_EX | LOCK_NB) < 0) {
         if (errno != EWOULDBLOCK)
             postern_fatal("lock %s/active: %m", config_str("queue_directory"));
-        qmgr_up = 1;
+        /* Held: by qmgr, or by another postern queue when qmgr is down
+         * (then nobody answers public/qmgr: wait for that one to finish). */
+        int probe = postern_connect_public("qmgr", QMGR_TIMEOUT);
+        if (probe >= 0) {
+            close(probe);
+            qmgr_up = 1;
+        } else if (flock(lock_fd, LOCK_EX) < 0) {
+            postern_fatal("lock %s/active: %m", config_str("queue_directory"));
+        }
     }
     struct admin_ctx ac = { action, &sel, qmgr_up, 0, 0,
                             xcalloc(ADMIN_BATCH, sizeof(char *)), 0 };

@@ -357,9 +357,9 @@ def test_active_message_is_marked_while_delivering():
         rig.wait_log(qid + r": removed", timeout=20)
 
 
-def write_deferred(inst, n, owner):
-    """n queue files straight into deferred/, due in an hour (qmgr leaves
-    them alone), owned by the instance's account."""
+def write_deferred(inst, n, owner, queue="deferred"):
+    """n queue files straight into deferred/ (or QUEUE), due in an hour
+    (qmgr leaves them alone), owned by the instance's account."""
     spool = os.path.join(inst.dir, "spool")
     ids = []
     base = int(time.time())
@@ -370,7 +370,8 @@ def write_deferred(inst, n, owner):
         with open(tmp, "wb") as f:
             f.write(data)
         qid = "%09X%05X%X" % (sec, i % 1000000, os.stat(tmp).st_ino)
-        path = os.path.join(spool, "deferred", qid[13], qid)
+        path = os.path.join(spool, queue, qid[13], qid) if queue == "deferred" \
+            else os.path.join(spool, queue, qid)
         os.rename(tmp, path)
         os.utime(path, (base + 3600, base + 3600))
         if owner is not None:
@@ -464,3 +465,23 @@ def test_root_instance_chrooted_showq():
         assert pwd.getpwuid(os.stat(held).st_uid).pw_name == "postern"
         assert inst.postern("queue", "delete", msgs[0]["queue_id"]).returncode == 0
         assert not os.path.exists(held)
+
+
+def test_concurrent_surgery_while_qmgr_is_down():
+    """Two `postern queue` runs at once with the mail system stopped: the
+    second waits for the first's lock on active/ instead of taking it for
+    a running qmgr; every message is handled exactly once."""
+    with harness.Instance() as inst:
+        assert inst.postern("stop").returncode == 0
+        owner = pwd.getpwnam(inst.user) if harness.is_root() else None
+        ids = write_deferred(inst, 1000, owner, queue="active")   # a crash's leftovers
+        procs = [subprocess.Popen(inst._as_user([harness.POSTERN, "-c", inst.dir, "queue",
+                                                 "hold", "ALL"]),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+        outs = [p.communicate(timeout=120) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outs
+        counts = [int(m.group(1)) for _, err in outs
+                  for m in [re.search(r"Placed on hold: (\d+) message", err)] if m]
+        assert sum(counts) == 1000, outs
+        assert sorted(os.listdir(os.path.join(inst.dir, "spool", "hold"))) == sorted(ids)
