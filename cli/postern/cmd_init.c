@@ -31,6 +31,10 @@
  * (compiled in, default /usr/local/share/postern, where `make install`
  * will put them).
  *
+ * The queue directories (queue_dirs_create: maildrop/ 1730 and public/
+ * 0710 owned by mail_owner with group setgid_group) are made at once, so
+ * local submission works before the first start.
+ *
  * Contract: init refuses a DIR that already holds a main.cf, and leaves
  * nothing half-written there on most failures (it checks accounts and
  * templates before writing).
@@ -49,6 +53,7 @@
 #include "config.h"
 #include "mem.h"
 #include "postern.h"
+#include "queue.h"
 #include "strbuf.h"
 
 #ifndef POSTERN_DATADIR
@@ -340,6 +345,12 @@ int postern_cmd_init(int argc, char **argv)
     strbuf_init(&err);
     if (config_edit(dir, assign, na, &err) < 0)
         postern_fatal("%s", strbuf_str(&err));
+    /* The queue directories now, so sendmail works before the first start
+     * (maildrop/ 1730 and public/ 0710 with group setgid_group). */
+    strbuf_printf(&path, "%s/spool", dir);
+    if (queue_dirs_create(strbuf_str(&path), uid, gid) < 0)
+        postern_fatal("create the queue directories in %s: %s", strbuf_str(&path),
+                      strerror(errno));
 
     printf("postern: created the instance %s\n"
            "    start it:   postern -c %s start   (or make run)\n"

@@ -157,3 +157,32 @@ def test_root_instance_setgid_layout_and_chrooted_pickup():
         inst.wait_log(r"postern/pickup\[\d+\]: [0-9A-F]+: uid=0 from=<root>", timeout=20)
         harness.wait_for(lambda: inst.mailbox("root"), 20, what="root's message")
         assert "Subject: as root" in inst.mailbox("root")[0]
+
+
+def test_init_creates_maildrop_and_check_verifies_it():
+    for as_root in ((False, True) if harness.is_root() else (False,)):
+        with harness.Instance(as_root=as_root, conf=CONF, start=False) as inst:
+            maildrop = os.path.join(inst.dir, "spool", "maildrop")
+            public = os.path.join(inst.dir, "spool", "public")
+            assert stat.S_IMODE(os.stat(maildrop).st_mode) == 0o1730
+            assert stat.S_IMODE(os.stat(public).st_mode) == 0o710
+            if as_root:
+                st = os.stat(maildrop)
+                assert pwd.getpwuid(st.st_uid).pw_name == "postern"
+                assert grp.getgrgid(st.st_gid).gr_name == "postdrop"
+            r = inst.postern("check")
+            assert r.returncode == 0, r.stderr
+            # sendmail works before the first start: the file waits in maildrop/
+            sm = os.path.join(inst.build, "bin", "sendmail")
+            user = "root" if as_root else "alice"
+            r = inst.run([sm, "-C", inst.dir, user], input="Subject: early\n\nx\n")
+            assert r.returncode == 0, r.stderr
+            assert len(os.listdir(maildrop)) == 1
+            os.chmod(maildrop, 0o1777)
+            r = inst.postern("check")
+            assert r.returncode == 1
+            assert "postern: error: %s has mode 1777; it must be 1730" % maildrop in r.stderr, r.stderr
+            os.chmod(maildrop, 0o1730)
+            assert inst.postern("start").returncode == 0
+            harness.wait_for(lambda: inst.mailbox(user), 20, what="the early message")
+            assert os.listdir(maildrop) == []
