@@ -34,7 +34,6 @@
  * status=4) leaves the file in place and ends the scan; the next wakeup
  * retries.  At start, postdrop temp files older than a day are removed.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -45,16 +44,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "addr.h"
 #include "config.h"
 #include "dsn.h"
 #include "ipc.h"
 #include "log.h"
+#include "maildrop.h"
 #include "mail_date.h"
 #include "mem.h"
 #include "queue.h"
 #include "server.h"
-#include "smtp_parse.h"
 #include "strbuf.h"
 
 #define CLEANUP_SOCKET "private/cleanup"
@@ -62,176 +60,7 @@
 
 static int pickup_ipc_timeout;
 
-/* A parsed maildrop envelope. */
-struct pickup_msg {
-    int have_sender;
-    strbuf sender;
-    ipc_record *env;            /* envelope attributes for cleanup, in order */
-    int nrcpt;
-    int extract;
-};
-
 enum { PICKUP_DONE, PICKUP_CORRUPT, PICKUP_RETRY };
-
-static int valid_address(const char *addr, size_t len)
-{
-    if (len == 0 || memchr(addr, '\0', len))
-        return 0;
-    strbuf in, out, err;
-    strbuf_init(&in);
-    strbuf_init(&out);
-    strbuf_init(&err);
-    strbuf_append_char(&in, '<');
-    strbuf_append(&in, addr, len);
-    strbuf_append_char(&in, '>');
-    long n = addr_parse_path(in.data, in.len, ADDR_UTF8, &out, &err);
-    int ok = n == (long) in.len && out.len == len && memcmp(out.data, addr, len) == 0;
-    strbuf_release(&in);
-    strbuf_release(&out);
-    strbuf_release(&err);
-    return ok;
-}
-
-static int has_control(const strbuf *s)
-{
-    for (size_t i = 0; i < s->len; i++) {
-        unsigned char c = (unsigned char) s->data[i];
-        if (c < 0x20 || c == 0x7f)
-            return 1;
-    }
-    return 0;
-}
-
-static int printable_ascii(const strbuf *s, size_t max)
-{
-    if (s->len == 0 || s->len > max)
-        return 0;
-    for (size_t i = 0; i < s->len; i++)
-        if (s->data[i] < 33 || s->data[i] > 126)
-            return 0;
-    return 1;
-}
-
-/* One A record "name=value": check and add it to the envelope for cleanup. */
-static int pickup_attr(struct pickup_msg *m, const strbuf *data, strbuf *why)
-{
-    const char *eq = memchr(data->data, '=', data->len);
-    if (!eq) {
-        strbuf_set_str(why, "attribute without '='");
-        return -1;
-    }
-    strbuf name, value;
-    strbuf_init(&name);
-    strbuf_init(&value);
-    strbuf_set(&name, data->data, (size_t) (eq - data->data));
-    strbuf_set(&value, eq + 1, data->len - name.len - 1);
-    int ok = 0;
-    if (strcmp(strbuf_str(&name), "fullname") == 0) {
-        ok = !has_control(&value) && value.len <= 1000;
-        if (ok && value.len)
-            ipc_record_add_str(m->env, "fullname", strbuf_str(&value));
-    } else if (strcmp(strbuf_str(&name), "flags") == 0) {
-        ok = strcmp(strbuf_str(&value), "extract") == 0 || value.len == 0;
-        m->extract = value.len > 0;
-    } else if (strcmp(strbuf_str(&name), "envid") == 0) {
-        ok = printable_ascii(&value, 100);
-        if (ok)
-            ipc_record_add_str(m->env, "envid", strbuf_str(&value));
-    } else if (strcmp(strbuf_str(&name), "ret") == 0) {
-        ok = strcmp(strbuf_str(&value), "FULL") == 0 || strcmp(strbuf_str(&value), "HDRS") == 0;
-        if (ok)
-            ipc_record_add_str(m->env, "ret", strbuf_str(&value));
-    }
-    if (!ok)
-        strbuf_printf(why, "bad attribute %.*s", (int) (name.len > 64 ? 64 : name.len),
-                      strbuf_str(&name));
-    strbuf_release(&name);
-    strbuf_release(&value);
-    return ok ? 0 : -1;
-}
-
-/* Read V .. up to the first L or E; *first gets that record's type and
- * line its data.  0 ok, -1 malformed (why). */
-static int pickup_envelope(FILE *fp, struct pickup_msg *m, int *first, strbuf *line,
-                           strbuf *why)
-{
-    int type, n = 0, have_notify = 0, have_orcpt = 0;
-    strbuf data;
-    strbuf_init(&data);
-    int rc = -1;
-    for (;;) {
-        int r = queue_record_read(fp, &type, &data, why);
-        if (r < 0)
-            break;
-        if (r == 0) {
-            strbuf_set_str(why, "no end record");
-            break;
-        }
-        if (data.len && memchr(data.data, '\0', data.len) && type != QREC_LINE) {
-            strbuf_printf(why, "NUL byte in a '%c' record", type);
-            break;
-        }
-        if (n++ == 0) {
-            if (type != QREC_VERSION || strcmp(strbuf_str(&data), "1") != 0) {
-                strbuf_set_str(why, "no version record first");
-                break;
-            }
-            continue;
-        }
-        if (type == QREC_LINE || type == QREC_END) {
-            if (!m->have_sender) {
-                strbuf_set_str(why, "no sender record");
-                break;
-            }
-            if (have_notify || have_orcpt) {
-                strbuf_set_str(why, "N or O record without a recipient");
-                break;
-            }
-            *first = type;
-            strbuf_set(line, data.data, data.len);
-            rc = 0;
-            break;
-        }
-        if (type == QREC_TIME) {
-            continue;
-        } else if (type == QREC_SENDER) {
-            if (m->have_sender || (data.len && !valid_address(data.data, data.len))) {
-                strbuf_set_str(why, m->have_sender ? "duplicate sender" : "bad sender address");
-                break;
-            }
-            m->have_sender = 1;
-            strbuf_set(&m->sender, data.data, data.len);
-        } else if (type == QREC_ATTR) {
-            if (pickup_attr(m, &data, why) < 0)
-                break;
-        } else if (type == QREC_NOTIFY) {
-            if (have_notify++ || !smtp_notify_valid(strbuf_str(&data))) {
-                strbuf_set_str(why, "bad notify record");
-                break;
-            }
-            ipc_record_add_str(m->env, "notify", strbuf_str(&data));
-        } else if (type == QREC_ORCPT) {
-            if (have_orcpt++ || !smtp_orcpt_valid(strbuf_str(&data))) {
-                strbuf_set_str(why, "bad orcpt record");
-                break;
-            }
-            ipc_record_add_str(m->env, "orcpt", strbuf_str(&data));
-        } else if (type == QREC_RCPT) {
-            if (!valid_address(data.data, data.len)) {
-                strbuf_set_str(why, "bad recipient address");
-                break;
-            }
-            ipc_record_add_str(m->env, "rcpt", strbuf_str(&data));
-            m->nrcpt++;
-            have_notify = have_orcpt = 0;
-        } else {
-            strbuf_printf(why, "unexpected record type '%c'", type);
-            break;
-        }
-    }
-    strbuf_release(&data);
-    return rc;
-}
 
 /* Send buffered content to cleanup once it reaches a chunk, or when flush. */
 static int pickup_send_data(ipc_stream *s, strbuf *buf, int flush)
@@ -269,7 +98,6 @@ struct bounce_content {
 static int bounce_next_line(void *ctx, strbuf *line, strbuf *err)
 {
     struct bounce_content *c = ctx;
-    int type;
     if (c->state == 0) {
         c->state = c->first_type == QREC_LINE ? 1 : 2;
         if (c->state == 2)
@@ -279,14 +107,10 @@ static int bounce_next_line(void *ctx, strbuf *line, strbuf *err)
     }
     if (c->state == 2)
         return 0;
-    int rc = queue_record_read(c->fp, &type, line, err);
-    if (rc < 0)
-        return -1;
-    if (rc == 0 || type != QREC_LINE) {
+    int rc = maildrop_read_content(c->fp, line, err);
+    if (rc <= 0)
         c->state = 2;
-        return 0;
-    }
-    return 1;
+    return rc;
 }
 
 /* Send a finished notice to cleanup as origin=bounce.  0 ok, -1 with why. */
@@ -340,7 +164,7 @@ out:
  * 1 = bounced or nothing to send (the maildrop file can go), 0 = keep the
  * file aside, -1 = temporary failure (retry later).
  */
-static int pickup_bounce(const char *path, const struct pickup_msg *m, const char *qid,
+static int pickup_bounce(const char *path, const struct maildrop_msg *m, const char *qid,
                          const char *dsn, const char *reason, time_t arrival)
 {
     if (m->sender.len == 0)
@@ -398,11 +222,10 @@ static int pickup_bounce(const char *path, const struct pickup_msg *m, const cha
         };
         struct bounce_content c = { NULL, 0, { 0 }, 0 };
         strbuf_init(&c.first);
-        struct pickup_msg scratch = { 0 };
-        strbuf_init(&scratch.sender);
-        scratch.env = ipc_record_new();
+        struct maildrop_msg scratch;
+        maildrop_msg_init(&scratch);
         c.fp = fopen(path, "re");
-        if (!c.fp || pickup_envelope(c.fp, &scratch, &c.first_type, &c.first, &why) < 0
+        if (!c.fp || maildrop_read_envelope(c.fp, &scratch, &c.first_type, &c.first, &why) < 0
             || dsn_compose(&rep, bounce_next_line, &c, &text, &why) < 0) {
             log_warning("%s: cannot compose the non-delivery notice: %s", qid,
                         c.fp ? strbuf_str(&why) : strerror(errno));
@@ -415,8 +238,7 @@ static int pickup_bounce(const char *path, const struct pickup_msg *m, const cha
         }
         if (c.fp)
             fclose(c.fp);
-        ipc_record_free(scratch.env);
-        strbuf_release(&scratch.sender);
+        maildrop_msg_free(&scratch);
         strbuf_release(&c.first);
         strbuf_release(&text);
         strbuf_release(&why);
@@ -434,9 +256,8 @@ static int pickup_file(const char *qid)
     strbuf_init(&why);
     strbuf_init(&line);
     strbuf_init(&buf);
-    struct pickup_msg m = { 0 };
-    strbuf_init(&m.sender);
-    m.env = ipc_record_new();
+    struct maildrop_msg m;
+    maildrop_msg_init(&m);
     ipc_record *r = ipc_record_new();
     ipc_stream *cs = NULL;
     FILE *fp = NULL;
@@ -471,7 +292,7 @@ static int pickup_file(const char *qid)
         goto out;
     }
     int first;
-    if (pickup_envelope(fp, &m, &first, &line, &why) < 0) {
+    if (maildrop_read_envelope(fp, &m, &first, &line, &why) < 0) {
         outcome = PICKUP_CORRUPT;
         goto out;
     }
@@ -515,29 +336,20 @@ static int pickup_file(const char *qid)
     mail_date_format(&buf, time(NULL));
     strbuf_append_char(&buf, '\n');
 
-    int type = first;
-    while (type == QREC_LINE) {
+    int more = first == QREC_LINE;
+    while (more) {
         strbuf_append(&buf, line.data, line.len);
         strbuf_append_char(&buf, '\n');
         if (pickup_send_data(cs, &buf, 0) != 0) {
             log_warning("%s: send content to cleanup: %s", cleanup_qid, ipc_error(cs));
             goto out;
         }
-        int rc = queue_record_read(fp, &type, &line, &why);
+        int rc = maildrop_read_content(fp, &line, &why);
         if (rc < 0) {
             outcome = PICKUP_CORRUPT;
             goto out;
         }
-        if (rc == 0 || (type != QREC_LINE && type != QREC_END)) {
-            strbuf_set_str(&why, rc == 0 ? "no end record" : "unexpected record in the content");
-            outcome = PICKUP_CORRUPT;
-            goto out;
-        }
-    }
-    if (fgetc(fp) != EOF) {
-        strbuf_set_str(&why, "data after the end record");
-        outcome = PICKUP_CORRUPT;
-        goto out;
+        more = rc == 1;
     }
     ipc_record_reset(r);
     ipc_record_add_str(r, "end", "1");
@@ -580,8 +392,7 @@ out:
     }
     xfree(cleanup_qid);
     ipc_record_free(r);
-    ipc_record_free(m.env);
-    strbuf_release(&m.sender);
+    maildrop_msg_free(&m);
     strbuf_release(&path);
     strbuf_release(&why);
     strbuf_release(&line);
