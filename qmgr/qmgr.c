@@ -223,10 +223,10 @@ static int have_room(void)
         && qmgr_active_rcpts < qmgr_var.rcpt_limit;
 }
 
-/* Directories that received or lost a file in this feeding turn. */
-struct dir_set { char **dirs; int n; };
+/* Directories that received or lost a file by a rename this loop turn. */
+static struct { char **dirs; int n; } pending_syncs;
 
-static void dir_set_add(struct dir_set *set, const char *queue_name, const char *qid)
+static void sync_add(const char *queue_name, const char *qid)
 {
     strbuf path;
     strbuf_init(&path);
@@ -234,28 +234,34 @@ static void dir_set_add(struct dir_set *set, const char *queue_name, const char 
     char *slash = strrchr(path.data, '/');
     if (slash)
         strbuf_truncate(&path, (size_t) (slash - path.data));
-    for (int i = 0; i < set->n; i++)
-        if (strcmp(set->dirs[i], path.data) == 0) {
+    for (int i = 0; i < pending_syncs.n; i++)
+        if (strcmp(pending_syncs.dirs[i], path.data) == 0) {
             strbuf_release(&path);
             return;
         }
-    set->dirs = xrealloc(set->dirs, (size_t) (set->n + 1) * sizeof(char *));
-    set->dirs[set->n++] = strbuf_detach(&path, NULL);
+    pending_syncs.dirs = xrealloc(pending_syncs.dirs,
+                                  (size_t) (pending_syncs.n + 1) * sizeof(char *));
+    pending_syncs.dirs[pending_syncs.n++] = strbuf_detach(&path, NULL);
 }
 
-/* One fsync per directory for the whole turn, before qmgr_schedule()
- * starts any delivery of these messages: the moves are as durable as
- * queue_move()'s, at a fraction of the cost under load. */
-static void dir_set_sync(struct dir_set *set)
+void qmgr_sync_later(const char *from_queue, const char *to_queue, const char *qid)
 {
-    for (int i = 0; i < set->n; i++) {
-        if (fsync_dir(set->dirs[i]) < 0)
-            log_warning("fsync %s/: %s", set->dirs[i], strerror(errno));
-        xfree(set->dirs[i]);
+    sync_add(from_queue, qid);
+    sync_add(to_queue, qid);
+}
+
+/* One fsync per directory for all the renames of a turn: as durable as
+ * queue_move() each time, at a fraction of the cost under load. */
+void qmgr_sync_dirs(void)
+{
+    for (int i = 0; i < pending_syncs.n; i++) {
+        if (fsync_dir(pending_syncs.dirs[i]) < 0)
+            log_warning("fsync %s/: %s", pending_syncs.dirs[i], strerror(errno));
+        xfree(pending_syncs.dirs[i]);
     }
-    xfree(set->dirs);
-    set->dirs = NULL;
-    set->n = 0;
+    xfree(pending_syncs.dirs);
+    pending_syncs.dirs = NULL;
+    pending_syncs.n = 0;
 }
 
 /* Move backlog into the active queue while there is room, at most
@@ -265,7 +271,6 @@ static void dir_set_sync(struct dir_set *set)
 static int feed_active_queue(void)
 {
     static int turn;
-    struct dir_set moved = { NULL, 0 };
     int more = 0;
     for (int loads = 0; have_room(); loads++) {
         if (loads == LOADS_PER_TURN) {
@@ -293,8 +298,7 @@ static int feed_active_queue(void)
             break;
         const char *from = src == FROM_INCOMING ? "incoming" : "deferred";
         if (queue_rename(e->qid, from, "active") == 0) {
-            dir_set_add(&moved, from, e->qid);
-            dir_set_add(&moved, "active", e->qid);
+            qmgr_sync_later(from, "active", e->qid);
             qmgr_message_load(e->qid, e->flushed);
         } else if (errno != ENOENT) {
             log_warning("%s: cannot move from %s/ to active/: %s", e->qid, from,
@@ -302,7 +306,7 @@ static int feed_active_queue(void)
         }
         backlog_entry_free(e);
     }
-    dir_set_sync(&moved);
+    qmgr_sync_dirs();           /* before qmgr_schedule() delivers any of them */
     return more;
 }
 
@@ -665,6 +669,7 @@ static void qmgr_run(int listen_fd)
             incoming_scan_wanted = 0;
             scan_queue(FROM_INCOMING, 0);
         }
+        qmgr_sync_dirs();               /* this turn's moves to deferred/ */
 
         now = time(NULL);
         struct client *c = clients;

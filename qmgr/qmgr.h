@@ -147,6 +147,11 @@ extern long long qmgr_active_rcpts;
 double qmgr_now(void);
 /* Look at incoming/ again on the next turn (a requeued message). */
 void qmgr_rescan_incoming(void);
+/* After queue_rename(QID, FROM, TO): fsync both directories once, with
+ * every other move of this loop turn, by qmgr_sync_dirs() (called before
+ * any delivery is started and at the end of every turn). */
+void qmgr_sync_later(const char *from_queue, const char *to_queue, const char *qid);
+void qmgr_sync_dirs(void);
 /* Format a delay for log lines: "0.12", "3.4", "125". */
 void qmgr_format_delay(strbuf *out, double seconds);
 

@@ -598,8 +598,12 @@ static void round_end(struct qmgr_message *m)
         struct timeval tv[2] = { { (time_t) now, 0 }, { (time_t) next, 0 } };
         if (utimes(strbuf_str(&path), tv) < 0)
             log_warning("%s: utimes %s: %s", m->qid, strbuf_str(&path), strerror(errno));
-        if (queue_move(m->qid, "active", "deferred") < 0)
+        /* Made durable with the turn's other moves (qmgr_sync_dirs); until
+         * then a crash only leaves it in active/, retried at the start. */
+        if (queue_rename(m->qid, "active", "deferred") < 0)
             log_warning("%s: cannot move to deferred/: %s", m->qid, strerror(errno));
+        else
+            qmgr_sync_later("active", "deferred", m->qid);
     }
     strbuf_release(&path);
     strbuf_release(&dpath);
