@@ -19,6 +19,9 @@
 #   SYSTEMDDIR/postern.service         (/lib/systemd/system)
 #
 # Contract:
+#   - An existing PREFIX/sbin/sendmail, PREFIX/bin/mailq or newaliases
+#     that is not postern's (another MTA's) stops the install with one
+#     line, unless FORCE=yes.
 #   - A configuration file that exists and differs from the one being
 #     installed is never overwritten: the new one goes next to it as
 #     FILE.postern-new and a note is printed.
@@ -89,6 +92,19 @@ do_install() {
     for p in $PROGS; do
         [ -x "$BUILD/bin/$p" ] || { echo "postern install: $BUILD/bin/$p not built (make all)" >&2; exit 1; }
     done
+    # Never replace another MTA's sendmail, mailq or newaliases (remove
+    # that package first); FORCE=yes overrides.
+    if [ "${FORCE:-}" != yes ]; then
+        for f in "$SBIN/sendmail" "$BIN/mailq" "$BIN/newaliases"; do
+            if [ -e "$D$f" ] || [ -L "$D$f" ]; then
+                if ! grep -q "postern" "$D$f" 2>/dev/null; then
+                    echo "postern install: $f belongs to another mail system; remove it" \
+                         "(its package) first, or run make install FORCE=yes" >&2
+                    exit 1
+                fi
+            fi
+        done
+    fi
     generate
     if [ "$root" = yes ] && { [ -z "$D" ] || [ "$CREATE_ACCOUNTS" = yes ]; }; then
         if ! getent group postdrop >/dev/null 2>&1; then

@@ -41,6 +41,7 @@ postern instance $RUN -- SMTP on 127.0.0.1:${port:-?}
   send a first message (in another terminal):
     python3 -c 'import smtplib; smtplib.SMTP("127.0.0.1", ${port:-2525}).sendmail("me@localhost", ["$user@localhost"], "Subject: hello\n\nfirst message\n")'
     swaks --server 127.0.0.1:${port:-2525} --from me@localhost --to $user@localhost
+    printf 'Subject: hello\n\nlocal submission\n' | $(dirname "$POSTERN")/sendmail -C $RUN $user
   it lands in $RUN/mail/$user/new/
   log: $RUN/log/maillog (shown below); queue: $RUN/spool; config: $RUN/main.cf, $RUN/master.cf
   Ctrl-C stops the mail system.

@@ -41,6 +41,19 @@ def test_install_layout_keeps_edited_config_and_uninstall_keeps_mail():
     tmp = tempfile.mkdtemp(prefix="postern-install-")
     try:
         d = os.path.join(tmp, "root")
+        # Another MTA's sendmail is never replaced silently.
+        os.makedirs(d + "/usr/sbin")
+        with open(d + "/usr/sbin/sendmail", "w") as f:
+            f.write("#!/bin/sh\n# exim's\n")
+        r = subprocess.run(["make", "-s", "-o", "all", "BUILD=" + harness.BUILD, "PREFIX=/usr",
+                            "DESTDIR=" + d, "install"], cwd=harness.SRC, capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode != 0
+        assert "postern install: /usr/sbin/sendmail belongs to another mail system" in r.stderr
+        assert not os.path.exists(d + "/usr/sbin/postdrop")
+        with open(d + "/usr/sbin/sendmail") as f:
+            assert "exim" in f.read()
+        os.unlink(d + "/usr/sbin/sendmail")
         make("install", d)
         sbin, lib = d + "/usr/sbin", d + "/usr/lib/postern"
         assert mode(sbin + "/sendmail") == 0o755
