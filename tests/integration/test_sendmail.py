@@ -346,3 +346,27 @@ def test_rejected_submission_returns_to_sender():
                       r"returned to the sender; moved to corrupt/", timeout=20)
         assert maildrop_files(inst) == []
         assert len(os.listdir(os.path.join(inst.dir, "spool", "corrupt"))) == 1
+
+
+def test_large_binary_and_long_line_content_arrives_intact():
+    with harness.Instance(conf=CONF) as inst:
+        long_line = "".join(chr(ord("a") + i % 26) for i in range(200000))
+        body = ("8-bit: gr\u00fc\u00dfe\n" + long_line + "\n" + "x" * 70 + "\n") * 3
+        text = "Subject: big\nContent-Type: text/plain; charset=utf-8\n\n" + body
+        path = os.path.join(inst.build, "bin", "sendmail")
+        r = subprocess.run(inst._as_user([path, "-C", inst.dir, "-i", "alice"]),
+                           input=text.encode() + b"nul\x00byte\n", capture_output=True)
+        assert r.returncode == 0, r.stderr
+        harness.wait_for(lambda: inst.mailbox("alice"), 30, what="the big message")
+        d = os.path.join(inst.dir, "mail", "alice", "new")
+        with open(os.path.join(d, os.listdir(d)[0]), "rb") as f:
+            stored = f.read()
+        assert stored.endswith(b"\n\n" + body.encode() + b"nul\x00byte\n")
+
+
+def test_bd_starts_the_mail_system():
+    with harness.Instance(conf=CONF, start=False) as inst:
+        assert not inst.master_pid()
+        r = sendmail(inst, ["-bd"], "")
+        assert r.returncode == 0, r.stderr
+        harness.wait_for(inst.master_pid, 10, what="the master")
