@@ -12,6 +12,9 @@
 
 static void out_of_memory(size_t size)
 {
+    /* A temporary failure (EX_TEMPFAIL), as mem.h promises: a sendmail
+     * caller must not take it for a rejected message. */
+    log_set_fatal_status(75);
     log_fatal("out of memory allocating %zu bytes", size);
 }
 
