@@ -3,7 +3,10 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "defer_log.h"
@@ -12,7 +15,8 @@
 #include "queue.h"
 #include "queue_list.h"
 
-const char *const queue_list_queues[] = { "incoming", "active", "deferred", "hold", NULL };
+const char *const queue_list_queues[] = { "maildrop", "incoming", "active", "deferred",
+                                           "hold", NULL };
 
 struct reasons {
     const struct queue_message *msg;
@@ -33,8 +37,67 @@ static void note_reason(const struct defer_entry *e, void *ctx)
         }
 }
 
+/* A maildrop file (doc/submission.md): written by any local user through
+ * postdrop, so read as untrusted input, up to the first content record.
+ * Recipients are bare addresses (no status byte). */
+static int list_maildrop(const char *qid, ipc_record *r)
+{
+    strbuf path, data, err;
+    strbuf_init(&path);
+    strbuf_init(&data);
+    strbuf_init(&err);
+    queue_path(&path, "maildrop", qid);
+    int rc = -1;
+    FILE *fp = fopen(strbuf_str(&path), "re");
+    struct stat st;
+    if (fp == NULL || fstat(fileno(fp), &st) < 0 || !S_ISREG(st.st_mode))
+        goto done;
+    ipc_record_reset(r);
+    ipc_record_add_str(r, "queue_name", "maildrop");
+    ipc_record_add_str(r, "queue_id", qid);
+    long long arrival = (long long) st.st_mtime;
+    ipc_record *rcpts = ipc_record_new();
+    int type, n = 0, sender = 0;
+    for (;;) {
+        int got = queue_record_read(fp, &type, &data, &err);
+        if (got <= 0 || (n++ == 0 && type != QREC_VERSION)
+            || (data.len && memchr(data.data, '\0', data.len)))
+            break;
+        if (type == QREC_TIME) {
+            arrival = strtoll(strbuf_str(&data), NULL, 10);
+        } else if (type == QREC_SENDER && !sender) {
+            sender = 1;
+            ipc_record_add_int(r, "arrival_time", arrival);
+            ipc_record_add_int(r, "message_size", (long long) st.st_size);
+            ipc_record_add_str(r, "sender", strbuf_str(&data));
+        } else if (type == QREC_RCPT) {
+            ipc_record_add_str(rcpts, "rcpt", strbuf_str(&data));
+        } else if (type == QREC_LINE || type == QREC_END) {
+            rc = sender ? 0 : -1;
+            break;
+        }
+    }
+    if (rc == 0)
+        for (size_t i = 0; i < rcpts->n; i++) {
+            ipc_record_add(r, "rcpt", rcpts->attrs[i].value.data, rcpts->attrs[i].value.len);
+            ipc_record_add_str(r, "delay_reason", "");
+        }
+    ipc_record_free(rcpts);
+done:
+    if (fp)
+        fclose(fp);
+    if (rc < 0)
+        log_debug("%s: not listed", strbuf_str(&path));
+    strbuf_release(&path);
+    strbuf_release(&data);
+    strbuf_release(&err);
+    return rc;
+}
+
 int queue_list_message(const char *queue, const char *qid, ipc_record *r)
 {
+    if (strcmp(queue, "maildrop") == 0)
+        return list_maildrop(qid, r);
     strbuf path, err;
     strbuf_init(&path);
     strbuf_init(&err);

@@ -485,3 +485,33 @@ def test_concurrent_surgery_while_qmgr_is_down():
                   for m in [re.search(r"Placed on hold: (\d+) message", err)] if m]
         assert sum(counts) == 1000, outs
         assert sorted(os.listdir(os.path.join(inst.dir, "spool", "hold"))) == sorted(ids)
+
+
+def test_maildrop_mail_is_listed_before_pickup():
+    """sendmail's mail waits in maildrop/ while pickup is not running;
+    the listing shows it (queue_name maildrop), and once pickup runs it
+    moves on and is delivered."""
+    with harness.Instance(conf={"local_recipient_maps": ""}) as inst:
+        path = os.path.join(inst.dir, "master.cf")
+        text = open(path).read()
+        assert re.search(r"^pickup ", text, re.M)
+        with open(path, "w") as f:
+            f.write(re.sub(r"^pickup ", "#pickup ", text, flags=re.M))
+        assert inst.postern("reload").returncode == 0
+        harness.wait_for(lambda: not os.path.exists(os.path.join(inst.dir, "spool", "public",
+                                                                 "pickup")), 20,
+                         what="pickup's socket gone")
+        r = inst.run([os.path.join(inst.build, "bin", "sendmail"), "-C", inst.dir,
+                      "-f", "me@example.org", "alice@localhost"],
+                     input="Subject: dropped\n\nbody\n")
+        assert r.returncode == 0, r.stderr
+        [m] = queue_json(inst)
+        assert m["queue_name"] == "maildrop" and m["sender"] == "me@example.org"
+        assert m["recipients"] == [{"address": "alice@localhost"}]
+        assert m["message_size"] > 0
+        assert any(l.startswith(m["queue_id"] + " ") and l.endswith("me@example.org")
+                   for l in inst.postern("queue").stdout.splitlines())
+        with open(path, "w") as f:
+            f.write(text)
+        assert inst.postern("reload").returncode == 0
+        harness.wait_for(lambda: len(inst.mailbox("alice")) == 1, 30, what="delivery")

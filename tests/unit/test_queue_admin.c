@@ -311,8 +311,23 @@ START_TEST(list_records)
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(write(fd, "garbage", 7), 7);
     close(fd);
+    /* maildrop: a postdrop record stream (bare recipients), and a
+     * malformed one that is skipped. */
+    static const char drop[] = "V1:1\nT12:1764000001 0\nS8:u@x.test\nR8:r@y.test\n"
+                               "L6:Hello!\nE0:\n";
+    fd = open("maildrop/06925A3F2B0C2E41A7F", O_WRONLY | O_CREAT, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, drop, sizeof(drop) - 1), (ssize_t) sizeof(drop) - 1);
+    close(fd);
+    fd = open("maildrop/06925A3F3B0C2E41A7F", O_WRONLY | O_CREAT, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, "S1:x\nE0:\n", 10), 10);
+    close(fd);
     ck_assert_int_eq(queue_list_walk(collect, &out), 0);
-    strbuf_printf(&want, "queue_name=deferred;queue_id=%s;arrival_time=1764000000;"
+    strbuf_printf(&want, "queue_name=maildrop;queue_id=06925A3F2B0C2E41A7F;"
+                  "arrival_time=1764000001;message_size=%zu;sender=u@x.test;"
+                  "rcpt=r@y.test;delay_reason=;\n", sizeof(drop) - 1);
+    strbuf_appendf(&want, "queue_name=deferred;queue_id=%s;arrival_time=1764000000;"
                   "message_size=20;sender=;rcpt=bob@example.com;delay_reason=;"
                   "rcpt=carol@example.com;delay_reason=second;\n", qid);
     ck_assert_str_eq(strbuf_str(&out), strbuf_str(&want));
