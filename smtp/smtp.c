@@ -232,7 +232,7 @@ static void smtp_deliver(struct smtp_request *req)
                 smtp_session_quit(s);
                 return;
             }
-            smtp_session_free(s);
+            smtp_session_quit(s);       /* QUIT is skipped when it failed */
         } else {
             smtp_session_quit(s);
         }
@@ -309,6 +309,7 @@ static void smtp_reply(ipc_stream *st, ipc_record *rec, const struct smtp_rcpt *
 
 static void smtp_serve(int client_fd)
 {
+    alarm(0);                   /* a cached session waits untouched until used */
     int fd = dup(client_fd);
     if (fd < 0) {
         log_warning("dup: %m");
@@ -401,6 +402,8 @@ done:
     ipc_record_free(in);
     ipc_record_free(out);
     ipc_stream_close(st);
+    if (cached && !cached_closed)       /* the idle clock runs again */
+        alarm((unsigned)(smtp_params.cache_time_limit > 0 ? smtp_params.cache_time_limit : 1));
 }
 
 static int time_param(const char *name)

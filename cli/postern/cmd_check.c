@@ -22,7 +22,11 @@
  *     protocol lists and cipher grades parse; every configured certificate
  *     and key file loads and the key matches (missing, unreadable or
  *     mismatched: an error); a service that requires TLS (encrypt, wrapper
- *     mode) without any certificate is a warning (it refuses mail).
+ *     mode) without any certificate is a warning (it refuses mail);
+ *   - the smtp client's settings (doc/smtp.md): smtp_tls_security_level
+ *     is a known level, smtp_tcp_port a port, smtp_dns_resolver
+ *     IPv4[:port], smtp_tls_CAfile readable, smtp_tls_policy_maps and
+ *     smtp_sasl_password_maps open.
  * Exit 0 when there is no error (warnings allowed), 1 otherwise.
  */
 #include <errno.h>
@@ -35,10 +39,13 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "dns.h"
+#include "maps.h"
 #include "master_cf.h"
 #include "mem.h"
 #include "postern.h"
 #include "service_addr.h"
+#include "smtp_nexthop.h"
 #include "strbuf.h"
 #include "tls.h"
 
@@ -142,6 +149,43 @@ static void check_submission(const char *qdir, uid_t owner)
                         "(chgrp %s %s; chmod 2755 %s)", strbuf_str(&p), gr->gr_name,
                         gr->gr_name, strbuf_str(&p), strbuf_str(&p));
     strbuf_release(&p);
+}
+
+/* What the smtp agent would refuse or warn about at start. */
+static void check_smtp_client(void)
+{
+    static const char *const levels[] = { "", "none", "may", "encrypt", "verify", "secure", NULL };
+    const char *level = config_str("smtp_tls_security_level");
+    int known = 0;
+    for (int i = 0; levels[i]; i++)
+        known |= strcasecmp(level, levels[i]) == 0;
+    if (!known)
+        check_error("smtp_tls_security_level: unknown level \"%s\" (none, may, encrypt, "
+                    "verify, secure)", level);
+    if (smtp_port_parse(config_str("smtp_tcp_port")) < 0)
+        check_error("smtp_tcp_port: bad port \"%s\"", config_str("smtp_tcp_port"));
+    strbuf err;
+    strbuf_init(&err);
+    const char *resolver = config_str("smtp_dns_resolver");
+    if (*resolver && dns_init(resolver, &err) < 0)
+        check_error("smtp_dns_resolver: %s", strbuf_str(&err));
+    const char *cafile = config_str("smtp_tls_CAfile");
+    if (*cafile && access(cafile, R_OK) != 0)
+        check_error("smtp_tls_CAfile %s: %s", cafile, strerror(errno));
+    static const char *const tables[] = { "smtp_tls_policy_maps", "smtp_sasl_password_maps",
+                                          NULL };
+    for (int i = 0; tables[i]; i++) {
+        const char *spec = config_str(tables[i]);
+        if (!*spec)
+            continue;
+        strbuf_reset(&err);
+        maps *m = maps_open(spec, &err);
+        if (!m)
+            check_error("%s: %s", tables[i], strbuf_str(&err));
+        else
+            maps_close(m);
+    }
+    strbuf_release(&err);
 }
 
 static void check_spool(uid_t owner)
@@ -297,6 +341,7 @@ int postern_cmd_check(int argc, char **argv)
         master_cf_free(list);
     }
     check_spool(owner);
+    check_smtp_client();
     strbuf_release(&cf_path);
     strbuf_release(&err);
     return check_errors ? 1 : 0;

@@ -8,7 +8,7 @@ Debian's python3-aiosmtpd) on several loopback addresses.
         ...  # dns.port: point smtp_dns_resolver at 127.0.0.1:dns.port
     port = free_port_on(["127.0.0.2", "127.0.0.3"])
     with Receiver("127.0.0.2", port) as rx:
-        ...  # rx.messages, rx.connections, rx.ehlos
+        ...  # rx.messages, rx.connections, rx.closed, rx.ehlos
 
 Names under .test that are not configured answer NXDOMAIN (dnsmasq
 --local=/test/).  A name with an address but no MX answers NOERROR with
@@ -184,6 +184,11 @@ class CountingSMTP(SMTP):
             self._rx.connections += 1
         super().connection_made(transport)
 
+    def connection_lost(self, exc):
+        with self._rx.lock:
+            self._rx.closed += 1
+        super().connection_lost(exc)
+
 
 class Receiver:
     """A real SMTP server (aiosmtpd) on addr:port in a thread."""
@@ -198,6 +203,7 @@ class Receiver:
         self.messages = []
         self.ehlos = []
         self.connections = 0
+        self.closed = 0
         self.lock = threading.Lock()
         self.controller = None
 
@@ -214,6 +220,12 @@ class Receiver:
                                       server_hostname=self.name.lower() + ".test",
                                       ready_timeout=30, **kwargs)
         self.controller.start()
+        # Controller.start() connects once itself to see the server up: not
+        # a client, so the counters start after it is gone.
+        harness.wait_for(lambda: self.connections >= 1 and self.closed == self.connections,
+                         10, what="aiosmtpd's own start-up probe to finish")
+        with self.lock:
+            self.connections = self.closed = 0
         return self
 
     def __exit__(self, *exc):

@@ -172,6 +172,18 @@ def test_connection_reuse_for_several_messages():
         assert len(peers) <= rx.connections
 
 
+def test_idle_cached_connection_closed_after_time_limit():
+    dns, port = setup_world()
+    with dns, Receiver("127.0.0.2", port) as rx, \
+            sender_instance(dns, port, smtp_connection_cache_time_limit="1s",
+                            max_idle="100s") as inst:
+        send(inst, "idle@amx.test")
+        inst.wait_log(r"to=<idle@amx.test>, .*status=sent", timeout=30)
+        # the agent lives on (max_idle 100s) but lets the connection go
+        harness.wait_for(lambda: rx.closed == rx.connections == 1, 20,
+                         what="the cached connection to be closed")
+
+
 class receiving_instance:
     """A second postern instance on 127.0.0.3:port taking mail for in.test
     (delivered locally: postmaster -> root's Maildir)."""
@@ -351,3 +363,19 @@ def test_long_lines_broken_at_smtp_line_length_limit():
         i = lines.index(long_line[:998].encode())
         assert lines[i + 1] == b" " + long_line[998:].encode()
         assert lines[i + 2] == b".after"          # unstuffed by the server
+
+
+def test_postern_check_reports_bad_smtp_settings():
+    with harness.Instance(start=False) as inst:
+        r = inst.postern("check")
+        assert r.returncode == 0, r.stderr
+        inst.edit_main_cf({"smtp_tls_security_level": "paranoid",
+                           "smtp_tcp_port": "seventy",
+                           "smtp_dns_resolver": "dns.example:53",
+                           "smtp_sasl_password_maps": "texthash:/nonexistent/sasl_passwd"})
+        r = inst.postern("check")
+        assert r.returncode == 1
+        assert 'smtp_tls_security_level: unknown level "paranoid"' in r.stderr, r.stderr
+        assert 'smtp_tcp_port: bad port "seventy"' in r.stderr, r.stderr
+        assert "smtp_dns_resolver: " in r.stderr, r.stderr
+        assert "smtp_sasl_password_maps: " in r.stderr, r.stderr
