@@ -515,3 +515,48 @@ def test_maildrop_mail_is_listed_before_pickup():
             f.write(text)
         assert inst.postern("reload").returncode == 0
         harness.wait_for(lambda: len(inst.mailbox("alice")) == 1, 30, what="delivery")
+
+
+PROBE = r"""
+import socket, sys
+sys.path.insert(0, sys.argv[1])
+from qmgr_rig import ipc_encode, IpcReader
+def call(path, data):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(20)
+    s.connect(path)
+    s.sendall(data)
+    try:
+        return IpcReader(s).record()
+    except EOFError:
+        return "closed"
+spool = sys.argv[2]
+print(call(spool + "/public/qmgr", ipc_encode([("request", "admin"), ("action", "delete"),
+                                                ("queue_id", sys.argv[3])])))
+print(call(spool + "/public/showq", b"request 4\nlist\n\n"[:9] + b"garbage\x00\n\n"))
+print(call(spool + "/public/showq", ipc_encode([("request", "frob")])))
+"""
+
+
+def test_public_sockets_refuse_outsiders_and_garbage():
+    """Reaching public/ (the setgid group) does not allow queue changes:
+    qmgr checks the peer's uid.  showq answers malformed and unknown
+    requests without harm, and keeps serving."""
+    if not harness.is_root():
+        return
+    with deferred_instance() as inst:
+        send(inst, "a@example.org", ["bob@localhost"], "keep me")
+        [m] = wait_deferred(inst, 1)
+        spool = os.path.join(inst.dir, "spool")
+        gid = os.stat(os.path.join(spool, "public")).st_gid
+        outsider = ["setpriv", "--reuid", "nobody", "--regid", str(gid), "--clear-groups"]
+        r = subprocess.run(outsider + ["/usr/bin/python3", "-c", PROBE, harness.HERE, spool,
+                                       m["queue_id"]],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        out = r.stdout.splitlines()
+        assert "('status', b'1')" in out[0] and "permission denied" in out[0], out
+        assert out[1] == "closed", out                  # malformed: dropped
+        assert "('status', b'1')" in out[2] and "unknown request" in out[2], out
+        inst.wait_log(r"postern/showq\[\d+\]: warning: reading request: ")
+        assert [x["queue_id"] for x in queue_json(inst)] == [m["queue_id"]]
