@@ -106,7 +106,7 @@ void local_result_add(struct local_attempt *a, enum local_status status,
     __attribute__((format(printf, 4, 5)));
 
 /* local_resolve.c */
-void local_aliases_open(void);          /* per request: maps may change */
+void local_aliases_open(void);          /* per request: reopened if changed */
 void local_aliases_close(void);
 void local_resolve(struct local_attempt *a);
 /* Expand forward_path / mailbox_command for this recipient and user. */

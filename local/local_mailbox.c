@@ -276,6 +276,9 @@ static void maildir_write(struct local_attempt *a, const char *dir, struct failu
     const char *subs[] = { "tmp", "new", "cur" };
     for (int i = 0; i < 3; i++) {
         strbuf_printf(&sub, "%s/%s", dir, subs[i]);
+        struct stat st;
+        if (stat(strbuf_str(&sub), &st) == 0 && S_ISDIR(st.st_mode))
+            continue;           /* the usual case: one stat, not a mkdir per level */
         if (make_dirs(strbuf_str(&sub), -1, -1) < 0) {
             fail_set(f, LOCAL_DEFER, "4.2.0", "cannot create maildir %s", strbuf_str(&sub), errno);
             goto out;

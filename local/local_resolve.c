@@ -57,66 +57,118 @@
 #define LOCAL_MAX_DESTINATIONS  1000
 #define LOCAL_MAX_LIST_FILE     (1024 * 1024)
 
-/* ---- alias maps, opened per request ---------------------------------- */
+/* ---- alias maps, reopened when their file changed ------------------- */
 
+/* Opening a texthash: alias table parses the whole file, so the maps are
+ * kept open between requests and reopened only when a file behind them
+ * changed (device, inode, size, mtime or ctime differ) or an open failed:
+ * an edited aliases file still counts from the next delivery on, as when
+ * they were opened per request. */
 struct alias_map {
     map *m;
     uid_t owner;                /* owner of the database file; 0 if none */
+    int has_file;               /* the spec names a file, stat below */
+    struct stat st;
 };
 
 static struct alias_map *alias_maps;
 static int alias_nmaps;
 static int alias_open_failed;   /* a listed map could not be opened */
+static int alias_maps_open;
 
-/* Owner of the file behind "type:name" (0 for maps without a file). */
-static uid_t alias_map_owner(const char *spec)
+/* The file behind "type:/path" (NAME.db for hash: and btree:); 0 when the
+ * spec names no file (inline:, static:, unix:...). */
+static int alias_map_file(const char *spec, strbuf *path)
 {
+    while (strncmp(spec, "proxy:", 6) == 0)
+        spec += 6;
     const char *colon = strchr(spec, ':');
     if (colon == NULL || colon[1] != '/')
         return 0;
+    strbuf_set_str(path, colon + 1);
+    if (strncmp(spec, "hash:", 5) == 0 || strncmp(spec, "btree:", 6) == 0)
+        strbuf_append_str(path, ".db");
+    return 1;
+}
+
+static int same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size
+        && a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec
+        && a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* 1 when the open maps are still what alias_maps names. */
+static int aliases_current(void)
+{
+    if (!alias_maps_open || alias_open_failed)
+        return 0;
     strbuf path;
     strbuf_init(&path);
-    strbuf_set_str(&path, colon + 1);
-    if (strncmp(spec, "hash:", 5) == 0 || strncmp(spec, "btree:", 6) == 0)
-        strbuf_append_str(&path, ".db");
-    struct stat st;
-    uid_t owner = stat(strbuf_str(&path), &st) == 0 ? st.st_uid : 0;
-    strbuf_release(&path);
-    return owner;
-}
-
-void local_aliases_open(void)
-{
-    int n = 0;
-    char **list = config_list(config_str("alias_maps"), &n);
-    strbuf err;
-    strbuf_init(&err);
-    alias_maps = xcalloc((size_t)n + 1, sizeof(*alias_maps));
-    alias_nmaps = 0;
-    alias_open_failed = 0;
-    for (int i = 0; i < n; i++) {
-        strbuf_reset(&err);
-        map *m = map_open(list[i], &err);
-        if (m == NULL) {
-            log_warning("alias_maps: %s", strbuf_str(&err));
-            alias_open_failed = 1;
+    int current = 1;
+    for (int i = 0; i < alias_nmaps && current; i++) {
+        if (!alias_maps[i].has_file)
             continue;
-        }
-        alias_maps[alias_nmaps].m = m;
-        alias_maps[alias_nmaps].owner = alias_map_owner(list[i]);
-        alias_nmaps++;
+        struct stat st;
+        alias_map_file(map_spec(alias_maps[i].m), &path);
+        current = stat(strbuf_str(&path), &st) == 0 && same_file(&st, &alias_maps[i].st);
     }
-    config_list_free(list);
-    strbuf_release(&err);
+    strbuf_release(&path);
+    return current;
 }
 
-void local_aliases_close(void)
+static void aliases_close_all(void)
 {
     for (int i = 0; i < alias_nmaps; i++)
         map_close(alias_maps[i].m);
     xfree(alias_maps);
     alias_maps = NULL;
     alias_nmaps = 0;
+    alias_maps_open = 0;
+}
+
+void local_aliases_open(void)
+{
+    if (aliases_current())
+        return;
+    aliases_close_all();
+    int n = 0;
+    char **list = config_list(config_str("alias_maps"), &n);
+    strbuf err, path;
+    strbuf_init(&err);
+    strbuf_init(&path);
+    alias_maps = xcalloc((size_t)n + 1, sizeof(*alias_maps));
+    alias_open_failed = 0;
+    for (int i = 0; i < n; i++) {
+        strbuf_reset(&err);
+        /* stat before open: a change in between makes the next request
+         * reopen, never keeps a stale table. */
+        struct stat st;
+        int has_file = alias_map_file(list[i], &path);
+        if (has_file && stat(strbuf_str(&path), &st) < 0)
+            memset(&st, 0, sizeof(st));     /* missing: the open fails below */
+        map *m = map_open(list[i], &err);
+        if (m == NULL) {
+            log_warning("alias_maps: %s", strbuf_str(&err));
+            alias_open_failed = 1;
+            continue;
+        }
+        struct alias_map *am = &alias_maps[alias_nmaps++];
+        am->m = m;
+        am->has_file = has_file;
+        am->owner = has_file ? st.st_uid : 0;
+        if (has_file)
+            am->st = st;
+    }
+    alias_maps_open = 1;
+    config_list_free(list);
+    strbuf_release(&err);
+    strbuf_release(&path);
+}
+
+void local_aliases_close(void)
+{
+    /* Kept open for the next request; local_aliases_open() checks them. */
 }
 
 /* 1 found (value, owner), 0 not found, -1 temporary error.  An aliases(5)

@@ -184,3 +184,28 @@ def test_list_member_bounce_goes_to_the_list_owner():
         inst.wait_log(r"to=<ghost@localhost.localdomain>, .*status=bounced")
         assert inst.mailbox("sender") == []
         assert inst.mailbox("ghost") == []
+
+
+def test_alias_file_edit_counts_from_the_next_delivery():
+    # local keeps alias tables open between requests and reopens them when
+    # the file changes: an edit must still count at once (doc/local.md)
+    with harness.Instance(conf={"local_recipient_maps": ""}) as inst:
+        for i in range(3):
+            send(inst, ["team@localhost"], "before %d" % i)
+        inst.wait_for(lambda: len(inst.mailbox("team")) == 3, timeout=20, what="3 to team")
+        add_aliases(inst, "team: bob\n")
+        send(inst, ["team@localhost"], "after")
+        inst.wait_for(lambda: len(inst.mailbox("bob")) == 1, timeout=20, what="bob's copy")
+        assert "Subject: after" in inst.mailbox("bob")[0]
+        assert len(inst.mailbox("team")) == 3
+        # same size, new content: still noticed (mtime/ctime/inode, not size)
+        path = os.path.join(inst.dir, "aliases")
+        with open(path) as f:
+            text = f.read()
+        with open(path + ".new", "w") as f:
+            f.write(text.replace("team: bob\n", "team: ann\n"))
+        os.chmod(path + ".new", 0o644)
+        os.rename(path + ".new", path)
+        send(inst, ["team@localhost"], "again")
+        inst.wait_for(lambda: len(inst.mailbox("ann")) == 1, timeout=20, what="ann's copy")
+        assert len(inst.mailbox("bob")) == 1
