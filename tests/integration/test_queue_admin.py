@@ -158,6 +158,12 @@ def test_ordinary_user_lists_through_showq_only():
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 1 and "permission denied" in r.stderr
         assert queued_ids(inst, "alice@example.org") == [qid]
+        # Anybody who can list may flush (postqueue -f): it is delivered.
+        r = subprocess.run(nobody + [copy, "-c", inst.dir, "flush"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        inst.wait_log(r"flush: retrying deferred mail")
+        harness.wait_for(lambda: inst.mailbox("bob"), 30, what="delivery after the flush")
 
 
 def test_hold_release_delete_flush():
