@@ -20,6 +20,11 @@
  *      has a wakeup callback), reporting busy/idle on fd 4; exits after
  *      max_use clients or max_idle seconds without a client.
  *      SERVER_EVENT reports idle once and calls run(3).
+ *      A master that dies (SIGKILL, crash) closes the read end of the
+ *      status pipe: an idle SERVER_SINGLE child sees POLLERR on fd 4 and
+ *      exits ("master is gone"), so orphans neither hold the old listening
+ *      sockets (a new master could not bind) nor serve beside a new
+ *      master; SERVER_EVENT daemons poll server_master_fd() themselves.
  *      -S (standalone): serve stdin/stdout as one client, no master.
  *
  * SIGTERM: an idle child exits at once; a busy one finishes its client
@@ -87,6 +92,11 @@ static void server_report(int status)
 void server_report_idle(void)
 {
     server_report(SERVER_STATUS_IDLE);
+}
+
+int server_master_fd(void)
+{
+    return server_has_status_fd ? SERVER_STATUS_FD : -1;
 }
 
 static void server_sigterm(int sig)
@@ -179,18 +189,27 @@ static void server_loop_single(const struct server_spec *spec)
                 }
                 timeout = left > 1000000000LL ? 1000000000 : (int)left;
             }
-            struct pollfd pfd = { .fd = SERVER_LISTEN_FD, .events = POLLIN };
+            struct pollfd pfd[2] = {
+                { .fd = SERVER_LISTEN_FD, .events = POLLIN },
+                { .fd = server_master_fd(), .events = 0 },      /* -1: ignored */
+            };
             server_waiting_idle = 1;
             if (server_terminate)
                 exit(0);
-            int rc = poll(&pfd, 1, timeout);
+            int rc = poll(pfd, 2, timeout);
             server_waiting_idle = 0;
             if (rc < 0 && errno != EINTR)
                 log_fatal("poll on the listening socket: %m");
             if (rc <= 0)
                 continue;
-            if (pfd.revents & (POLLERR | POLLNVAL))
+            if (pfd[1].revents & (POLLERR | POLLHUP)) {
+                log_info("master is gone -- exiting");
+                exit(0);
+            }
+            if (pfd[0].revents & (POLLERR | POLLNVAL))
                 log_fatal("the listening socket is gone");
+            if (!(pfd[0].revents & POLLIN))
+                continue;
             client = accept4(SERVER_LISTEN_FD, NULL, NULL, SOCK_CLOEXEC);
             if (client < 0 && errno != EAGAIN && errno != EWOULDBLOCK
                 && errno != EINTR && errno != ECONNABORTED)

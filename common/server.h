@@ -80,5 +80,10 @@ const char *server_queue_dir(void);     /* absolute path of the spool */
 int server_chrooted(void);
 /* For SERVER_EVENT daemons: tell the master we are alive (no-op otherwise). */
 void server_report_idle(void);
+/* The status pipe, for SERVER_EVENT daemons to poll with events 0:
+ * POLLERR/POLLHUP there means the master is gone (its read end closed);
+ * -1 when there is no master (-S).  SERVER_SINGLE daemons are handled by
+ * the skeleton: an idle one exits when the master dies. */
+int server_master_fd(void);
 
 #endif

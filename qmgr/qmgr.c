@@ -544,7 +544,7 @@ void qmgr_forked_child(void)
 
 /* ---- the loop ---- */
 
-enum owner_kind { OWN_LISTEN, OWN_CLIENT, OWN_JOB, OWN_BOUNCE };
+enum owner_kind { OWN_LISTEN, OWN_CLIENT, OWN_JOB, OWN_BOUNCE, OWN_MASTER };
 
 static void qmgr_run(int listen_fd)
 {
@@ -599,7 +599,7 @@ static void qmgr_run(int listen_fd)
         int nclients = 0;
         for (struct client *c = clients; c; c = c->next)
             nclients++;
-        int need = 1 + nclients + qmgr_sched_running() + qmgr_bounce_running();
+        int need = 2 + nclients + qmgr_sched_running() + qmgr_bounce_running();
         if (need > cap) {
             cap = need * 2;
             pfd = xrealloc(pfd, (size_t) cap * sizeof(*pfd));
@@ -610,6 +610,13 @@ static void qmgr_run(int listen_fd)
         pfd[n].fd = qmgr_terminating ? -1 : listen_fd;   /* -1: not polled */
         pfd[n].events = POLLIN;
         kinds[n] = OWN_LISTEN;
+        owners[n++] = NULL;
+        /* A master that died (POLLERR on the status pipe): drain and exit
+         * as on SIGTERM, so no orphan qmgr runs beside the next master's
+         * (which waits for our lock on active/). */
+        pfd[n].fd = qmgr_terminating ? -1 : server_master_fd();
+        pfd[n].events = 0;
+        kinds[n] = OWN_MASTER;
         owners[n++] = NULL;
         for (struct client *c = clients; c; c = c->next) {
             pfd[n].fd = c->fd;
@@ -661,6 +668,12 @@ static void qmgr_run(int listen_fd)
                 break;
             case OWN_BOUNCE:
                 qmgr_bounce_event(owners[i], pfd[i].revents);
+                break;
+            case OWN_MASTER:
+                if (!qmgr_terminating) {
+                    log_info("master is gone -- exiting");
+                    qmgr_terminating = 1;
+                }
                 break;
             }
         }

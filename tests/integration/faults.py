@@ -1,0 +1,197 @@
+"""Fault injection shared by tests/integration/test_faults.py (short runs
+in `make check`) and tests/torture/torture.py (long runs, `make torture`).
+
+kill_under_load(seconds, clients, seed) runs a real instance (local
+delivery to Maildirs) while `clients` threads send mail over SMTP, and a
+killer SIGKILLs a random process of the instance - master, qmgr, smtpd,
+cleanup, local, whatever runs - every 0.1-1.0 s, restarting the master
+(`postern start`) whenever it was the victim.  Then the killing stops and
+every message that got a 250 must show up in a mailbox.  Returns the
+figures: kills per daemon, messages acknowledged, delivered, lost (must
+be 0), duplicates (allowed only where a kill fell between a delivery and
+its done-mark), and what was left in the queue.
+"""
+import collections
+import os
+import random
+import re
+import signal
+import smtplib
+import threading
+import time
+
+import harness
+
+QUEUE_DIRS = ("incoming", "active", "deferred", "hold", "maildrop")
+CONF = {
+    "local_recipient_maps": "",
+    # retry quickly after a crash deferred something
+    "minimal_backoff_time": "1s",
+    "maximal_backoff_time": "2s",
+    "queue_run_delay": "1s",
+    "smtpd_timeout": "20s",
+}
+
+
+def daemon_name(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv0 = f.read().split(b"\0")[0].decode(errors="replace")
+    except OSError:
+        return None
+    return os.path.basename(argv0)
+
+
+def tokens_in_mailboxes(inst):
+    """Counter of the tokens ("Subject: tok-N") found in every Maildir."""
+    found = collections.Counter()
+    base = os.path.join(inst.dir, "mail")
+    if not os.path.isdir(base):
+        return found
+    for user in os.listdir(base):
+        for sub in ("new", "cur"):
+            d = os.path.join(base, user, sub)
+            if not os.path.isdir(d):
+                continue
+            for name in os.listdir(d):
+                try:
+                    with open(os.path.join(d, name), errors="replace") as f:
+                        m = re.search(r"^Subject: tok-(\d+)$", f.read(), re.M)
+                except OSError:
+                    continue
+                if m:
+                    found[int(m.group(1))] += 1
+    return found
+
+
+def queue_files(inst):
+    left = []
+    for q in QUEUE_DIRS:
+        for root, _dirs, files in os.walk(os.path.join(inst.dir, "spool", q)):
+            # .tmp-* are cleanup's unfinished files (a killed cleanup's are
+            # removed by the next one after 2 * ipc_timeout): not queue files
+            left += [os.path.join(root, f) for f in files if not f.startswith(".tmp-")]
+    return left
+
+
+def master_alive(inst):
+    return inst.master_pid() != 0
+
+
+def restart(inst, timeout=60):
+    """`postern start` until it works (orphaned children of a killed master
+    may hold the ports for a moment)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = inst.postern("start")
+        if r.returncode == 0 or master_alive(inst):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("cannot restart after a kill: " + r.stderr)
+        time.sleep(0.3)
+
+
+def kill_under_load(seconds, clients=4, seed=1, settle_timeout=180, log=None, pace=0.0):
+    rnd = random.Random(seed)
+    kills = collections.Counter()
+    acked = set()
+    attempts = [0]
+    lock = threading.Lock()
+    stop = threading.Event()
+    next_token = [0]
+
+    with harness.Instance(conf=CONF) as inst:
+        def client(k):
+            crnd = random.Random(seed * 1000 + k)
+            while not stop.is_set():
+                with lock:
+                    tok = next_token[0]
+                    next_token[0] += 1
+                    attempts[0] += 1
+                rcpt = "u%d@localhost" % crnd.randrange(8)
+                msg = "Subject: tok-%d\r\nMessage-ID: <tok-%d@test>\r\n\r\n%s\r\n" % (
+                    tok, tok, "x" * crnd.randrange(2000))
+                try:
+                    s = smtplib.SMTP("127.0.0.1", inst.port, timeout=30)
+                    try:
+                        s.sendmail("load@localhost", [rcpt], msg)
+                        with lock:
+                            acked.add(tok)          # DATA got its 250
+                        s.quit()
+                    finally:
+                        s.close()
+                except (smtplib.SMTPException, OSError):
+                    time.sleep(0.1)
+                if pace:
+                    time.sleep(pace)
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+        for t in threads:
+            t.start()
+        t_end = time.monotonic() + seconds
+        try:
+            while time.monotonic() < t_end:
+                time.sleep(rnd.uniform(0.1, 1.0))
+                if not master_alive(inst):
+                    restart(inst)
+                    continue
+                pids = inst.pids()
+                if not pids:
+                    continue
+                victim = rnd.choice(pids)
+                name = daemon_name(victim)
+                if name is None:
+                    continue
+                try:
+                    os.kill(victim, signal.SIGKILL)
+                except OSError:
+                    continue
+                kills[name] += 1
+                if log:
+                    log("kill %s[%d]" % (name, victim))
+                if name == "master":
+                    time.sleep(rnd.uniform(0, 0.5))
+                    restart(inst)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(60)
+        if not master_alive(inst):
+            restart(inst)
+
+        # Everything acknowledged must arrive; the queue must drain.
+        deadline = time.monotonic() + settle_timeout
+        while True:
+            found = tokens_in_mailboxes(inst)
+            missing = acked - set(found)
+            left = queue_files(inst)
+            if (not missing and not left) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        settle = time.monotonic() - (deadline - settle_timeout)
+        corrupt = []
+        for root, _dirs, files in os.walk(os.path.join(inst.dir, "spool", "corrupt")):
+            corrupt += files
+        log_text = inst.log()
+        return {
+            "seconds": seconds,
+            "settle_seconds": round(settle, 1),
+            "kills": dict(kills),
+            "kills_total": sum(kills.values()),
+            "attempts": attempts[0],
+            "acked": len(acked),
+            "delivered_acked": len(acked & set(found)),
+            "delivered_unacked": len(set(found) - acked),
+            "lost": sorted(missing),
+            "duplicates": sum(n - 1 for n in found.values() if n > 1),
+            "queue_left": left,
+            "corrupt": corrupt,
+            "panics": re.findall(r"^.*: (?:panic|fatal): .*$", log_text, re.M),
+        }
+
+
+def report(r):
+    return ("%(seconds)ds (+%(settle_seconds)ss to settle), %(kills_total)d kills %(kills)s, %(attempts)d attempts, "
+            "%(acked)d acknowledged, %(delivered_acked)d of them delivered, "
+            "%(delivered_unacked)d unacknowledged delivered, lost %(lost)s, "
+            "%(duplicates)d duplicates, queue left %(queue_left)s, corrupt %(corrupt)s" % r)
