@@ -99,6 +99,14 @@ int server_master_fd(void)
     return server_has_status_fd ? SERVER_STATUS_FD : -1;
 }
 
+int server_master_gone(void)
+{
+    if (!server_has_status_fd)
+        return 0;
+    struct pollfd p = { .fd = SERVER_STATUS_FD, .events = 0 };
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP)) != 0;
+}
+
 static void server_sigterm(int sig)
 {
     (void)sig;
@@ -202,14 +210,17 @@ static void server_loop_single(const struct server_spec *spec)
                 log_fatal("poll on the listening socket: %m");
             if (rc <= 0)
                 continue;
-            if (pfd[1].revents & (POLLERR | POLLHUP)) {
-                log_info("master is gone -- exiting");
-                exit(0);
-            }
             if (pfd[0].revents & (POLLERR | POLLNVAL))
                 log_fatal("the listening socket is gone");
-            if (!(pfd[0].revents & POLLIN))
+            /* A client already waiting is served first (qmgr may have
+             * handed us a delivery just before the master died). */
+            if (!(pfd[0].revents & POLLIN)) {
+                if (pfd[1].revents & (POLLERR | POLLHUP)) {
+                    log_info("master is gone -- exiting");
+                    exit(0);
+                }
                 continue;
+            }
             client = accept4(SERVER_LISTEN_FD, NULL, NULL, SOCK_CLOEXEC);
             if (client < 0 && errno != EAGAIN && errno != EWOULDBLOCK
                 && errno != EINTR && errno != ECONNABORTED)

@@ -85,5 +85,7 @@ void server_report_idle(void);
  * -1 when there is no master (-S).  SERVER_SINGLE daemons are handled by
  * the skeleton: an idle one exits when the master dies. */
 int server_master_fd(void);
+/* Non-blocking check of the same: 1 when the master is gone. */
+int server_master_gone(void);
 
 #endif

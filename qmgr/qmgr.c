@@ -569,6 +569,13 @@ static void qmgr_run(int listen_fd)
     int cap = 0;
     for (;;) {
         int more = 0;
+        /* Checked before any new delivery is started: with the master gone
+         * the agents' sockets go too, and a request now would only defer
+         * the mail (with backoff) instead of leaving it for the next qmgr. */
+        if (!qmgr_terminating && server_master_gone()) {
+            log_info("master is gone -- exiting");
+            qmgr_terminating = 1;
+        }
         if (qmgr_terminating) {
             if (drain_deadline == 0) {
                 drain_deadline = time(NULL) + qmgr_var.drain_limit;

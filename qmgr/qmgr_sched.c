@@ -34,6 +34,7 @@
 #include "log.h"
 #include "master_cf.h"
 #include "mem.h"
+#include "server.h"
 
 #define DEST_HASH_SIZE 4096
 #define IPC_MAX_ATTR (1024 * 1024)
@@ -492,8 +493,11 @@ static int job_start(struct qmgr_job *j)
     }
     strbuf_release(&path);
     /* A full backlog or no descriptors left is our limit, not the
-     * transport's fault: wait for a running request to end. */
-    if (fd < 0 && (err == EAGAIN || err == EMFILE || err == ENFILE || err == ENOBUFS)) {
+     * transport's fault: wait for a running request to end.  So is a
+     * master that just died (its agents' sockets went with it): the job
+     * stays in active/ for the next qmgr instead of being deferred. */
+    if (fd < 0 && (err == EAGAIN || err == EMFILE || err == ENFILE || err == ENOBUFS
+                   || server_master_gone())) {
         running_remove(j);
         d->active--;
         d->transport->active--;
