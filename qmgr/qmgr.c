@@ -579,8 +579,9 @@ static void qmgr_run(int listen_fd)
         if (qmgr_terminating) {
             if (drain_deadline == 0) {
                 drain_deadline = time(NULL) + qmgr_var.drain_limit;
-                log_info("terminating: waiting for %d delivery request(s) and %d notice(s)",
-                         qmgr_sched_running(), qmgr_bounce_running());
+                if (qmgr_sched_running() > 0 || qmgr_bounce_running() > 0)
+                    log_info("terminating: waiting for %d delivery request(s) and %d notice(s)",
+                             qmgr_sched_running(), qmgr_bounce_running());
                 while (clients)
                     client_close(clients);
             }
