@@ -8,7 +8,8 @@
 Scenarios (doc/performance.md says what each one measures):
   relay     bench_load -> smtpd -> cleanup -> qmgr -> smtp -> bench_sink
             ("not built" while the build has no smtp agent)
-  local     bench_load -> smtpd -> cleanup -> qmgr -> local -> Maildir
+  local     bench_load -> smtpd -> cleanup -> qmgr -> local -> Maildir of the
+            instance's account (an existing user, like Postfix's pfbench)
   accept    bench_load -> smtpd -> cleanup -> incoming/, with qmgr not in
             master.cf, so nothing is delivered: what acceptance alone costs
   sendmail  MESSAGES sequential `sendmail` runs -> postdrop -> pickup ->
@@ -281,6 +282,9 @@ def measure(harness, args, name, conf, recipient, delivered, edit_master_cf=None
         inst = start_instance(harness, conf, edit_master_cf)
     try:
         harness.wait_for(lambda: harness.port_accepts(inst.port), 20, what="the smtp port")
+        if callable(recipient):
+            recipient = recipient(inst)
+        res["recipient"] = recipient
         master = inst.master_pid()
         sampler = ProcSampler(master)
         sampler.start()
@@ -356,9 +360,11 @@ def check_seqs(res, seqs, expected):
 
 
 def scenario_local(harness, args):
-    maildir = lambda inst: os.path.join(inst.dir, "mail", "alice")
+    # The instance's own account (posterntest when run as root): a user
+    # that exists, as Postfix's pf-local delivers to the account pfbench.
+    maildir = lambda inst: os.path.join(inst.dir, "mail", inst.user)
     res, inst = measure(harness, args, "local", {"local_recipient_maps": ""},
-                        "alice@localhost",
+                        lambda inst: "%s@localhost" % inst.user,
                         lambda i: count_files(os.path.join(maildir(i), "new")))
     try:
         check_seqs(res, maildir_seqs(maildir(inst)), res["accepted"])
@@ -453,8 +459,8 @@ def scenario_sendmail(harness, args):
     if not os.access(sendmail, os.X_OK):
         return {"scenario": "sendmail", "status": "not built",
                 "error": "no sendmail in this build"}
-    maildir = lambda inst: os.path.join(inst.dir, "mail", "alice")
-    body = ("From: bench@example.com\nTo: alice@localhost\nSubject: bench\n"
+    maildir = lambda inst: os.path.join(inst.dir, "mail", inst.user)
+    body = ("From: bench@example.com\nTo: bench-recipient\nSubject: bench\n"
             "X-Bench-Seq: %d\n\n")
     line = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnop\n"
 
@@ -472,7 +478,7 @@ def scenario_sendmail(harness, args):
             text += line * max(0, (args.size - len(text)) // len(line))
             t = time.monotonic()
             r = subprocess.run(inst._as_user([sendmail, "-f", "bench@example.com",
-                                              "alice@localhost"]),
+                                              "%s@localhost" % inst.user]),
                                input=text.encode(), capture_output=True, env=env,
                                cwd="/", timeout=60)
             lat.append(time.monotonic() - t)
@@ -496,7 +502,7 @@ def scenario_sendmail(harness, args):
                  "p50": pick(50), "p99": pick(99)}, 0 if failed == 0 else 1)
 
     res, inst = measure(harness, args, "sendmail", {"local_recipient_maps": ""},
-                        "alice@localhost",
+                        lambda inst: "%s@localhost" % inst.user,
                         lambda i: count_files(os.path.join(maildir(i), "new")),
                         submit=submit)
     try:
