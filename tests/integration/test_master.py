@@ -525,3 +525,26 @@ def test_check_names_unknown_parameters_and_bad_directories():
         r = inst.postern("check")
         assert r.returncode == 1
         assert "nowhere" in r.stderr, r.stderr
+
+
+def test_config_dir_from_the_environment():
+    """POSTERN_CONFIG_DIR selects the instance as -c does; -c wins."""
+    with Instance() as inst:
+        env = dict(os.environ, POSTERN_CONFIG_DIR=inst.dir, POSTERN_ETC_DIR=harness.ETC)
+
+        def postern(*args):
+            return subprocess.run(inst._as_user([harness.POSTERN] + list(args)),
+                                  capture_output=True, text=True, timeout=60, env=env,
+                                  cwd="/")
+
+        r = postern("status")
+        assert r.returncode == 0, r.stderr
+        assert "PID: %d" % inst.master_pid() in r.stderr, r.stderr
+        other = os.path.join(inst.tmp, "other")
+        r = inst.run([harness.POSTERN, "init", other, "--port", str(harness.free_ports(2))])
+        assert r.returncode == 0, r.stderr
+        r = postern("-c", other, "status")
+        assert r.returncode == 1 and "not running" in r.stderr, r.stderr
+        r = postern("stop")
+        assert r.returncode == 0, r.stderr
+        assert inst.master_pid() == 0
