@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import hmac
 import os
+import pwd
 import re
 import subprocess
 import time
@@ -309,3 +310,43 @@ def test_swaks_auth_over_tls_and_tlsc():
                            capture_output=True, text=True, timeout=60)
         assert r.returncode != 0
         assert "Host did not advertise authentication" in r.stdout + r.stderr, r.stdout
+
+
+def test_root_instance_chrooted_smtpd_with_root_only_key_and_sasldb_in_the_jail():
+    """The system model: smtpd chrooted into the spool as mail_owner; the
+    private key is root-only (read before the privilege drop), the sasldb
+    is reachable inside the jail as doc/tls.md says."""
+    if not harness.is_root():
+        print("skipped: needs root")
+        return
+    with harness.Instance(as_root=True, start=False) as inst:
+        certs = tls_helpers.make_certs(os.path.join(inst.tmp, "certs"))
+        os.chmod(certs["rsa.key"], 0o600)           # root only
+        os.chmod(certs["ec.key"], 0o600)
+        spool = os.path.realpath(os.path.join(inst.dir, "spool"))
+        settings = {"local_recipient_maps": ""}
+        settings.update(tls_helpers.tls_conf(certs))
+        settings.update(tls_helpers.sasl_setup(inst, USERS, db=os.path.join(spool, "etc", "sasldb2"),
+                                               db_path_seen="/etc/sasldb2"))
+        inst.edit_main_cf(settings)
+        with open(os.path.join(inst.dir, "master.cf")) as f:
+            assert re.search(r"^127\.0\.0\.1:%d\s+inet\s+n\s+-\s+y\s" % inst.submission_port,
+                             f.read(), re.M)      # submission is chrooted
+        r = inst.postern("start")
+        assert r.returncode == 0, r.stderr + inst.log()
+        harness.wait_for(lambda: harness.port_accepts(inst.submission_port), 10,
+                         what="the submission port")
+        s, _ = tls_session(inst, certs, inst.submission_port)
+        try:
+            assert s.cmd("AUTH PLAIN " + plain("bob@example.org", "builder")) == \
+                (235, ["235 2.7.0 Authentication successful"])
+            assert s.cmd("MAIL FROM:<bob@example.org>")[0] == 250
+            assert s.cmd("RCPT TO:<someone@remote.example>")[0] == 250
+            pid = int(re.findall(r"postern/submission/smtpd\[(\d+)\]: Anonymous TLS", inst.log())[-1])
+            with open("/proc/%d/status" % pid) as f:
+                uids = re.search(r"^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", f.read(), re.M).groups()
+            assert all(int(u) == pwd.getpwnam("postern").pw_uid for u in uids), uids
+            assert os.readlink("/proc/%d/root" % pid) == spool
+            assert s.cmd("QUIT")[0] == 221
+        finally:
+            s.close()

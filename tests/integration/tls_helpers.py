@@ -79,23 +79,28 @@ def client_context(certs, check_hostname=True):
     return ctx
 
 
-def sasl_setup(inst, users, mechs="PLAIN LOGIN SCRAM-SHA-256 CRAM-MD5"):
-    """DIR/sasl2/smtpd.conf (sasldb auxprop) and DIR/sasl2/sasldb2 with
-    `users` {user@realm: password} created by saslpasswd2; returns the
-    main.cf settings that point smtpd at them."""
+def sasl_setup(inst, users, mechs="PLAIN LOGIN SCRAM-SHA-256 CRAM-MD5", db=None,
+               db_path_seen=None):
+    """DIR/sasl2/smtpd.conf (sasldb auxprop) and a sasldb (default
+    DIR/sasl2/sasldb2) with `users` {user@realm: password} created by
+    saslpasswd2; db_path_seen is the sasldb_path smtpd.conf names (the
+    path inside a chroot).  Returns the main.cf settings that point smtpd
+    at them."""
     d = os.path.join(inst.dir, "sasl2")
     os.makedirs(d, exist_ok=True)
-    db = os.path.join(d, "sasldb2")
+    db = db or os.path.join(d, "sasldb2")
+    os.makedirs(os.path.dirname(db), exist_ok=True)
     with open(os.path.join(d, "smtpd.conf"), "w") as f:
         f.write("pwcheck_method: auxprop\nauxprop_plugin: sasldb\n"
-                "mech_list: %s\nsasldb_path: %s\n" % (mechs, db))
+                "mech_list: %s\nsasldb_path: %s\n" % (mechs, db_path_seen or db))
     for login, password in users.items():
         user, realm = login.split("@", 1)
         _run(["saslpasswd2", "-c", "-p", "-f", db, "-u", realm, user], d, input=password)
     # the instance's account must read the configuration and the database
-    if harness.is_root() and inst.user and inst.user != "root":
+    owner = "postern" if inst.as_root else inst.user
+    if harness.is_root() and owner and owner != "root":
         for p in (d, db, os.path.join(d, "smtpd.conf")):
-            shutil.chown(p, inst.user, None)
+            shutil.chown(p, owner, None)
     os.chmod(d, 0o755)
     os.chmod(os.path.join(d, "smtpd.conf"), 0o644)
     return {"cyrus_sasl_config_path": d, "smtpd_sasl_auth_enable": "yes"}
