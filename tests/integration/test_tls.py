@@ -297,18 +297,20 @@ def test_resumption_across_smtpd_processes():
             assert f.readline().startswith(b"220 ")     # tickets arrive with data
             return t, f
 
-        first, _ = connect()
+        first, first_file = connect()
         try:
             session = first.session
             assert session is not None and session.has_ticket
             # the first smtpd is still busy with `first`: another process
             # serves this one, and resumes with the shared ticket keys
-            second, _ = connect(session)
+            second, second_file = connect(session)
             try:
                 assert second.session_reused, inst.log()
             finally:
+                second_file.close()         # the makefile() holds the socket open
                 second.close()
         finally:
+            first_file.close()
             first.close()
         inst.wait_log(r"Anonymous TLS connection reused from localhost\[127\.0\.0\.1\]")
         pids = set(re.findall(r"smtpd\[(\d+)\]: Anonymous TLS connection", inst.log()))
