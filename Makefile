@@ -7,6 +7,9 @@
 #   make install    the system instance (PREFIX, DESTDIR; tools/install.sh), make uninstall
 #   make fuzz       build the libFuzzer harnesses (clang) and run each for
 #                   FUZZ_SECONDS (default 30); see tests/fuzz/run.sh
+#   make torture    the long fault runs: random SIGKILLs under load for
+#                   TORTURE_SECONDS (600), memory over 10,000 messages, and
+#                   every fuzz harness for TORTURE_FUZZ_SECONDS (600)
 #
 # Sources are discovered by directory, so adding a file needs no Makefile edit:
 #   common/*.c              -> build/lib/libpostern.a
@@ -64,7 +67,7 @@ ALL_SRC := $(COMMON_SRC) $(foreach d,$(DAEMONS_BUILT),$(wildcard $(d)/*.c)) \
            $(foreach p,$(CLIPROGS_BUILT),$(wildcard cli/$(p)/*.c)) $(UNIT_SRC) $(BENCH_SRC)
 DEPFILES := $(ALL_SRC:%.c=$(BUILD)/obj/%.d)
 
-.PHONY: all deps check check-unit check-integration check-asan run clean install uninstall bench fuzz
+.PHONY: all deps check check-unit check-integration check-asan run clean install uninstall bench fuzz torture
 all: $(DAEMON_BINS) $(CLI_BINS) $(CLI_LINKS) $(BENCH_BINS)
 
 $(BUILD)/obj/%.o: %.c
@@ -160,6 +163,11 @@ bench: all
 
 run: deps all
 	@sh tools/run-instance.sh
+
+TORTURE_FUZZ_SECONDS ?= 600
+torture: deps all
+	POSTERN_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/torture/torture.py
+	$(MAKE) fuzz FUZZ_SECONDS=$(TORTURE_FUZZ_SECONDS)
 
 FUZZ_SECONDS ?= 30
 fuzz:

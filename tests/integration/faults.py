@@ -195,3 +195,73 @@ def report(r):
             "%(acked)d acknowledged, %(delivered_acked)d of them delivered, "
             "%(delivered_unacked)d unacknowledged delivered, lost %(lost)s, "
             "%(duplicates)d duplicates, queue left %(queue_left)s, corrupt %(corrupt)s" % r)
+
+
+def proc_usage(pid):
+    """(VmRSS in kB, open descriptors) of pid."""
+    with open("/proc/%d/status" % pid) as f:
+        rss = int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1))
+    return rss, len(os.listdir("/proc/%d/fd" % pid))
+
+
+def daemon_usage(inst):
+    """{(name, pid): (rss_kb, fds)} for every process of the instance."""
+    out = {}
+    for pid in inst.pids():
+        name = daemon_name(pid)
+        try:
+            out[(name, pid)] = proc_usage(pid)
+        except (OSError, AttributeError):
+            pass
+    return out
+
+
+def memory_over_sessions(warmup, sessions, log=None):
+    """One instance whose daemons never retire (max_use 0, max_idle long),
+    so the same smtpd, cleanup, qmgr and local serve every session: after
+    `warmup` messages, then after `sessions` more, each process's VmRSS and
+    descriptor count.  Returns (before, after, log text)."""
+    conf = {"local_recipient_maps": "", "max_use": "0", "max_idle": "3600s"}
+    with harness.Instance(conf=conf) as inst:
+        def run(n, start):
+            s = smtplib.SMTP("127.0.0.1", inst.port, timeout=30)
+            try:
+                for i in range(start, start + n):
+                    # a session per message: connect, EHLO, MAIL, RCPT, DATA, RSET...
+                    s.sendmail("load@localhost", ["u%d@localhost" % (i % 5)],
+                               "Subject: m%d\r\nMessage-ID: <m%d@test>\r\n\r\n%s\r\n"
+                               % (i, i, "y" * (i % 3000)))
+                    if i % 10 == 9:         # and new sessions now and then
+                        s.quit()
+                        s = smtplib.SMTP("127.0.0.1", inst.port, timeout=30)
+            finally:
+                s.close()
+
+        def drained():
+            return not queue_files(inst)
+        run(warmup, 0)
+        harness.wait_for(drained, 120, what="the queue to drain")
+        before = daemon_usage(inst)
+        run(sessions, warmup)
+        harness.wait_for(drained, 600, what="the queue to drain")
+        time.sleep(0.5)
+        after = daemon_usage(inst)
+        if log:
+            log("before %s" % before)
+            log("after  %s" % after)
+        return before, after, inst.log()
+
+
+def check_no_growth(before, after, rss_slack_kb):
+    """Same processes, same descriptor counts, RSS within slack."""
+    problems = []
+    for key, (rss0, fds0) in before.items():
+        if key not in after:
+            problems.append("%s[%d] went away" % key)
+            continue
+        rss1, fds1 = after[key]
+        if fds1 != fds0:
+            problems.append("%s[%d] fds %d -> %d" % (key + (fds0, fds1)))
+        if rss1 - rss0 > rss_slack_kb:
+            problems.append("%s[%d] rss %d -> %d kB" % (key + (rss0, rss1)))
+    return problems
