@@ -382,3 +382,44 @@ def test_postern_check_reports_bad_smtp_settings():
         assert 'smtp_tcp_port: bad port "seventy"' in r.stderr, r.stderr
         assert "smtp_dns_resolver: " in r.stderr, r.stderr
         assert "smtp_sasl_password_maps: " in r.stderr, r.stderr
+
+
+def test_8bitmime_smtputf8_and_helo_fallback():
+    """BODY=8BITMIME declared for 8-bit content; a message that needs
+    SMTPUTF8 bounces (5.6.7) at a server without it; a server that refuses
+    EHLO gets HELO and the mail."""
+    dns, port = setup_world()
+    with dns, sender_instance(dns, port) as inst:
+        with Receiver("127.0.0.2", port,                # 8BITMIME, no SMTPUTF8
+                      smtp_kwargs={"enable_SMTPUTF8": False}) as rx:
+            with inst.smtp() as s:
+                s.sendmail(SENDER, ["eight@amx.test"],
+                           ("From: %s\r\nSubject: 8bit\r\n\r\nna\u00efve caf\u00e9\r\n"
+                            % SENDER).encode("utf-8"), mail_options=["BODY=8BITMIME"])
+            inst.wait_log(r"to=<eight@amx.test>, .*status=sent", timeout=30)
+            assert "BODY=8BITMIME" in rx.messages[0].mail_options
+            assert "caf\u00e9".encode("utf-8") in rx.messages[0].content
+            with inst.smtp() as s:
+                s.ehlo()
+                s.sendmail(SENDER, ["j\u00f6rg@amx.test"],
+                           ("From: %s\r\nSubject: utf8\r\n\r\nhi\r\n" % SENDER).encode("utf-8"),
+                           mail_options=["SMTPUTF8"])
+            inst.wait_log(r"to=<j\u00f6rg@amx.test>, relay=amx.test\[127.0.0.2\]:%d, .*"
+                          r"dsn=5.6.7, status=bounced \(SMTPUTF8 is required, but was not "
+                          r"offered by host amx.test\[127.0.0.2\]\)" % port, timeout=30)
+            assert len(rx.messages) == 1
+        with Receiver("127.0.0.2", port, smtp_kwargs={"enable_SMTPUTF8": True}) as rx:
+            with inst.smtp() as s:
+                s.ehlo()
+                s.sendmail(SENDER, ["ren\u00e9@amx.test"],
+                           ("From: %s\r\nSubject: utf8 ok\r\n\r\nhi\r\n" % SENDER).encode(),
+                           mail_options=["SMTPUTF8"])
+            inst.wait_log(r"to=<ren\u00e9@amx.test>, .*status=sent", timeout=30)
+            assert "SMTPUTF8" in rx.messages[0].mail_options
+        with ScriptedServer("127.0.0.2", port,
+                            replies={"EHLO": "502 5.5.2 Error: command not recognized"}) as srv:
+            send(inst, "helo@amx.test")
+            inst.wait_log(r"to=<helo@amx.test>, relay=amx.test\[127.0.0.2\]:%d, .*status=sent"
+                          % port, timeout=30)
+            assert srv.lines[0].startswith("EHLO ") and srv.lines[1].startswith("HELO ")
+            assert "MAIL FROM:<%s>" % SENDER in srv.lines    # no ESMTP parameters
