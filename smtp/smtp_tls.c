@@ -35,6 +35,7 @@
  * negotiated.  A refused AUTH is a soft failure ("SASL authentication
  * failed; server H[A] said: 535 ...").
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <sasl/sasl.h>
@@ -371,8 +372,12 @@ int smtp_tls_session_start(struct smtp_session *s, struct smtp_request *req)
     const char *verify = pol.level >= LEVEL_VERIFY ? strbuf_str(&pol.match) : NULL;
     strbuf err;
     strbuf_init(&err);
+    /* SNI carries host names only, never an address literal (RFC 6066) */
+    unsigned char ipbuf[16];
+    int literal = inet_pton(AF_INET, s->host, ipbuf) == 1
+                  || inet_pton(AF_INET6, s->host, ipbuf) == 1;
     tls_conn *conn = tls_client_start(ctx, s->io.fd, smtp_params.starttls_timeout,
-                                      dns_hostname_valid(s->host) ? s->host : NULL,
+                                      !literal && dns_hostname_valid(s->host) ? s->host : NULL,
                                       verify, &err);
     if (!conn) {
         s->io.failed = SMTP_IO_LOST;    /* no plaintext QUIT into a TLS stream */

@@ -175,3 +175,20 @@ def test_relayhost_auth_over_starttls_chrooted_root_instance():
                 inst.wait_log(r"Verified TLS connection established to relay.test", timeout=30)
                 inst.wait_log(r"to=<bob@far.example>, .*status=sent", timeout=30)
         assert rx.messages[0].auth_user == "alice"
+
+
+def test_failed_opportunistic_handshake_retried_in_plaintext():
+    """may: a server that offers STARTTLS but cannot do TLS gets the mail
+    over a second, plaintext connection (as Postfix does)."""
+    from smtp_helpers import ScriptedServer
+    with World() as w:
+        replies = {"EHLO": "250-broken.test\r\n250 STARTTLS", "STARTTLS": "220 go ahead"}
+        with ScriptedServer("127.0.0.3", w.port, replies=replies) as srv, w.sender() as inst:
+            send(inst, "gus@plain.test")
+            inst.wait_log(r"Cannot start TLS: handshake failure with plain.test\[127.0.0.3\]",
+                          timeout=30)
+            inst.wait_log(r"to=<gus@plain.test>, relay=plain.test\[127.0.0.3\]:%d, .*"
+                          r"status=sent" % w.port, timeout=30)
+            assert srv.connections == 2
+            assert srv.lines.count("STARTTLS") == 1
+            assert "RCPT TO:<gus@plain.test>" in srv.lines
