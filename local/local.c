@@ -60,6 +60,14 @@ void local_result_add(struct local_attempt *a, enum local_status status,
     strbuf_vappendf(&text, fmt, ap);
     va_end(ap);
 
+    if (status == LOCAL_BOUNCE && a->owner != NULL) {
+        /* inside a list with owner-NAME: the owner hears of it, not the
+         * sender (local_owner.c) */
+        local_owner_failure_add(a, dsn, strbuf_str(&text));
+        strbuf_release(&text);
+        return;
+    }
+
     if (status == LOCAL_SENT) {
         r->ndelivered++;
         if (!reason_listed(&r->successes, strbuf_str(&text))) {
@@ -159,6 +167,12 @@ static void local_attempt_free(struct local_attempt *a)
     }
     xfree(a->retry_name);
     xfree(a->retry_sender);
+    for (int i = 0; i < a->nowner_failures; i++) {
+        xfree(a->owner_failures[i].owner);
+        xfree(a->owner_failures[i].dsn);
+        xfree(a->owner_failures[i].reason);
+    }
+    xfree(a->owner_failures);
 }
 
 static void local_request_free(struct local_request *req)

@@ -7,6 +7,7 @@
  * local_mailbox.c  mbox (with locking) and Maildir, also /file deliveries
  * local_command.c  |command deliveries
  * local_forward.c  non-local addresses: a new message through cleanup
+ * local_owner.c    failures inside an owner-NAME list, reported to the owner
  * local_copy.c     the message as written to a destination
  * local_user.c     passwd lookups and the effective-id switch
  *
@@ -72,6 +73,13 @@ struct local_request {
     int header_error;           /* the content could not be read */
 };
 
+/* A permanent failure in the expansion of a list that has owner-NAME. */
+struct local_owner_failure {
+    char *owner;                /* owner-NAME@$myorigin */
+    char *dsn;
+    char *reason;
+};
+
 /* One recipient being resolved. */
 struct local_attempt {
     struct local_request *req;
@@ -95,6 +103,8 @@ struct local_attempt {
     char **retry_name;          /* users whose mailbox delivery deferred */
     char **retry_sender;        /* ... and the sender of each */
     int nretry;
+    struct local_owner_failure *owner_failures;     /* for local_owner.c */
+    int nowner_failures;
 };
 
 /* local.c */
@@ -132,6 +142,8 @@ void local_deliver_command(struct local_attempt *a, const char *command,
                            const struct local_user *as);
 
 /* local_forward.c */
+void local_owner_failure_add(struct local_attempt *a, const char *dsn, const char *reason);
+void local_owner_report(struct local_attempt *a);
 void local_forward_add(struct local_attempt *a, const char *address);
 void local_forward_flush(struct local_attempt *a);
 

@@ -780,6 +780,7 @@ void local_resolve(struct local_attempt *a)
         return;
     }
     expand_local(a, a->local_part, 0, 0);
+    local_owner_report(a);
     resubmit_deferred_members(a);
     local_forward_flush(a);
 }

@@ -23,13 +23,13 @@
 #include <unistd.h>
 
 #include "qmgr.h"
+#include "cleanup_submit.h"
 #include "config.h"
 #include "dsn.h"
 #include "ipc.h"
 #include "log.h"
 #include "mem.h"
 
-#define DATA_CHUNK 65536
 
 struct bounce_child {
     pid_t pid;
@@ -121,64 +121,8 @@ static int compose(struct qmgr_message *m, int kind, const int *idx, int n,
 static int submit(const char *from, const char *to, const strbuf *text,
                   strbuf *new_qid, strbuf *why)
 {
-    int timeout = (int) qmgr_var.ipc_timeout;
-    int fd = ipc_connect_unix("private/cleanup", timeout);
-    if (fd < 0) {
-        strbuf_printf(why, "connect to private/cleanup: %s", strerror(errno));
-        return -1;
-    }
-    ipc_stream *s = ipc_stream_open(fd, timeout);
-    ipc_record *r = ipc_record_new();
-    int rc = -1;
-    const char *v;
-    if (ipc_recv(s, r) != 0) {
-        strbuf_printf(why, "cleanup: %s", ipc_error(s));
-        goto out;
-    }
-    if ((v = ipc_record_get_str(r, "queue_id")) == NULL) {
-        v = ipc_record_get_str(r, "reason");
-        strbuf_printf(why, "cleanup refused: %s", v ? v : "no queue id");
-        goto out;
-    }
-    ipc_build(r, "request", "enqueue", "origin", "bounce", "sender", from,
-              "rcpt", to, (char *) NULL);
-    if (ipc_send(s, r) != 0)
-        goto ioerr;
-    /* Content in chunks, cut at line ends when one is near. */
-    size_t pos = 0;
-    while (pos < text->len) {
-        size_t len = text->len - pos;
-        if (len > DATA_CHUNK) {
-            len = DATA_CHUNK;
-            const char *nl = memrchr(text->data + pos, '\n', len);
-            if (nl)
-                len = (size_t) (nl - (text->data + pos)) + 1;
-        }
-        ipc_record_reset(r);
-        ipc_record_add(r, "data", text->data + pos, len);
-        if (ipc_send(s, r) != 0)
-            goto ioerr;
-        pos += len;
-    }
-    ipc_build(r, "end", "1", (char *) NULL);
-    if (ipc_send(s, r) != 0 || ipc_recv(s, r) != 0)
-        goto ioerr;
-    long long status = -1;
-    if (ipc_record_get_int(r, "status", &status) != 0 || status != 0) {
-        v = ipc_record_get_str(r, "reason");
-        strbuf_printf(why, "cleanup status %lld: %s", status, v ? v : "no reason");
-        goto out;
-    }
-    v = ipc_record_get_str(r, "queue_id");
-    strbuf_set_str(new_qid, v ? v : "?");
-    rc = 0;
-    goto out;
-ioerr:
-    strbuf_printf(why, "cleanup: %s", ipc_error(s));
-out:
-    ipc_record_free(r);
-    ipc_stream_close(s);
-    return rc;
+    return cleanup_submit_text("bounce", from, to, text, (int) qmgr_var.ipc_timeout,
+                               new_qid, why);
 }
 
 static void child_free(struct bounce_child *c)

@@ -426,6 +426,46 @@ def test_list_member_deferral_is_resubmitted_alone():
         assert "exit 75" in r["reason"] or r["dsn"].startswith("4."), r
 
 
+def test_owner_list_command_failure_is_reported_to_the_owner():
+    """A command in a list with owner-NAME fails for good: the owner gets a
+    delivery status notification (null sender) naming the list and the
+    reason; the list recipient itself is done, the sender hears nothing."""
+    import email
+    import email.policy
+    with LocalDir() as ld:
+        ld.write_aliases('list: bob, "|echo no such mailbox; exit 67"\n'
+                         "owner-list: kate\n")
+        fake = FakeCleanup(ld)
+        try:
+            replies = deliver(ld, "s@x.example", ["list@t.example"], MSG)
+        finally:
+            fake.close()
+        r = one(replies, "list@t.example")
+        assert r["status"] == "sent", r
+        assert r["reason"] == ("failure reported to owner-list@test.example as FAKE0001, "
+                               "forwarded as FAKE0002"), r
+        assert len(fake.sessions) == 2
+        assert dict(fake.sessions[1][0])["sender"] == "owner-list@test.example"   # bob
+        env = dict(fake.sessions[0][0])
+        assert env["origin"] == "bounce" and env["sender"] == ""
+        assert env["rcpt"] == "owner-list@test.example"
+        text = "".join(v for rec in fake.sessions[0][1:] for n, v in rec if n == "data")
+        report = email.message_from_string(text, policy=email.policy.compat32)
+        assert report.get_content_type() == "multipart/report"
+        assert report.get_param("report-type") == "delivery-status"
+        parts = report.get_payload()
+        assert parts[1].get_content_type() == "message/delivery-status"
+        groups = parts[1].get_payload()
+        failed = [g for g in groups if g.get("Final-Recipient")]
+        assert len(failed) == 1
+        assert failed[0]["Final-Recipient"] == "rfc822; list@t.example"
+        assert failed[0]["Action"] == "failed" and failed[0]["Status"] == "5.1.1"
+        assert "no such mailbox" in text
+        assert "Subject: hello" in text                  # the returned message
+        assert re.search(r"list@t.example: failure reported to owner-list@test.example as "
+                         r"FAKE0001", read(ld.log))
+
+
 def test_forward_failure_defers_or_bounces():
     with LocalDir() as ld:
         ld.write_aliases("a: x@remote.example\n")
