@@ -423,3 +423,16 @@ def test_8bitmime_smtputf8_and_helo_fallback():
                           % port, timeout=30)
             assert srv.lines[0].startswith("EHLO ") and srv.lines[1].startswith("HELO ")
             assert "MAIL FROM:<%s>" % SENDER in srv.lines    # no ESMTP parameters
+
+
+def test_dns_failure_defers_4_4_3():
+    """A domain whose name servers do not answer (dnsmasq forwards it to a
+    dead upstream): deferred, not bounced."""
+    dead = free_port_on(["127.0.0.1"])
+    dns = DnsServer(mx=DNS_MX, hosts=DNS_HOSTS,
+                    extra=["--server=/tempfail.test/127.0.0.1#%d" % dead])
+    port = free_port_on(["127.0.0.2"])
+    with dns, sender_instance(dns, port) as inst:
+        send(inst, "t@tempfail.test")
+        inst.wait_log(r"to=<t@tempfail.test>, relay=none, .*dsn=4.4.3, status=deferred "
+                      r"\(.*name=tempfail.test type=MX", timeout=60)
