@@ -22,7 +22,9 @@
  *     protocol lists and cipher grades parse; every configured certificate
  *     and key file loads and the key matches (missing, unreadable or
  *     mismatched: an error); a service that requires TLS (encrypt, wrapper
- *     mode) without any certificate is a warning (it refuses mail);
+ *     mode) without any certificate is a warning (it refuses mail); with
+ *     smtpd_sasl_auth_enable, a missing SMTPD_SASL_PATH.conf in
+ *     cyrus_sasl_config_path is a warning;
  *   - the smtp client's settings (doc/smtp.md): smtp_tls_security_level
  *     is a known level, smtp_tcp_port a port, smtp_dns_resolver
  *     IPv4[:port], smtp_tls_CAfile readable, smtp_tls_policy_maps and
@@ -239,6 +241,35 @@ static void check_cert(const char *svc, const char *cert, const char *key)
     strbuf_release(&err);
 }
 
+/* smtpd_sasl_auth_enable: the Cyrus configuration file must exist where
+ * cyrus_sasl_config_path says (without it Cyrus offers every installed
+ * mechanism against a password store nobody configured). */
+static void check_sasl(const struct master_service *svc)
+{
+    int enabled = 0;
+    if (config_parse_bool(svc_param(svc, "smtpd_sasl_auth_enable"), &enabled) < 0) {
+        check_error("service %s: bad smtpd_sasl_auth_enable", svc->name);
+        return;
+    }
+    const char *path = svc_param(svc, "cyrus_sasl_config_path");
+    if (!enabled || *path == '\0')
+        return;
+    const char *app = svc_param(svc, "smtpd_sasl_path");
+    char *dirs = xstrdup(path);
+    int found = 0;
+    strbuf file;
+    strbuf_init(&file);
+    for (char *d = strtok(dirs, ":"); d && !found; d = strtok(NULL, ":")) {
+        strbuf_printf(&file, "%s/%s.conf", d, app);
+        found = access(strbuf_str(&file), R_OK) == 0;
+    }
+    if (!found)
+        postern_warning("service %s: no readable %s.conf in cyrus_sasl_config_path %s",
+                        svc->name, app, path);
+    strbuf_release(&file);
+    xfree(dirs);
+}
+
 static void check_tls(const struct master_service *list)
 {
     strbuf err;
@@ -249,6 +280,7 @@ static void check_tls(const struct master_service *list)
         if (strcmp(prog, "smtpd") != 0)
             continue;
         const char *name = list->name;
+        check_sasl(list);
         const char *level = svc_param(list, "smtpd_tls_security_level");
         int wrapper = 0;
         if (config_parse_bool(svc_param(list, "smtpd_tls_wrappermode"), &wrapper) < 0) {

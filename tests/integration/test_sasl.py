@@ -184,6 +184,19 @@ def test_login_cram_and_scram_sha256_dialogues():
             s.close()
 
 
+def test_check_reports_missing_sasl_configuration():
+    with sasl_instance() as (inst, certs):
+        assert inst.postern("check").returncode == 0
+        os.rename(os.path.join(inst.dir, "sasl2", "smtpd.conf"),
+                  os.path.join(inst.dir, "sasl2", "other.conf"))
+        r = inst.postern("check")
+        assert r.returncode == 0                    # a warning, not an error
+        assert re.search(r"warning: service 127\.0\.0\.1:%d: no readable smtpd\.conf in "
+                         r"cyrus_sasl_config_path %s" % (inst.submission_port,
+                                                         re.escape(os.path.join(inst.dir, "sasl2"))),
+                         r.stderr), r.stderr
+
+
 def test_malformed_auth_dialogues():
     with sasl_instance() as (inst, certs):
         s, _ = tls_session(inst, certs, inst.port)
