@@ -20,6 +20,7 @@
 #
 #   make bench      run the benchmark scenarios (tests/bench/bench.py; doc/performance.md)
 #                   SESSIONS=20 MESSAGES=3000 SIZE=4096 SCENARIOS=all BENCH_JSON=path
+#                   SENDMAIL_MESSAGES=N (sequential sendmail runs; default MESSAGES)
 
 BUILD    ?= build
 CC       ?= cc
@@ -156,10 +157,12 @@ SESSIONS   ?= 20
 MESSAGES   ?= 3000
 SIZE       ?= 4096
 SCENARIOS  ?= all
+SENDMAIL_MESSAGES ?= $(MESSAGES)
 BENCH_JSON ?= $(BUILD)/bench-results.json
 bench: all
 	/usr/bin/python3 tests/bench/bench.py --build $(BUILD) --sessions $(SESSIONS) \
-		--messages $(MESSAGES) --size $(SIZE) --scenarios $(SCENARIOS) --json $(BENCH_JSON)
+		--messages $(MESSAGES) --size $(SIZE) --scenarios $(SCENARIOS) \
+		--sendmail-messages $(SENDMAIL_MESSAGES) --json $(BENCH_JSON)
 
 run: deps all
 	@sh tools/run-instance.sh

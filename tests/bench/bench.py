@@ -455,6 +455,10 @@ def scenario_postfix_accept(harness, args):
 
 
 def scenario_sendmail(harness, args):
+    if args.sendmail_messages:
+        import copy
+        args = copy.copy(args)
+        args.messages = args.sendmail_messages
     sendmail = os.path.join(args.build, "bin", "sendmail")
     if not os.access(sendmail, os.X_OK):
         return {"scenario": "sendmail", "status": "not built",
@@ -572,6 +576,8 @@ def main():
     ap.add_argument("--messages", type=int, default=3000)
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--scenarios", default="all")
+    ap.add_argument("--sendmail-messages", type=int, default=0,
+                    help="sequential sendmail runs (default: --messages)")
     ap.add_argument("--json")
     ap.add_argument("--reuse", action="store_true",
                     help="several messages per connection (bench_load -d)")
