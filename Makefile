@@ -8,7 +8,8 @@
 #   make fuzz       build the libFuzzer harnesses (clang) and run each for
 #                   FUZZ_SECONDS (default 30); see tests/fuzz/run.sh
 #   make torture    the long fault runs: random SIGKILLs under load for
-#                   TORTURE_SECONDS (600), memory over 10,000 messages, and
+#                   TORTURE_SECONDS (600), memory over 10,000 messages,
+#                   LeakSanitizer/ASan over 2,000 messages (build-asan/), and
 #                   every fuzz harness for TORTURE_FUZZ_SECONDS (600)
 #
 # Sources are discovered by directory, so adding a file needs no Makefile edit:
@@ -168,8 +169,11 @@ run: deps all
 	@sh tools/run-instance.sh
 
 TORTURE_FUZZ_SECONDS ?= 600
+ASAN_FLAGS := OPT="-O1 -g" SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer"
 torture: deps all
-	POSTERN_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/torture/torture.py
+	$(MAKE) BUILD=build-asan $(ASAN_FLAGS) all
+	POSTERN_BUILD=$(abspath $(BUILD)) TORTURE_ASAN_BUILD=$(abspath build-asan) \
+		/usr/bin/python3 tests/torture/torture.py
 	$(MAKE) fuzz FUZZ_SECONDS=$(TORTURE_FUZZ_SECONDS)
 
 FUZZ_SECONDS ?= 30

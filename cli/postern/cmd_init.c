@@ -242,6 +242,7 @@ int postern_cmd_init(int argc, char **argv)
     /* Accounts first: nothing is written when they are missing. */
     int root = geteuid() == 0;
     const char *owner, *group;
+    char *owner_copy = NULL, *group_copy = NULL;    /* getpw*() buffers are reused */
     uid_t uid = getuid();
     gid_t gid = getgid();
     if (root) {
@@ -262,8 +263,8 @@ int postern_cmd_init(int argc, char **argv)
         struct group *gr = getgrgid(gid);
         if (!pw || !gr)
             postern_fatal("the current uid %ld / gid %ld has no name", (long)uid, (long)gid);
-        owner = xstrdup(pw->pw_name);
-        group = xstrdup(gr->gr_name);
+        owner = owner_copy = xstrdup(pw->pw_name);
+        group = group_copy = xstrdup(gr->gr_name);
     }
 
     if (mkdir(dir_arg, 0755) < 0 && errno != EEXIST)
@@ -371,5 +372,7 @@ int postern_cmd_init(int argc, char **argv)
     free(bindir);
     free(etc);
     free(dir);
+    xfree(owner_copy);
+    xfree(group_copy);
     return 0;
 }

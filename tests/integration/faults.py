@@ -265,3 +265,42 @@ def check_no_growth(before, after, rss_slack_kb):
         if rss1 - rss0 > rss_slack_kb:
             problems.append("%s[%d] rss %d -> %d kB" % (key + (rss0, rss1)))
     return problems
+
+
+def leak_check(messages, log=None):
+    """Run an instance of an ASan/LSan build (POSTERN_BUILD pointing at it):
+    daemons retire after max_use 200, so LeakSanitizer examines each at its
+    exit; the sanitizers write to DIR/lsan/.  Returns (reports, delivered):
+    the report files that hold an error, and how many messages arrived."""
+    conf = {"local_recipient_maps": "", "max_use": "200"}
+    with harness.Instance(conf=conf, start=False) as inst:
+        out = os.path.join(inst.dir, "lsan")
+        os.mkdir(out)
+        os.chmod(out, 0o777)
+        opts = "log_path=%s/san:detect_leaks=1:exitcode=0" % out
+        inst.edit_main_cf({"import_environment": "TZ LANG ASAN_OPTIONS=%s "
+                           "UBSAN_OPTIONS=print_stacktrace=1:log_path=%s/ubsan" % (opts, out)})
+        r = inst.postern("start")
+        assert r.returncode == 0, r.stderr + inst.log()
+        harness.wait_for(lambda: harness.port_accepts(inst.port), 30, what="smtp port")
+        s = smtplib.SMTP("127.0.0.1", inst.port, timeout=60)
+        for i in range(messages):
+            s.sendmail("load@localhost", ["u%d@localhost" % (i % 5)],
+                       "Subject: l%d\r\n\r\n%s\r\n" % (i, "z" * (i % 2000)))
+            if i % 10 == 9:
+                s.quit()
+                s = smtplib.SMTP("127.0.0.1", inst.port, timeout=60)
+        s.quit()
+        harness.wait_for(lambda: not queue_files(inst), 300, what="the queue to drain")
+        delivered = len(re.findall(r"status=sent", inst.log()))
+        inst.postern("stop", timeout=120)
+        harness.wait_for(lambda: not inst.pids(), 60, what="the instance to stop")
+        reports = []
+        for name in sorted(os.listdir(out)):
+            with open(os.path.join(out, name), errors="replace") as f:
+                text = f.read()
+            if "ERROR:" in text or "runtime error" in text:
+                reports.append((name, text[:3000]))
+        if log:
+            log("%d sanitizer files, %d with errors" % (len(os.listdir(out)), len(reports)))
+        return reports, delivered

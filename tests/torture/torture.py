@@ -9,6 +9,10 @@ kill    SIGKILL random instance processes (master and qmgr included) every
         (tests/integration/faults.py).
 memory  10,000 messages (TORTURE_MESSAGES) through daemons that never
         retire: no descriptor growth, RSS growth within 512 kB.
+leaks   with TORTURE_ASAN_BUILD set to an ASan+UBSan build
+        (make BUILD=X OPT="-O1 -g" SANITIZE="-fsanitize=address,undefined"):
+        2,000 messages (TORTURE_LEAK_MESSAGES) through daemons retiring
+        every 200 clients; LeakSanitizer and ASan/UBSan must report nothing.
 Prints one figure line per run ("torture: ...") for doc/security.md and exits
 non-zero when a message was lost or something grew.  The 10-minute fuzz
 runs are the Makefile's part of `make torture` (tests/fuzz/run.sh).
@@ -46,11 +50,27 @@ def memory():
     return not problems
 
 
+def leaks():
+    build = os.environ.get("TORTURE_ASAN_BUILD")
+    if not build:
+        print("torture: leaks: TORTURE_ASAN_BUILD not set, skipped", flush=True)
+        return True
+    faults.harness.BUILD = os.path.abspath(build)
+    faults.harness.POSTERN = os.path.join(faults.harness.BUILD, "bin", "postern")
+    n = int(os.environ.get("TORTURE_LEAK_MESSAGES", "2000"))
+    reports, delivered = faults.leak_check(n)
+    print("torture: sanitizers over %d messages (%d delivered): %d reports"
+          % (n, delivered, len(reports)), flush=True)
+    for name, text in reports[:5]:
+        print("torture: --- %s\n%s" % (name, text))
+    return not reports and delivered == n
+
+
 def main(argv):
-    runs = argv or ["kill", "memory"]
+    runs = argv or ["kill", "memory", "leaks"]
     ok = True
     for name in runs:
-        ok = {"kill": kill, "memory": memory}[name]() and ok
+        ok = {"kill": kill, "memory": memory, "leaks": leaks}[name]() and ok
     return 0 if ok else 1
 
 

@@ -474,6 +474,22 @@ START_TEST(regexp_bad)
     expect_open_error("regexp", "r19", "/(a*b*c*d*e*f*g*h*i*j*){1,300}/ x\n",
                       "line 1: regexp /(a*b*c*d*e*f*g*h*i*j*){1,300}/ too complex "
                       "(repetitions nest too deep)");
+    {
+        /* stacked quantifiers: regcomp's epsilon closure explodes (fuzz_maps
+         * timeout, "^(.****...)" with 100 stars) */
+        strbuf stars, want;
+        strbuf_init(&stars);
+        strbuf_init(&want);
+        strbuf_append_str(&stars, "/^(.");
+        for (int i = 0; i < 100; i++)
+            strbuf_append_char(&stars, '*');
+        strbuf_append_str(&stars, ")/ $1\n");
+        strbuf_printf(&want, "line 1: regexp %.*s too complex (repetitions nest too deep)",
+                      (int) (stars.len - 4), stars.data);
+        expect_open_error("regexp", "r22", strbuf_str(&stars), strbuf_str(&want));
+        strbuf_release(&stars);
+        strbuf_release(&want);
+    }
     expect_open_error("regexp", "r21", "/^(a*)*\\1$/ x\n",
                       "line 1: regexp /^(a*)*\\1$/: back-references are not supported");
     /* realistic patterns stay well inside the limits */
