@@ -180,8 +180,11 @@ class CountingSMTP(SMTP):
         self._rx = rx
 
     def connection_made(self, transport):
-        with self._rx.lock:
-            self._rx.connections += 1
+        # aiosmtpd calls this again with the TLS transport after STARTTLS:
+        # count TCP connections, not protocol layers
+        if transport.get_extra_info("sslcontext") is None:
+            with self._rx.lock:
+                self._rx.connections += 1
         super().connection_made(transport)
 
     def connection_lost(self, exc):

@@ -6,6 +6,7 @@ relay.test -> 127.0.0.2 (certificate for relay.test),
 plain.test -> 127.0.0.3 (no STARTTLS).
 """
 import os
+import re
 import shutil
 import tempfile
 
@@ -192,3 +193,22 @@ def test_failed_opportunistic_handshake_retried_in_plaintext():
             assert srv.connections == 2
             assert srv.lines.count("STARTTLS") == 1
             assert "RCPT TO:<gus@plain.test>" in srv.lines
+
+
+def test_tls_connection_reused_for_several_messages():
+    with World() as w:
+        with w.tls_receiver() as rx, \
+                w.sender(smtp_destination_concurrency_limit="1",
+                         smtp_connection_cache_time_limit="30s") as inst:
+            for i in range(3):
+                send(inst, "r%d@relay.test" % i, subject="reuse %d" % i)
+            for i in range(3):
+                inst.wait_log(r"to=<r%d@relay.test>, .*status=sent" % i, timeout=60)
+            assert sorted(m.rcpt_tos[0] for m in rx.messages) == \
+                ["r%d@relay.test" % i for i in range(3)]
+            assert all(m.tls for m in rx.messages)
+            assert rx.connections < 3, rx.connections
+            assert len(set(m.peer for m in rx.messages)) <= rx.connections
+            # one handshake per connection, not per message
+            assert len(re.findall(r"TLS connection established to relay.test", inst.log())) \
+                == rx.connections
