@@ -537,3 +537,64 @@ def test_local_forward_attacks():
         for f in ("as_victim_owned", "via_symlink", "world_writable", "from_include"):
             assert not os.path.exists(os.path.join(out, f)), f
         assert len(inst.mailbox(VICTIM)) == 3
+
+
+def test_crafted_maildrop_file_runs_nothing():
+    """A root instance; an ordinary user (nobody) owns a maildrop file it
+    crafted: recipients that look like a command, a file and an :include:,
+    a forged Received line, and a Delivered-To header.  pickup takes the
+    submitter from the file owner; local treats the odd local parts as
+    unknown users (bounced, to a null sender: dropped) - nothing runs,
+    nothing is written, and the real recipient gets the mail once."""
+    if not harness.is_root():
+        return
+    from test_pickup import rec, qid
+    nobody = pwd.getpwnam("nobody")
+    with harness.Instance(as_root=True, conf={"local_recipient_maps": ""}) as inst:
+        out = os.path.join(inst.tmp, "out")
+        os.mkdir(out)
+        os.chmod(out, 0o777)
+        with open(os.path.join(out, "list"), "w") as f:
+            f.write('"|touch %s/from_include"\n' % out)
+        evil = ['"|touch %s/cmd"' % out, "%s/file" % out, '":include:%s/list"' % out]
+        maildrop = os.path.join(inst.dir, "spool", "maildrop")
+
+        def drop(n, rcpts):
+            data = rec("V", "1") + rec("S", "")
+            for r in rcpts:
+                data += rec("R", r)
+            data += (rec("L", "Received: from trusted by root (uid 0)") +
+                     rec("L", "Delivered-To: nobody@localhost") + rec("L", "Subject: crafted") +
+                     rec("L", "") + rec("L", "body") + rec("E", ""))
+            path = os.path.join(maildrop, qid(n))
+            with open(path, "wb") as f:
+                f.write(data)
+            os.chown(path, nobody.pw_uid, os.stat(maildrop).st_gid)
+            os.chmod(path, 0o644)
+
+        # an unquoted command is no address at all: the file is refused
+        drop(8, ["|touch %s/cmd2" % out, "nobody"])
+        drop(7, evil + ["nobody"])
+        s = socket.socket(socket.AF_UNIX)
+        try:                                # wake pickup (its timer is 60 s)
+            s.connect(os.path.join(inst.dir, "spool", "public", "pickup"))
+        except OSError:
+            pass
+        s.close()
+        inst.wait_log(r"pickup\[\d+\]: warning: maildrop/%s: bad recipient address; "
+                      r"moved to corrupt/" % qid(8), timeout=70)
+        m = inst.wait_log(r"pickup\[\d+\]: ([0-9A-F]+): uid=(\d+) from=<>", timeout=70)
+        assert int(m.group(2)) == nobody.pw_uid, m.group(0)
+        qid_ = m.group(1)
+        inst.wait_log(qid_ + r": removed", timeout=30)
+        log = inst.log()
+        lines = [l for l in log.splitlines() if qid_ + ": to=<" in l]
+        assert len(lines) == len(evil) + 1, lines
+        for l in lines:
+            if "to=<nobody@" in l:
+                assert "status=sent" in l, l
+            else:
+                assert "status=sent" not in l, l
+        for f in ("cmd", "cmd2", "file", "from_include"):
+            assert not os.path.exists(os.path.join(out, f)), f
+        assert os.listdir(os.path.join(inst.dir, "spool", "corrupt")) == [qid(8)]
