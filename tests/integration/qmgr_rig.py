@@ -375,6 +375,8 @@ class FakeAgent(_Server):
         self.requests = []
         self.active = 0
         self.max_active = 0
+        self.completed = 0      # answers given (counted just before sending)
+        self.arrivals = []      # (active, completed) as each request arrived
 
     def handle(self, conn):
         req = IpcReader(conn).record()
@@ -382,6 +384,8 @@ class FakeAgent(_Server):
             self.requests.append(req)
             self.active += 1
             self.max_active = max(self.max_active, self.active)
+            self.arrivals.append((self.active, self.completed))
+        counted = True
         try:
             if isinstance(self.gate, threading.Event):
                 self.gate.wait(30)
@@ -394,10 +398,18 @@ class FakeAgent(_Server):
                     out += ipc_encode([("rcpt", value), ("status", status), ("dsn", dsn),
                                        ("relay", relay), ("reason", reason)])
             out += ipc_encode([("done", "1")])
-            conn.sendall(out)
-        finally:
+            # Out of the count before qmgr can read the answer: counted
+            # after, qmgr's next request (another thread) could be counted
+            # first, and `active` would exceed what qmgr really had running.
             with self.lock:
                 self.active -= 1
+                self.completed += 1
+                counted = False
+            conn.sendall(out)
+        finally:
+            if counted:
+                with self.lock:
+                    self.active -= 1
 
     def rcpts(self):
         with self.lock:

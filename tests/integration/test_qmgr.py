@@ -471,15 +471,21 @@ def test_window_grows_by_one_per_success_up_to_limit():
         agent = FakeAgent(rig, "smtp", sent("ok", "mx[192.0.2.1]"), gate=gate)
         qids = [rig.write_message("a@mx.test.example", ["r%d@one.example" % i]) for i in range(8)]
         rig.start()
-        for expect in (1, 2, 3, 3):
-            wait_for(lambda: agent.active == expect, what="%d in flight" % expect)
-            time.sleep(0.2)
-            assert agent.active == expect, (agent.active, expect)
+        # After n answers the window is min(1 + n, 3).  Waiting for the
+        # answer count too keeps a step from passing on the previous
+        # step's state (3 in flight before the release took effect).
+        for done, expect in enumerate((1, 2, 3, 3)):
+            wait_for(lambda: agent.completed == done and agent.active == expect,
+                     what="%d in flight after %d answers" % (expect, done))
             gate.release()
         for _ in range(8):
             gate.release()
         for q in qids:
             rig.wait_log(q + r": removed")
+        # Never more in flight than the window allowed when a request
+        # arrived: qmgr has seen at most as many successes as were answered.
+        for active, done in agent.arrivals:
+            assert active <= min(1 + done, 3), (active, done, agent.arrivals)
         assert agent.max_active == 3
 
 
