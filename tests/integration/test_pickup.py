@@ -54,20 +54,33 @@ def qid(n):
 def test_malformed_maildrop_files_are_moved_to_corrupt():
     with harness.Instance(conf=CONF) as inst:
         spool = os.path.join(inst.dir, "spool")
-        owner = os.stat(os.path.join(spool, "maildrop"))
+        maildrop = os.path.join(spool, "maildrop")
+        owner = os.stat(maildrop)
+        # Each entry is made complete, with its owner set, outside maildrop/
+        # and renamed in: pickup (already running) must never see a file
+        # half-written or still owned by root.
+        staging = os.path.join(inst.dir, "maildrop-staging")
+        os.mkdir(staging)
+
+        def drop_in(name, make):
+            tmp = os.path.join(staging, name)
+            make(tmp)
+            os.lchown(tmp, owner.st_uid, owner.st_gid)
+            os.rename(tmp, os.path.join(maildrop, name))
+
+        def writer(data):
+            def make(path):
+                with open(path, "wb") as f:
+                    f.write(data)
+            return make
         names = {}
         for i, (what, data) in enumerate(sorted(BAD.items())):
             name = qid(i)
-            path = os.path.join(spool, "maildrop", name)
-            with open(path, "wb") as f:
-                f.write(data)
-            os.chown(path, owner.st_uid, owner.st_gid)
+            drop_in(name, writer(data))
             names[name] = what
         # a directory and a symbolic link with queue-id names
-        os.mkdir(os.path.join(spool, "maildrop", qid(50)))
-        os.symlink("/etc/passwd", os.path.join(spool, "maildrop", qid(51)))
-        os.lchown(os.path.join(spool, "maildrop", qid(51)), owner.st_uid, owner.st_gid)
-        os.chown(os.path.join(spool, "maildrop", qid(50)), owner.st_uid, owner.st_gid)
+        drop_in(qid(50), os.mkdir)
+        drop_in(qid(51), lambda path: os.symlink("/etc/passwd", path))
         # A good submission wakes pickup; it must get through too.
         sm = os.path.join(inst.build, "bin", "sendmail")
         r = inst.run([sm, "-C", inst.dir, "alice"], input="Subject: good one\n\nhi\n")
