@@ -987,7 +987,13 @@ Suite *config_suite(void)
     tcase_add_test(tc, edit_creates_missing_file);
     tcase_add_test(tc, edit_rejects_bad_assignments);
     tcase_add_test(tc, file_read_limits);
-    tcase_add_test(tc, random_main_cf_never_crashes);
     suite_add_tcase(s, tc);
+    /* 600 loads, each with a directory to create and remove and a fork
+     * for the expansion: about a second alone, but many times Check's
+     * 4 s default under ASan on a loaded machine. */
+    TCase *fuzz = tcase_create("fuzz");
+    tcase_set_timeout(fuzz, 120);
+    tcase_add_test(fuzz, random_main_cf_never_crashes);
+    suite_add_tcase(s, fuzz);
     return s;
 }
