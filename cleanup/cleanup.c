@@ -17,12 +17,11 @@
  * A client that goes away before {end=1}, or breaks the protocol, leaves
  * nothing in the queue.
  *
- * HOLD (header/body_checks) commits into incoming/ and then moves the file
- * to hold/ (queue_move: rename + fsync of both directories) without waking
- * qmgr.  The queue id is fixed before the content is seen, so the file
- * cannot be created in hold/ directly; the short window in incoming/ is
- * why qmgr is not woken, and a qmgr scan that wins the race only means the
- * message is delivered instead of held (logged).
+ * HOLD (header/body_checks): the commit renames the temporary file from
+ * incoming/ straight into hold/ (queue_writer_commit_to; fsync of the file
+ * and of hold/), and qmgr is not woken.  The file is never visible in
+ * incoming/, so no qmgr scan can take a message that must be held (an
+ * earlier commit-then-move let a scan in between deliver it).
  *
  * At start, temporary files older than twice ipc_timeout (left by a
  * cleanup that crashed) are removed from incoming/.
@@ -514,7 +513,9 @@ static void cleanup_serve(int client_fd)
             log_debug("%s: client went away before the reply", st.qid);
         goto done;
     }
-    if (queue_writer_commit(st.writer, &err) < 0) {
+    /* A message to hold goes straight into hold/: committed to incoming/
+     * first, a qmgr scanning incoming/ could take it before the move. */
+    if (queue_writer_commit_to(st.writer, st.hold ? "hold" : "incoming", &err) < 0) {
         int disk_full = errno == ENOSPC || errno == EDQUOT;
         log_warning("%s", strbuf_str(&err));
         if (disk_full)
@@ -523,14 +524,7 @@ static void cleanup_serve(int client_fd)
             reply_error(client, st.qid, 4, "4.3.0", "Error: queue file write error");
         goto done;
     }
-    int held = 0;
-    if (st.hold) {
-        if (queue_move(st.qid, "incoming", "hold") == 0)
-            held = 1;
-        else
-            log_warning("%s: cannot move to hold queue: %s; the message stays queued",
-                        st.qid, strerror(errno));
-    }
+    int held = st.hold;
     ipc_build(r, "status", "0", "queue_id", st.qid, NULL);
     if (held)
         ipc_record_add_str(r, "held", "1");

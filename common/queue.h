@@ -122,6 +122,9 @@ void queue_writer_content_end(queue_writer *w);
  * The writer is NOT freed: call queue_writer_abort() afterwards in every
  * case (after a commit it only frees); queue_writer_id() stays valid. */
 int queue_writer_commit(queue_writer *w, strbuf *err);
+/* The same, but the file lands in queue_name (say "hold") instead of the
+ * queue it was created in: never visible in the latter. */
+int queue_writer_commit_to(queue_writer *w, const char *queue_name, strbuf *err);
 /* Remove the temp file (unless committed) and free. */
 void queue_writer_abort(queue_writer *w);
 size_t queue_writer_content_size(const queue_writer *w);

@@ -7,11 +7,16 @@
  * renames it to its final name and fsyncs the directory.
  *
  * Interface (queue.h): queue_writer_create, _id, _record, _record_str,
- * _content_begin, _line, _content_end, _commit, _abort, _content_size.
+ * _content_begin, _line, _content_end, _commit, _commit_to, _abort,
+ * _content_size.
  *
  * Contract:
  *   - Nothing is visible under a queue id before commit succeeds: readers
  *     (qmgr) ignore dot-files, and the rename is the last step.
+ *   - commit_to puts the file straight into another queue of the same
+ *     spool (cleanup: hold/), so it is never seen in the first one: a
+ *     commit to incoming/ and a move to hold/ after it would let a qmgr
+ *     scanning meanwhile take a message that must be held.
  *   - Write errors are sticky: the first one is remembered (errno kept),
  *     later writes are skipped, and commit reports it, so callers check
  *     once.  On a commit error the temporary (or final) file is removed
@@ -266,6 +271,11 @@ size_t queue_writer_content_size(const queue_writer *w)
 
 int queue_writer_commit(queue_writer *w, strbuf *err)
 {
+    return queue_writer_commit_to(w, w->queue_name, err);
+}
+
+int queue_writer_commit_to(queue_writer *w, const char *queue_name, strbuf *err)
+{
     if (w->committed) {
         if (err)
             strbuf_set_str(err, "queue file already committed");
@@ -286,7 +296,7 @@ int queue_writer_commit(queue_writer *w, strbuf *err)
 
     strbuf final;
     strbuf_init(&final);
-    queue_path(&final, w->queue_name, w->qid);
+    queue_path(&final, queue_name, w->qid);
     int renamed = 0;
     if (!w->error) {
         /* NOREPLACE: never overwrite an existing message, however unlikely

@@ -690,6 +690,56 @@ START_TEST(writer_into_maildrop)
 }
 END_TEST
 
+/* commit_to: created in incoming/, lands in hold/ only; never visible in
+ * incoming/ under its id (a qmgr scan there would take a held message). */
+START_TEST(writer_commit_to_other_queue)
+{
+    strbuf err;
+    strbuf_init(&err);
+    queue_writer *w = queue_writer_create("incoming", &err);
+    ck_assert_ptr_nonnull(w);
+    queue_writer_record_str(w, QREC_VERSION, "1");
+    queue_writer_record_str(w, QREC_TIME, "1 0");
+    queue_writer_record_str(w, QREC_SENDER, "u");
+    queue_writer_record_str(w, QREC_RCPT, "-r@example.org");
+    queue_writer_content_begin(w);
+    queue_writer_line(w, "held", 4);
+    queue_writer_content_end(w);
+    char *qid = xstrdup(queue_writer_id(w));
+    ck_assert_int_eq(queue_writer_commit_to(w, "hold", &err), 0);
+    queue_writer_abort(w);
+    ck_assert_int_eq(count_entries("incoming"), 0);
+    struct scan_result r = { 0 };
+    ck_assert_int_eq(queue_scan("hold", collect, &r), 0);
+    ck_assert_int_eq(r.n, 1);
+    ck_assert_str_eq(r.seen[0], qid);
+    strbuf path;
+    strbuf_init(&path);
+    queue_path(&path, "hold", qid);
+    struct queue_message msg;
+    int fd;
+    open_and_load(path.data, qid, &msg, &fd);
+    ck_assert_int_eq(msg.nrcpt, 1);
+    queue_message_free(&msg);
+    close(fd);
+
+    /* A queue that does not exist: -1, a reason, and no file anywhere. */
+    w = queue_writer_create("incoming", &err);
+    queue_writer_record_str(w, QREC_VERSION, "1");
+    queue_writer_content_begin(w);
+    queue_writer_content_end(w);
+    strbuf_reset(&err);
+    ck_assert_int_eq(queue_writer_commit_to(w, "nosuchqueue", &err), -1);
+    ck_assert_int_eq(errno, ENOENT);
+    ck_assert(err.len > 0);
+    queue_writer_abort(w);
+    ck_assert_int_eq(count_entries("incoming"), 0);
+    strbuf_release(&path);
+    strbuf_release(&err);
+    xfree(qid);
+}
+END_TEST
+
 /* ---- malformed files, made by hand ------------------------------------- */
 
 /*
@@ -1084,6 +1134,7 @@ Suite *queue_suite(void)
     tcase_add_test(tc, mark_done_flips_one_byte);
     tcase_add_test(tc, abort_leaves_nothing);
     tcase_add_test(tc, writer_into_maildrop);
+    tcase_add_test(tc, writer_commit_to_other_queue);
     tcase_add_test(tc, malformed_files);
     tcase_add_test(tc, nul_in_sender_rejected);
     tcase_add_test(tc, content_reader_rejects_bad_content);
