@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -116,6 +117,7 @@ def main():
     finally:
         sink.terminate()
         sink.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
     out = {"machine": bench.machine_info(), "flow": args.flow, "rows": rows}
     if args.json:
         with open(args.json, "w") as f:
