@@ -90,3 +90,46 @@ def test_bench_driver_local_and_accept_small_run():
     assert accept["status"] == "ok" and accept["queued"] == 20 and accept["e2e_rate"] is None
     assert "qmgr" not in accept["daemons"]
     assert "local" in r.stdout and "accept" in r.stdout        # the table
+
+
+def test_sink_malformed_and_pipelined_input():
+    import socket
+    port = harness.free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        count = os.path.join(tmp, "count")
+        store = os.path.join(tmp, "store")
+        os.mkdir(store)
+        sink = subprocess.Popen([os.path.join(BENCH, "bench_sink"), "-c", count, "-D", store,
+                                 "127.0.0.1:%d" % port], stdout=subprocess.PIPE, text=True)
+        try:
+            harness.wait_for(lambda: harness.port_accepts(port), 10, what="bench_sink")
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            f = s.makefile("rb")
+
+            def reply():
+                lines = []
+                while True:
+                    line = f.readline()
+                    assert line, "connection closed"
+                    lines.append(line)
+                    if line[3:4] != b"-":
+                        return lines
+            assert reply()[0].startswith(b"220 ")
+            s.sendall(b"FOO bar\r\n" + b"X" * 10000 + b"\r\n\x00\x01\r\n")
+            for _ in range(3):
+                assert reply()[0].startswith(b"502 5.5.2"), "garbage must get 502"
+            # everything pipelined in one write, bare LF line ends included
+            s.sendall(b"EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nRCPT TO:<e@f>\nDATA\r\n"
+                      b"Subject: t\r\n\r\n..dot\r\n.x\nplain\r\n.\r\nQUIT\r\n")
+            ehlo = reply()
+            assert b"PIPELINING" in b"".join(ehlo)
+            codes = [reply()[-1][:3] for _ in range(6)]
+            assert codes == [b"250", b"250", b"250", b"354", b"250", b"221"], codes
+            s.close()
+            harness.wait_for(lambda: open(count).read().split() == ["1", "2"], 10,
+                             what="the count file")
+        finally:
+            sink.terminate()
+            sink.communicate(timeout=10)
+        with open(os.path.join(store, "0"), "rb") as fh:
+            assert fh.read() == b"Subject: t\r\n\r\n.dot\r\nx\nplain\r\n"
