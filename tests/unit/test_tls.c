@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -356,6 +358,63 @@ START_TEST(handshake_timeout_and_garbage)
 }
 END_TEST
 
+
+/* Shared ticket keys: the first context of a period creates FILE.PERIOD
+ * (80 bytes, 0600) and removes older periods' files; the second reads it
+ * and leaves it alone. */
+START_TEST(ticket_key_file)
+{
+    char *rsa = path("rsa.pem"), *rsakey = path("rsa.key");
+    char *base = path("ticket.key");
+    strbuf err, cur, old;
+    struct stat sb;
+
+    strbuf_init(&err);
+    strbuf_init(&cur);
+    strbuf_init(&old);
+    long period = (long)(time(NULL) / 3600);
+    strbuf_printf(&cur, "%s.%ld", base, period);
+    strbuf_printf(&old, "%s.%ld", base, period - 1);
+    FILE *f = fopen(strbuf_str(&old), "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("old keys", f);
+    fclose(f);
+    struct tls_server_params sp = { .cert_file = rsa, .key_file = rsakey,
+                                    .protocols = ">=TLSv1.2", .cipher_grade = "medium",
+                                    .cipherlist = "HIGH", .session_timeout = 3600,
+                                    .ticket_key_file = base };
+    tls_server_ctx *a = tls_server_create(&sp, &err);
+    ck_assert_msg(a != NULL, "%s", strbuf_str(&err));
+    ck_assert_int_eq(stat(strbuf_str(&cur), &sb), 0);
+    ck_assert_int_eq((int)sb.st_size, 80);
+    ck_assert_int_eq((int)(sb.st_mode & 0777), 0600);
+    ck_assert_int_eq(stat(strbuf_str(&old), &sb), -1);       /* old period removed */
+    unsigned char first[80], second[80];
+    f = fopen(strbuf_str(&cur), "rb");
+    ck_assert_int_eq((int)fread(first, 1, 80, f), 80);
+    fclose(f);
+    tls_server_ctx *b = tls_server_create(&sp, &err);
+    ck_assert_ptr_nonnull(b);
+    f = fopen(strbuf_str(&cur), "rb");
+    ck_assert_int_eq((int)fread(second, 1, 80, f), 80);
+    fclose(f);
+    ck_assert_int_eq(memcmp(first, second, 80), 0);           /* not replaced */
+    tls_server_free(a);
+    tls_server_free(b);
+    /* an unwritable location: still a context (per-process keys), no crash */
+    sp.ticket_key_file = "/nonexistent-dir/ticket.key";
+    a = tls_server_create(&sp, &err);
+    ck_assert_ptr_nonnull(a);
+    tls_server_free(a);
+    strbuf_release(&err);
+    strbuf_release(&cur);
+    strbuf_release(&old);
+    xfree(rsa);
+    xfree(rsakey);
+    xfree(base);
+}
+END_TEST
+
 Suite *tls_suite(void)
 {
     Suite *s = suite_create("tls");
@@ -367,6 +426,7 @@ Suite *tls_suite(void)
     tcase_add_test(tc, cert_loading);
     tcase_add_test(tc, handshakes);
     tcase_add_test(tc, handshake_timeout_and_garbage);
+    tcase_add_test(tc, ticket_key_file);
     suite_add_tcase(s, tc);
     return s;
 }
