@@ -16,10 +16,13 @@ from test_smtpd import Session, instance, session, start_mail, queued_id
 
 
 def test_kill_random_processes_under_load():
-    """~30 s of SMTP load while random instance processes (master and qmgr
+    """~18 s of SMTP load while random instance processes (master and qmgr
     included) are SIGKILLed: every message that got a 250 is delivered,
-    nothing is left in the queue, nothing is moved to corrupt/."""
-    r = faults.kill_under_load(30, clients=2, seed=int(time.time()) % 1000, pace=0.02,
+    nothing is left in the queue, nothing is moved to corrupt/.  (18 s
+    gives some 25 kills over every daemon and ~1000 messages here; the
+    30 s it took made it the one test above 30 s in make check.  Longer
+    runs: make torture.)"""
+    r = faults.kill_under_load(18, clients=2, seed=int(time.time()) % 1000, pace=0.02,
                                settle_timeout=120)
     print(faults.report(r))
     assert r["kills_total"] >= 15, r
