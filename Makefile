@@ -85,16 +85,26 @@ $(LIBPOSTERN): $(COMMON_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
+# Objects reached only through the pattern rules below are "intermediate"
+# to make, which deleted them after each build: every later make recompiled
+# and relinked everything.  Keep them.
+.SECONDARY:
+
+# Programs are linked to a temporary name and renamed into place, so a test
+# suite running from the same build never executes a half-written binary
+# (it failed with "Permission denied" while make relinked).
 .SECONDEXPANSION:
 # (No '%' inside these prerequisite lists: make would replace it with the stem
 # before the second expansion; hence addprefix/basename, not patsubst.)
 $(BUILD)/libexec/%: $$(addprefix $(BUILD)/obj/,$$(addsuffix .o,$$(basename $$(wildcard $$*/*.c)))) $(LIBPOSTERN)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBPOSTERN) $(LIBS)
+	$(CC) $(LDFLAGS) -o $@.tmp $(filter %.o,$^) $(LIBPOSTERN) $(LIBS)
+	mv -f $@.tmp $@
 
 $(BUILD)/bin/%: $$(addprefix $(BUILD)/obj/,$$(addsuffix .o,$$(basename $$(wildcard cli/$$*/*.c)))) $(LIBPOSTERN)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBPOSTERN) $(LIBS)
+	$(CC) $(LDFLAGS) -o $@.tmp $(filter %.o,$^) $(LIBPOSTERN) $(LIBS)
+	mv -f $@.tmp $@
 
 # The benchmark's own tools (two small programs, so `all` stays cheap);
 # the smoke test in tests/integration/test_bench.py uses them.
