@@ -35,7 +35,10 @@ The build: $POSTERN_BUILD, else the source tree's build/.  Templates: the
 source tree's etc/ (passed as POSTERN_ETC_DIR).
 
 Every wait has a deadline: wait_for(fn, timeout) polls fn until it returns
-something true and returns that, else raises AssertionError.
+something true and returns that, else raises AssertionError.  The default
+deadline (WAIT_TIMEOUT, 30 s) is generous on purpose: a poll returns as
+soon as its condition holds, so only a failing test waits that long, and a
+loaded two-core CI machine can take well over 10 s for a delivery.
 """
 import os
 import pwd
@@ -57,7 +60,10 @@ ETC = os.path.join(SRC, "etc")
 TEST_USER = "posterntest"
 
 
-def wait_for(fn, timeout=10.0, interval=0.05, what=None):
+WAIT_TIMEOUT = 30.0
+
+
+def wait_for(fn, timeout=WAIT_TIMEOUT, interval=0.05, what=None):
     """Poll fn() until it returns a true value (returned); AssertionError
     after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -377,12 +383,12 @@ class Instance:
         except (OSError, TypeError):
             return ""
 
-    def wait_log(self, regex, timeout=10):
+    def wait_log(self, regex, timeout=WAIT_TIMEOUT):
         """Wait until the maillog matches regex (re.M); returns the match."""
         return wait_for(lambda: re.search(regex, self.log(), re.M), timeout,
                         what="log line /%s/" % regex)
 
-    def wait_for(self, fn, timeout=10, what=None):
+    def wait_for(self, fn, timeout=WAIT_TIMEOUT, what=None):
         return wait_for(fn, timeout, what=what)
 
     def mailbox(self, user):

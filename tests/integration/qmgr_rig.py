@@ -290,7 +290,7 @@ class QmgrRig:
         except FileNotFoundError:
             return ""
 
-    def wait_log(self, pattern, timeout=10):
+    def wait_log(self, pattern, timeout=30):    # generous: see harness.WAIT_TIMEOUT
         rx = re.compile(pattern)
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -309,7 +309,7 @@ class QmgrRig:
             return ""
 
 
-def wait_for(cond, timeout=10, what="condition"):
+def wait_for(cond, timeout=30, what="condition"):
     deadline = time.time() + timeout
     while time.time() < deadline:
         v = cond()
