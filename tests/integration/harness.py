@@ -48,6 +48,7 @@ import shutil
 import signal
 import smtplib
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -203,8 +204,17 @@ def set_main_cf(path, conf):
         if not replaced:
             out.append("%s = %s" % (name, value))
         lines = out
-    with open(path, "w") as f:
+    # Written aside and renamed in: a daemon of a running instance that
+    # starts meanwhile must read the old file or the new one, never a
+    # truncated one.
+    st = os.stat(path)
+    tmp = path + ".tmp-harness"
+    with open(tmp, "w") as f:
         f.write("\n".join(lines) + "\n")
+    os.chmod(tmp, stat.S_IMODE(st.st_mode))
+    if is_root():
+        os.chown(tmp, st.st_uid, st.st_gid)
+    os.replace(tmp, path)
 
 
 class Instance:
