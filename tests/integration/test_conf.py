@@ -47,11 +47,17 @@ def test_show_parameters():
 
 
 def test_edit_keeps_comments_and_order_and_survives_reload():
-    with harness.Instance() as inst:
+    # The banner is in main.cf before the start: appended to a running
+    # instance, the smtpd child forked for the start-up probe (and kept
+    # idle) would still answer with the old configuration.
+    with harness.Instance(start=False) as inst:
         path = os.path.join(inst.dir, "main.cf")
         with open(path, "a") as f:
             f.write("# a comment the operator wrote\nsmtpd_banner = $myhostname ESMTP old\n"
                     "    continued\n# trailing comment\n")
+        r = inst.postern("start")
+        assert r.returncode == 0, r.stderr
+        harness.wait_for(lambda: harness.port_accepts(inst.port), what="the smtp port")
         before = open(path).read()
         mode = os.stat(path).st_mode
         assert banner(inst.port).startswith("220 localhost.localdomain ESMTP old continued")
