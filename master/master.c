@@ -28,8 +28,10 @@
  * busy one finish its session first, so new children pick up the new
  * configuration and no session is cut; a configuration that does not load
  * is logged and the old one stays); SIGTERM and SIGINT stop: listeners
- * closed, children SIGTERMed, waited for up to 5 seconds, then SIGKILLed,
- * pid file removed.
+ * closed, children SIGTERMed and waited for up to 5 seconds -- or, while
+ * a qmgr still holds its lock on active/ (it drains: waits for running
+ * deliveries so their results are recorded), up to qmgr_drain_time_limit
+ * plus 5 seconds -- then SIGKILLed, pid file removed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -49,7 +51,11 @@
 #include "mem.h"
 #include "strbuf.h"
 
+/* Stop: children get this long after SIGTERM; a draining qmgr (and the
+ * agents whose results it waits for) qmgr_drain_time_limit plus the
+ * margin, for qmgr to notice its deadline and exit. */
 #define MASTER_STOP_GRACE_MS 5000
+#define MASTER_STOP_DRAIN_MARGIN_MS 5000
 
 struct master_svc *master_services;
 
@@ -156,7 +162,11 @@ static void master_stop(int sig, const char *pid_path)
     master_child_retire_all();
     master_services_free(master_services);     /* closes the listeners */
     master_services = NULL;
-    master_child_stop_all(MASTER_STOP_GRACE_MS, master_sigpipe[0]);
+    long long drain_ms = 1000LL * config_time("qmgr_drain_time_limit")
+                         + MASTER_STOP_DRAIN_MARGIN_MS;
+    if (drain_ms > 24LL * 3600 * 1000)
+        drain_ms = 24LL * 3600 * 1000;
+    master_child_stop_all(MASTER_STOP_GRACE_MS, (int)drain_ms, master_sigpipe[0]);
     (void)unlink(pid_path);
     exit(0);
 }

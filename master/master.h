@@ -72,8 +72,10 @@ void master_child_read_status(struct master_svc *svc);
 void master_child_reap(void);
 /* Mark every child retiring, detach it from its service, SIGTERM it. */
 void master_child_retire_all(void);
-/* SIGTERM everyone, wait up to `grace_ms`, then SIGKILL; reaps all. */
-void master_child_stop_all(int grace_ms, int sigfd);
+/* SIGTERM everyone and wait; SIGKILL what remains after `grace_ms`, or,
+ * while a queue manager still holds its lock on active/ (it drains: waits
+ * for running deliveries), after `drain_ms`.  Reaps all. */
+void master_child_stop_all(int grace_ms, int drain_ms, int sigfd);
 void master_wakeup_send(struct master_svc *svc);
 int master_child_count(void);
 

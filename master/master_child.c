@@ -29,6 +29,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -228,11 +229,51 @@ void master_child_retire_all(void)
     }
 }
 
-void master_child_stop_all(int grace_ms, int sigfd)
+/* Whether a queue manager still works on the queue: qmgr holds an
+ * exclusive flock() on active/ for its whole life, also while it drains
+ * after SIGTERM (so does a `postern queue` command doing surgery, briefly).
+ * Taking the lock for an instant is harmless: during a stop no new qmgr
+ * is started that could want it. */
+static int master_queue_in_use(void)
+{
+    strbuf path;
+    strbuf_init(&path);
+    strbuf_printf(&path, "%s/active", config_str("queue_directory"));
+    int fd = open(strbuf_str(&path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    strbuf_release(&path);
+    if (fd < 0)
+        return 0;
+    int busy = flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+    close(fd);                          /* also releases a lock we got */
+    return busy;
+}
+
+void master_child_stop_all(int grace_ms, int drain_ms, int sigfd)
 {
     master_child_retire_all();
-    long long deadline = master_now_ms() + grace_ms;
-    while (master_children && master_now_ms() < deadline) {
+    long long start = master_now_ms();
+    long long deadline = start + grace_ms;
+    long long drain_deadline = start + (drain_ms > grace_ms ? drain_ms : grace_ms);
+    int told = 0;
+    for (;;) {
+        if (!master_children)
+            break;
+        long long now = master_now_ms();
+        if (now >= drain_deadline)
+            break;
+        if (now >= deadline) {
+            /* Past the short grace, everyone still running is waited for
+             * only while a qmgr drains: it waits for the delivery agents'
+             * results, and killing them now would repeat those deliveries
+             * after the next start. */
+            if (!master_queue_in_use())
+                break;
+            if (!told) {
+                log_info("waiting up to %lld seconds for the queue manager to "
+                         "finish running deliveries", (drain_deadline - now + 999) / 1000);
+                told = 1;
+            }
+        }
         struct pollfd pfd = { .fd = sigfd, .events = POLLIN };
         (void)poll(&pfd, 1, 100);
         if (pfd.revents & POLLIN) {

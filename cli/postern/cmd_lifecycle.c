@@ -8,8 +8,11 @@
  *           the lock and every listener is open; exit 1 when already
  *           running ("postern: fatal: the mail system is already running")
  *           or when the master failed (its reason is on stderr).
- *   stop    SIGTERM to the master, then wait (up to 30 s) until the lock is
- *           gone, i.e. the master and, before it, its children exited.
+ *   stop    SIGTERM to the master, then wait until the lock is gone, i.e.
+ *           the master and, before it, its children exited.  The master
+ *           gives a draining qmgr up to qmgr_drain_time_limit + 5 s before
+ *           it SIGKILLs, so stop waits that plus POSTERN_STOP_SLACK_MS;
+ *           past it: exit 1 ("did not stop within N seconds").
  *   reload  SIGHUP to the master.
  *   status  exit 0 when running, 1 when not, with a one-line message.
  */
@@ -25,7 +28,9 @@
 #include "postern.h"
 #include "strbuf.h"
 
-#define POSTERN_STOP_WAIT_MS 30000
+/* Beyond the master's own bound (qmgr_drain_time_limit + 5 s, see
+ * master.c): time for the SIGKILLs, the reaping and a loaded machine. */
+#define POSTERN_STOP_SLACK_MS 15000
 
 static long long now_ms(void)
 {
@@ -87,11 +92,13 @@ int postern_cmd_stop(int argc, char **argv)
     postern_info("stopping the mail system");
     if (kill(pid, SIGTERM) < 0 && errno != ESRCH)
         postern_fatal("kill %ld: %s", (long)pid, strerror(errno));
-    long long deadline = now_ms() + POSTERN_STOP_WAIT_MS;
+    long long wait_ms = 1000LL * config_time("qmgr_drain_time_limit") + 5000
+                        + POSTERN_STOP_SLACK_MS;
+    long long deadline = now_ms() + wait_ms;
     while (postern_master_pid() != 0) {
         if (now_ms() > deadline)
-            postern_fatal("the master (pid %ld) did not stop within %d seconds",
-                          (long)pid, POSTERN_STOP_WAIT_MS / 1000);
+            postern_fatal("the master (pid %ld) did not stop within %lld seconds",
+                          (long)pid, wait_ms / 1000);
         struct timespec ts = { 0, 50 * 1000 * 1000 };
         nanosleep(&ts, NULL);
     }

@@ -392,9 +392,11 @@ def test_wakeup_services_are_woken_at_start_and_after_reload():
 
 
 def test_stop_lets_qmgr_record_a_running_delivery():
-    """`postern stop` while local runs a delivery: qmgr is told to finish
-    (not killed), records the result, and the message is gone from the
-    queue -- the next start does not deliver it again."""
+    """`postern stop` while local runs a delivery that takes longer than
+    the master's 5 s grace for ordinary children: qmgr drains (waits for
+    the result, qmgr_drain_time_limit 30 s), the master waits for it
+    instead of SIGKILLing, the result is recorded and the message is gone
+    from the queue -- the next start does not deliver it again."""
     if not os.access(os.path.join(harness.BUILD, "libexec", "local"), os.X_OK):
         print("skipped: local not built")
         return
@@ -403,18 +405,63 @@ def test_stop_lets_qmgr_record_a_running_delivery():
         os.mkdir(out)
         os.chmod(out, 0o777)
         with open(os.path.join(inst.dir, "aliases"), "a") as f:
-            f.write('slow: "|touch %s/started; sleep 1; cat >> %s/copies"\n' % (out, out))
+            f.write('slow: "|touch %s/started; sleep 8; cat >> %s/copies"\n' % (out, out))
         with inst.smtp() as s:
             assert s.sendmail("s@localhost", ["slow@localhost"],
                               "Subject: once\r\n\r\nhello\r\n") == {}
         wait_for(lambda: os.path.exists(os.path.join(out, "started")), 30,
                  what="the delivery command to start")
-        assert inst.postern("stop").returncode == 0
+        r = inst.postern("stop")
+        assert r.returncode == 0, r.stderr
         assert inst.pids() == []
-        assert re.search(r"to=<slow@localhost>, relay=local, .*status=sent", inst.log()), inst.log()
+        log = inst.log()
+        assert "waiting up to" in log, log
+        assert "did not stop: killing it" not in log, log
+        assert re.search(r"to=<slow@localhost>, relay=local, .*status=sent", log), log
         assert _queued(inst, "incoming", "active", "deferred") == []
         with open(os.path.join(out, "copies")) as f:
             assert f.read().count("Subject: once") == 1
+        # The next start finds nothing to deliver again (the queue that the
+        # new qmgr loads at start is empty).
+        os.unlink(os.path.join(out, "started"))
+        assert inst.postern("start").returncode == 0
+        listing = inst.postern("queue")
+        assert listing.returncode == 0 and "Mail queue is empty" in listing.stdout, \
+            listing.stdout + listing.stderr
+        assert not os.path.exists(os.path.join(out, "started"))
+        with open(os.path.join(out, "copies")) as f:
+            assert f.read().count("Subject: once") == 1
+
+
+def test_stop_kills_a_delivery_that_outlasts_the_drain_limit():
+    """The wait for a draining qmgr is bounded: with qmgr_drain_time_limit
+    2s and a delivery that hangs, qmgr gives up, the master SIGKILLs the
+    agent, `postern stop` returns well before the hang ends, and the
+    message stays queued for the next start (never lost)."""
+    if not os.access(os.path.join(harness.BUILD, "libexec", "local"), os.X_OK):
+        print("skipped: local not built")
+        return
+    with Instance(conf={"local_recipient_maps": "",
+                        "qmgr_drain_time_limit": "2s"}) as inst:
+        out = os.path.join(inst.tmp, "out")
+        os.mkdir(out)
+        os.chmod(out, 0o777)
+        with open(os.path.join(inst.dir, "aliases"), "a") as f:
+            f.write('hang: "|touch %s/started; sleep 120"\n' % out)
+        with inst.smtp() as s:
+            assert s.sendmail("s@localhost", ["hang@localhost"],
+                              "Subject: hang\r\n\r\nhello\r\n") == {}
+        wait_for(lambda: os.path.exists(os.path.join(out, "started")), 30,
+                 what="the delivery command to start")
+        t0 = time.monotonic()
+        r = inst.postern("stop", timeout=100)
+        elapsed = time.monotonic() - t0
+        assert r.returncode == 0, r.stderr
+        assert elapsed < 60, elapsed
+        wait_for(lambda: inst.pids() == [], 30, what="no process left")
+        log = inst.log()
+        assert "terminating with 1 delivery request(s) still running" in log, log
+        assert _queued(inst, "incoming", "active", "deferred"), log
 
 
 def test_reloads_right_after_forks_keep_the_master():
