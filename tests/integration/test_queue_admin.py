@@ -378,10 +378,12 @@ def write_deferred(inst, n, owner, queue="deferred"):
         qid = "%09X%05X%X" % (sec, i % 1000000, os.stat(tmp).st_ino)
         path = os.path.join(spool, queue, qid[13], qid) if queue == "deferred" \
             else os.path.join(spool, queue, qid)
-        os.rename(tmp, path)
-        os.utime(path, (base + 3600, base + 3600))
+        # due time and owner set before the rename: a qmgr scan must never
+        # see the file due now (it would take it) or owned by root
+        os.utime(tmp, (base + 3600, base + 3600))
         if owner is not None:
-            os.chown(path, owner.pw_uid, owner.pw_gid)
+            os.chown(tmp, owner.pw_uid, owner.pw_gid)
+        os.rename(tmp, path)
         ids.append(qid)
     return ids
 
@@ -398,11 +400,11 @@ def test_hostile_bytes_in_addresses():
             f.write(data)
         qid = "%09X%05X%X" % (sec, 1, os.stat(tmp).st_ino)
         path = os.path.join(spool, "deferred", qid[13], qid)
-        os.rename(tmp, path)
-        os.utime(path, (sec + 3600, sec + 3600))
+        os.utime(tmp, (sec + 3600, sec + 3600))     # not due: qmgr leaves it
         if harness.is_root():
             owner = pwd.getpwnam(inst.user)
-            os.chown(path, owner.pw_uid, owner.pw_gid)
+            os.chown(tmp, owner.pw_uid, owner.pw_gid)
+        os.rename(tmp, path)
         [m] = queue_json(inst)
         assert m["sender"] == "caf\ufffd\x1b[2J@example.org"
         assert m["recipients"][0]["address"] == "bob\x1b]0;x\x07@example.net"
