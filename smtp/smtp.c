@@ -18,8 +18,10 @@
  * agent keeps it, keyed by the request's nexthop, while it waits for its
  * next request.  A request for the same nexthop within
  * smtp_connection_cache_time_limit (and before the session is
- * smtp_connection_reuse_time_limit old) sends RSET and reuses it; any other
- * request QUITs it first.  An idle cached plaintext session is closed by a
+ * smtp_connection_reuse_time_limit old) reuses it, starting with RSET
+ * (pipelined with MAIL/RCPT/DATA when the server offers PIPELINING; a
+ * failed RSET means a fresh connection, as if there had been no cached
+ * one); any other request QUITs it first.  An idle cached plaintext session is closed by a
  * SIGALRM after the time limit (QUIT written from the handler: write(2) is
  * async-signal-safe) and shut down; a TLS one is shut down without QUIT.  master hands
  * requests to idle agents in no fixed order, so reuse is best effort;
@@ -219,20 +221,26 @@ static void smtp_deliver(struct smtp_request *req)
         int fresh = strcmp(s->dest, req->nexthop) == 0
                     && idle <= smtp_params.cache_time_limit
                     && time(NULL) - s->opened < smtp_params.reuse_time_limit;
-        if (fresh && smtp_session_reset(s) == 0) {
+        if (fresh) {
             s->reused++;
+            s->rset_due = 1;
             log_debug("%s: reusing connection to %s", req->qid, s->relay);
-            sessions++;
-            if (smtp_transaction(s, req) == 0 && pending_count(req) == 0
-                && smtp_params.cache_on_demand) {
-                cache_put(s);
-                return;
+            int rc = smtp_transaction(s, req);
+            if (rc == SMTP_TRANS_STALE) {
+                /* RSET failed: nothing was tried, this session does not
+                 * count, and it must not be named as the relay */
+                strbuf_reset(&req->last_relay);
+                smtp_session_free(s);
+            } else {
+                sessions++;
+                if (rc == 0 && pending_count(req) == 0 && smtp_params.cache_on_demand) {
+                    cache_put(s);
+                    return;
+                }
+                smtp_session_quit(s);   /* QUIT is skipped when it failed */
+                if (pending_count(req) == 0)
+                    return;
             }
-            if (pending_count(req) == 0) {
-                smtp_session_quit(s);
-                return;
-            }
-            smtp_session_quit(s);       /* QUIT is skipped when it failed */
         } else {
             smtp_session_quit(s);
         }

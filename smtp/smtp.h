@@ -120,6 +120,8 @@ struct smtp_session {
     int no_tls;                 /* do not STARTTLS (retry after a failed
                                  * opportunistic handshake) */
     int reused;                 /* count of transactions after the first */
+    int rset_due;               /* reused: the next transaction starts with
+                                 * RSET (pipelined with MAIL when offered) */
 };
 
 /* One server address to try, in order. */
@@ -152,7 +154,10 @@ struct smtp_session *smtp_session_open(const struct smtp_target *t, const char *
                                        strbuf *reason, struct smtp_request *req);
 /* Run one mail transaction on an open session for the still-pending
  * recipients.  Returns 0 when the session is still usable afterwards, -1
- * when it must be closed. */
+ * when it must be closed, SMTP_TRANS_STALE when the session had rset_due
+ * and the RSET failed: then nothing was attempted (every recipient is
+ * still pending, no failure recorded) and the session must be freed. */
+#define SMTP_TRANS_STALE (-2)
 int smtp_transaction(struct smtp_session *s, struct smtp_request *req);
 /* RSET on a cached session: 0 usable. */
 int smtp_session_reset(struct smtp_session *s);
