@@ -492,7 +492,9 @@ START_TEST(stream_timeout)
     ck_assert_int_eq(ipc_recv(b, d), -1);
     double took = now_seconds() - t0;
     ck_assert_str_eq(ipc_error(b), "timeout");
-    ck_assert_msg(took >= 0.9 && took < 3.0, "took %.2f s", took);
+    /* At least the timeout; the upper bound only tells "about a second"
+     * from "hung": generous, a loaded CI machine under ASan is slow. */
+    ck_assert_msg(took >= 0.9 && took < 10.0, "took %.2f s", took);
     /* The stream stays failed. */
     ck_assert_int_eq(ipc_recv(b, d), -1);
     ipc_stream_close(b);
