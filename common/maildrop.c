@@ -1,6 +1,7 @@
 /*
  * maildrop.c - the maildrop file (doc/submission.md) as pickup reads it:
- * untrusted input written by any local user through postdrop.
+ * untrusted input written by any local user through postdrop.  The one
+ * parser of that format: pickup and the queue listing both use it.
  *
  * Interface (maildrop.h): maildrop_msg_init/_free, maildrop_read_envelope,
  * maildrop_read_content.
@@ -12,11 +13,13 @@
  * empty), envid= (1..100 printable ASCII), ret= (FULL or HDRS); N a valid
  * NOTIFY value and O a valid ORCPT, each at most once before the R they
  * belong to; R a valid address; no NUL outside L records; then L records
- * and E last with nothing after it.  Anything else is malformed, with a
+ * and E last with nothing after it.  T ("SEC USEC") is not checked, only
+ * remembered as m->arrival when it reads as a time.  Anything else is malformed, with a
  * short reason.  Memory grows only with bytes present in the file
  * (queue_record_read).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "addr.h"
@@ -166,6 +169,11 @@ int maildrop_read_envelope(FILE *fp, struct maildrop_msg *m, int *first, strbuf 
             break;
         }
         if (type == QREC_TIME) {
+            /* "SEC USEC", informational: kept when it reads as a time. */
+            char *end;
+            long long sec = strtoll(strbuf_str(&data), &end, 10);
+            m->arrival = end != strbuf_str(&data) && (*end == ' ' || *end == '\0')
+                         && sec > 0 && sec < 1LL << 40 ? sec : 0;
             continue;
         } else if (type == QREC_SENDER) {
             if (m->have_sender || (data.len && !valid_address(data.data, data.len))) {

@@ -11,10 +11,16 @@
  *       fullname envid ret, and notify/orcpt/rcpt per recipient.  first is
  *       the type of the record that ended the envelope (QREC_LINE or
  *       QREC_END, then checked to be the last byte) and line its data.
- *       0 ok, -1 malformed (why).
+ *       m->arrival: the T record's seconds when it has a plausible one
+ *       (informational: the queue listing shows it; cleanup sets the
+ *       real arrival time).  0 ok, -1 malformed (why).
  *   maildrop_read_content(fp, line, why)
  *       the next content line after the first: 1 a line, 0 the end record
  *       with nothing after it, -1 malformed (why).
+ *
+ * Users: pickup (to feed cleanup) and the queue listing
+ * (common/queue_list.c: showq, postern queue), so that one parser decides
+ * what a maildrop file is.
  *
  * Contract: the input is untrusted (any local user can write it through
  * postdrop); see maildrop.c for what is checked.  Pure apart from reading
@@ -33,6 +39,7 @@ struct maildrop_msg {
     ipc_record *env;            /* envelope attributes for cleanup, in order */
     int nrcpt;
     int extract;                /* flags=extract (sendmail -t) */
+    long long arrival;          /* T record's seconds, 0 = none or not a number */
 };
 
 void maildrop_msg_init(struct maildrop_msg *m);

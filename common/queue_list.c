@@ -11,6 +11,7 @@
 
 #include "defer_log.h"
 #include "log.h"
+#include "maildrop.h"
 #include "mem.h"
 #include "queue.h"
 #include "queue_list.h"
@@ -38,59 +39,51 @@ static void note_reason(const struct defer_entry *e, void *ctx)
 }
 
 /* A maildrop file (doc/submission.md): written by any local user through
- * postdrop, so read as untrusted input, up to the first content record.
- * Recipients are bare addresses (no status byte). */
+ * postdrop, so read as untrusted input with pickup's own reader
+ * (common/maildrop.c), up to the first content record; a file it calls
+ * malformed (pickup will move it to corrupt/) is not listed.  The arrival
+ * time is the T record's, else the file's mtime; recipients are listed
+ * as written (none for sendmail -t, whose come from the headers). */
 static int list_maildrop(const char *qid, ipc_record *r)
 {
-    strbuf path, data, err;
+    strbuf path, line, why;
     strbuf_init(&path);
-    strbuf_init(&data);
-    strbuf_init(&err);
+    strbuf_init(&line);
+    strbuf_init(&why);
+    struct maildrop_msg m;
+    maildrop_msg_init(&m);
     queue_path(&path, "maildrop", qid);
-    int rc = -1;
+    int rc = -1, first;
     FILE *fp = fopen(strbuf_str(&path), "re");
     struct stat st;
-    if (fp == NULL || fstat(fileno(fp), &st) < 0 || !S_ISREG(st.st_mode))
+    if (fp == NULL || fstat(fileno(fp), &st) < 0 || !S_ISREG(st.st_mode)) {
+        strbuf_set_str(&why, fp ? "not a regular file" : "cannot open");
+        goto done;
+    }
+    if (maildrop_read_envelope(fp, &m, &first, &line, &why) < 0)
         goto done;
     ipc_record_reset(r);
     ipc_record_add_str(r, "queue_name", "maildrop");
     ipc_record_add_str(r, "queue_id", qid);
-    long long arrival = (long long) st.st_mtime;
-    ipc_record *rcpts = ipc_record_new();
-    int type, n = 0, sender = 0;
-    for (;;) {
-        int got = queue_record_read(fp, &type, &data, &err);
-        if (got <= 0 || (n++ == 0 && type != QREC_VERSION)
-            || (data.len && memchr(data.data, '\0', data.len)))
-            break;
-        if (type == QREC_TIME) {
-            arrival = strtoll(strbuf_str(&data), NULL, 10);
-        } else if (type == QREC_SENDER && !sender) {
-            sender = 1;
-            ipc_record_add_int(r, "arrival_time", arrival);
-            ipc_record_add_int(r, "message_size", (long long) st.st_size);
-            ipc_record_add_str(r, "sender", strbuf_str(&data));
-        } else if (type == QREC_RCPT) {
-            ipc_record_add_str(rcpts, "rcpt", strbuf_str(&data));
-        } else if (type == QREC_LINE || type == QREC_END) {
-            rc = sender ? 0 : -1;
-            break;
-        }
+    ipc_record_add_int(r, "arrival_time", m.arrival ? m.arrival : (long long) st.st_mtime);
+    ipc_record_add_int(r, "message_size", (long long) st.st_size);
+    ipc_record_add_str(r, "sender", strbuf_str(&m.sender));
+    for (size_t i = 0; i < m.env->n; i++) {
+        if (strcmp(m.env->attrs[i].name, "rcpt") != 0)
+            continue;
+        ipc_record_add(r, "rcpt", m.env->attrs[i].value.data, m.env->attrs[i].value.len);
+        ipc_record_add_str(r, "delay_reason", "");
     }
-    if (rc == 0)
-        for (size_t i = 0; i < rcpts->n; i++) {
-            ipc_record_add(r, "rcpt", rcpts->attrs[i].value.data, rcpts->attrs[i].value.len);
-            ipc_record_add_str(r, "delay_reason", "");
-        }
-    ipc_record_free(rcpts);
+    rc = 0;
 done:
     if (fp)
         fclose(fp);
     if (rc < 0)
-        log_debug("%s: not listed", strbuf_str(&path));
+        log_debug("%s: not listed: %s", strbuf_str(&path), strbuf_str(&why));
+    maildrop_msg_free(&m);
     strbuf_release(&path);
-    strbuf_release(&data);
-    strbuf_release(&err);
+    strbuf_release(&line);
+    strbuf_release(&why);
     return rc;
 }
 

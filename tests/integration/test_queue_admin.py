@@ -519,10 +519,42 @@ def test_maildrop_mail_is_listed_before_pickup():
         assert m["message_size"] > 0
         assert any(l.startswith(m["queue_id"] + " ") and l.endswith("me@example.org")
                    for l in inst.postern("queue").stdout.splitlines())
+        # The listing reads maildrop files with pickup's reader
+        # (common/maildrop.c): the T record's time is the arrival time, and
+        # a file pickup would move to corrupt/ is not listed.
+        maildrop = os.path.join(inst.dir, "spool", "maildrop")
+        owner = os.stat(maildrop)
+
+        def rec(t, data):
+            return t.encode() + str(len(data)).encode() + b":" + data.encode() + b"\n"
+
+        def drop_in(name, data):
+            tmp = os.path.join(inst.dir, name)
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.lchown(tmp, owner.st_uid, owner.st_gid)
+            os.rename(tmp, os.path.join(maildrop, name))
+        drop_in("06925A3F100001101", rec("V", "1") + rec("T", "1600000000 0")
+                + rec("S", "") + rec("R", "bob@localhost") + rec("R", "carol@localhost")
+                + rec("L", "Subject: crafted") + rec("E", ""))
+        drop_in("06925A3F100002102", rec("V", "1") + rec("S", "x@example.org")
+                + rec("R", "<bad>>") + rec("E", ""))
+        drop_in("06925A3F100003103", rec("V", "1") + rec("S", "y@example.org")
+                + rec("R", "alice") + rec("S", "z@example.org") + rec("E", ""))
+        listed = {x["queue_id"]: x for x in queue_json(inst)}
+        assert sorted(listed) == sorted([m["queue_id"], "06925A3F100001101"]), listed
+        crafted = listed["06925A3F100001101"]
+        assert crafted["arrival_time"] == 1600000000
+        assert crafted["sender"] == ""
+        assert crafted["recipients"] == [{"address": "bob@localhost"},
+                                         {"address": "carol@localhost"}]
+        assert abs(m["arrival_time"] - time.time()) < 600, m
         with open(path, "w") as f:
             f.write(text)
         assert inst.postern("reload").returncode == 0
         harness.wait_for(lambda: len(inst.mailbox("alice")) == 1, 30, what="delivery")
+        harness.wait_for(lambda: len(os.listdir(os.path.join(inst.dir, "spool", "corrupt"))) == 2,
+                         30, what="the two malformed files in corrupt/")
 
 
 PROBE = r"""

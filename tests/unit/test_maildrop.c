@@ -67,6 +67,7 @@ START_TEST(good_file)
     ck_assert_str_eq(strbuf_str(&m.sender), "a@example.o");
     ck_assert_int_eq(m.nrcpt, 2);
     ck_assert_int_eq(m.extract, 1);
+    ck_assert_int_eq(m.arrival, 1795000000LL);
     const char *want[][2] = {
         { "fullname", "Ada Love" }, { "envid", "E-42" }, { "ret", "HDRS" },
         { "notify", "SUCCESS,FAILURE" }, { "orcpt", "rfc822;b@example.o" },
@@ -85,6 +86,33 @@ END_TEST
 START_TEST(null_sender_and_empty_content)
 {
     ck_assert_int_eq(try("V1:1\nS0:\nR3:bob\nE0:\n"), 0);
+}
+END_TEST
+
+/* T is informational: a time that does not read as one is ignored (0),
+ * never a reason to refuse the file. */
+START_TEST(arrival_time_record)
+{
+    static const struct { const char *file; long long want; } cases[] = {
+        { "V1:1\nT12:1700000000 5\nS0:\nR3:bob\nE0:\n", 1700000000LL },
+        { "V1:1\nT10:1700000000\nS0:\nR3:bob\nE0:\n", 1700000000LL },
+        { "V1:1\nS0:\nR3:bob\nE0:\n", 0 },
+        { "V1:1\nT3:abc\nS0:\nR3:bob\nE0:\n", 0 },
+        { "V1:1\nT2:-5\nS0:\nR3:bob\nE0:\n", 0 },
+        { "V1:1\nT11:17000000x 5\nS0:\nR3:bob\nE0:\n", 0 },
+        { "V1:1\nT20:99999999999999999999\nS0:\nR3:bob\nE0:\n", 0 },
+        { "V1:1\nT0:\nS0:\nR3:bob\nE0:\n", 0 },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct maildrop_msg m;
+        strbuf why;
+        maildrop_msg_init(&m);
+        strbuf_init(&why);
+        ck_assert_int_eq(read_all(cases[i].file, strlen(cases[i].file), &m, &why), 0);
+        ck_assert_int_eq(m.arrival, cases[i].want);
+        maildrop_msg_free(&m);
+        strbuf_release(&why);
+    }
 }
 END_TEST
 
@@ -157,6 +185,7 @@ Suite *maildrop_suite(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, good_file);
     tcase_add_test(tc, null_sender_and_empty_content);
+    tcase_add_test(tc, arrival_time_record);
     tcase_add_test(tc, malformed_envelopes);
     tcase_add_test(tc, every_truncation_is_refused);
     suite_add_tcase(s, tc);
