@@ -37,6 +37,7 @@ struct sm_postdrop {
     FILE *in;                   /* its stdin */
     int err_fd;                 /* its stderr */
     int failed;                 /* a write failed (postdrop went away) */
+    char queued_as[64];         /* maildrop file name postdrop reported, "" = none */
 };
 
 extern const char *sm_config_dir;       /* chosen instance (NULL = default) */
@@ -57,7 +58,8 @@ void sm_envelope_free_rcpts(struct sm_envelope *env);
 int sm_postdrop_open(struct sm_postdrop *pd, const struct sm_envelope *env, strbuf *err);
 /* One content line (without its line end). */
 void sm_postdrop_line(struct sm_postdrop *pd, const char *line, size_t len);
-/* complete: write E and wait for postdrop; 0 when it exited 0, else -1
+/* complete: write E and wait for postdrop; 0 when it exited 0 (then
+ * pd->queued_as is the maildrop file's name, from postdrop -v), else -1
  * with err (postdrop's own message) and *status its sysexits status.
  * !complete: close without E (postdrop keeps nothing) and reap it. */
 int sm_postdrop_close(struct sm_postdrop *pd, int complete, strbuf *err, int *status);

@@ -9,10 +9,16 @@
  * VRFY is disabled; anything else is 502 5.5.2.  Lines end in CRLF or LF;
  * DATA ends at a line holding only "."; leading dots are unstuffed.
  *
- * Contract: "250 2.0.0 Ok: queued" only after postdrop exited 0; a failed
- * postdrop is "451 4.3.0" with its reason; content over message_size_limit
- * is read to its end and refused with 552 5.3.4.  End of input in DATA
- * queues nothing.  Exit 0 after QUIT or end of input.  Access control does
+ * Contract: "250 2.0.0 Ok: queued as MID" only after postdrop exited 0,
+ * MID being the maildrop file's name that postdrop -v reports (as with
+ * Postfix's sendmail -bs: the queue id proper is given when pickup hands
+ * the file to cleanup); a failed postdrop is "451 4.3.0" with its reason;
+ * content over message_size_limit is read to its end and refused with
+ * 552 5.3.4.  End of input in DATA queues nothing.  Every 4xx/5xx reply
+ * counts as an error; at smtpd_hard_error_limit errors (Postfix's smtpd
+ * semantics, default 20) the session ends with "421 4.7.0 HOST Error: too
+ * many errors" and exit status 76 (EX_PROTOCOL).  Exit 0 after QUIT or
+ * end of input.  Access control does
  * not apply (the user could run sendmail directly); the envelope sender is
  * the one given in MAIL FROM, the uid is logged by pickup.
  */
@@ -31,6 +37,9 @@
 
 static void reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Error replies (4xx, 5xx) sent in this session, for smtpd_hard_error_limit. */
+static int bs_error_count;
+
 static void reply(const char *fmt, ...)
 {
     va_list ap;
@@ -39,6 +48,8 @@ static void reply(const char *fmt, ...)
     va_end(ap);
     fputs("\r\n", stdout);
     fflush(stdout);
+    if (fmt[0] == '4' || fmt[0] == '5')
+        bs_error_count++;
 }
 
 static int read_line(char **line, size_t *cap, size_t *len)
@@ -242,6 +253,8 @@ static int do_data(struct bs_txn *t, char **line, size_t *cap)
             reply("552 5.3.4 Message size exceeds fixed limit");
     } else if (sm_postdrop_close(&pd, 1, &err, &status) < 0) {
         reply("451 4.3.0 Error: %s", strbuf_str(&err));
+    } else if (pd.queued_as[0]) {
+        reply("250 2.0.0 Ok: queued as %s", pd.queued_as);
     } else {
         reply("250 2.0.0 Ok: queued");
     }
@@ -260,8 +273,20 @@ int sm_smtp_session(struct sm_envelope *defaults)
     char *line = NULL;
     size_t cap = 0, len;
 
+    long long hard_limit = config_int("smtpd_hard_error_limit");
+    int rc = 0;
+    bs_error_count = 0;
     reply("220 %s ESMTP %s", host, config_str("mail_name"));
-    while (read_line(&line, &cap, &len) == 0) {
+    for (;;) {
+        /* Checked before reading on, as smtpd does: the client hears why. */
+        if (hard_limit > 0 && bs_error_count >= hard_limit) {
+            printf("421 4.7.0 %s Error: too many errors\r\n", host);
+            fflush(stdout);
+            rc = EX_PROTOCOL;
+            break;
+        }
+        if (read_line(&line, &cap, &len) < 0)
+            break;
         if (smtp_cmd_split(line, len, &cmd) < 0) {
             reply("500 5.5.2 Error: bad syntax");
             continue;
@@ -284,9 +309,9 @@ int sm_smtp_session(struct sm_envelope *defaults)
         } else if (strcmp(verb, "RCPT") == 0) {
             do_rcpt(&t, arg);
         } else if (strcmp(verb, "DATA") == 0) {
-            int rc = do_data(&t, &line, &cap);
+            int data_rc = do_data(&t, &line, &cap);
             txn_reset(&t, defaults);
-            if (rc < 0)
+            if (data_rc < 0)
                 break;
         } else if (strcmp(verb, "RSET") == 0) {
             txn_reset(&t, defaults);
@@ -307,5 +332,5 @@ int sm_smtp_session(struct sm_envelope *defaults)
     txn_reset(&t, defaults);
     smtp_cmd_release(&cmd);
     free(line);
-    return 0;
+    return rc;
 }

@@ -92,6 +92,7 @@ int sm_postdrop_open(struct sm_postdrop *pd, const struct sm_envelope *env, strb
         const char *argv[6];
         int n = 0;
         argv[n++] = "postdrop";
+        argv[n++] = "-v";               /* "queued as maildrop/QID" for -bs */
         if (sm_config_dir) {
             argv[n++] = "-c";
             argv[n++] = sm_config_dir;
@@ -138,6 +139,26 @@ void sm_postdrop_line(struct sm_postdrop *pd, const char *line, size_t len)
     pd_record(pd, QREC_LINE, line, len);
 }
 
+/* postdrop -v's "postdrop: queued as maildrop/QID" line, if any, into
+ * pd->queued_as: taken only when QID is a well-formed queue id. */
+static void postdrop_queued_as(struct sm_postdrop *pd, const strbuf *text)
+{
+    static const char prefix[] = "postdrop: queued as maildrop/";
+    const char *p = text->len ? memmem(text->data, text->len, prefix, sizeof(prefix) - 1)
+                              : NULL;
+    if (p == NULL)
+        return;
+    p += sizeof(prefix) - 1;
+    size_t n = strcspn(p, "\n");
+    if (n == 0 || n >= sizeof(pd->queued_as))
+        return;
+    char qid[sizeof(pd->queued_as)];
+    memcpy(qid, p, n);
+    qid[n] = '\0';
+    if (queue_id_valid(qid))
+        memcpy(pd->queued_as, qid, n + 1);
+}
+
 int sm_postdrop_close(struct sm_postdrop *pd, int complete, strbuf *err, int *status)
 {
     if (complete)
@@ -162,6 +183,7 @@ int sm_postdrop_close(struct sm_postdrop *pd, int complete, strbuf *err, int *st
     if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0 && complete && !pd->failed) {
         rc = 0;
         *status = 0;
+        postdrop_queued_as(pd, &text);
     } else if (complete) {
         /* The first line of postdrop's complaint, without its prefix. */
         char *nl = text.len ? memchr(text.data, '\n', text.len) : NULL;

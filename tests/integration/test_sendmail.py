@@ -257,10 +257,63 @@ def test_bs_smtp_on_stdin():
                          "503 ", "250 ", "503 ", "250 ", "501 ", "555 ", "502 ", "502 ",
                          "354 ", "250 ", "250 ", "503 ", "250 ", "250 ", "221 "], r.stdout
         assert "250-DSN" in r.stdout
-        assert "250 2.0.0 Ok: queued" in r.stdout
+        assert re.search(r"^250 2\.0\.0 Ok: queued as [0-9A-Z]+\r?$", r.stdout, re.M), r.stdout
         msg = one_message(inst, "alice")
         assert "Return-Path: <sender@example.org>" in msg
         assert msg.endswith("\n\n.stuffed\nplain\n")
+
+
+def test_bs_queued_as_names_the_maildrop_file():
+    """-bs answers DATA with "queued as MID", MID the maildrop file postdrop
+    wrote (pickup is off here, so the files stay to be compared)."""
+    with harness.Instance(conf=CONF, start=False) as inst:
+        path = os.path.join(inst.dir, "master.cf")
+        text = open(path).read()
+        assert re.search(r"^pickup ", text, re.M)
+        with open(path, "w") as f:
+            f.write(re.sub(r"^pickup ", "#pickup ", text, flags=re.M))
+        assert inst.postern("start").returncode == 0
+        msg = "MAIL FROM:<a@example.org>\r\nRCPT TO:<alice>\r\nDATA\r\nSubject: %s\r\n\r\nx\r\n.\r\n"
+        r = sendmail(inst, ["-bs"], "EHLO x\r\n" + msg % "one" + msg % "two" + "QUIT\r\n")
+        assert r.returncode == 0, r.stderr
+        ids = re.findall(r"^250 2\.0\.0 Ok: queued as (\S+)\r?$", r.stdout, re.M)
+        assert len(ids) == 2 and ids[0] != ids[1], r.stdout
+        assert sorted(ids) == sorted(maildrop_files(inst)), (ids, maildrop_files(inst))
+
+
+def test_bs_session_ends_at_the_hard_error_limit():
+    """Errors are capped per session like smtpd's: below
+    smtpd_hard_error_limit the session goes on (a message is still
+    queued), at the limit it ends with 421 4.7.0 and exit 76 (EX_PROTOCOL)
+    without reading the rest of the input."""
+    with harness.Instance(conf=dict(CONF, smtpd_hard_error_limit="5")) as inst:
+        session = ("HELO x\r\n"
+                   "BOGUS\r\n"                          # 1: 502
+                   "RCPT TO:<alice>\r\n"                # 2: 503
+                   "MAIL FROM:<a@b> FOO=1\r\n"          # 3: 555
+                   "MAIL FROM:<a@example.org>\r\n"
+                   "RCPT TO:<bad@@x>\r\n"               # 4: 501
+                   "RCPT TO:<alice>\r\n"
+                   "DATA\r\nSubject: limit\r\n\r\nstill queued\r\n.\r\n"
+                   "VRFY alice\r\n"                     # 5: 502 -> 421
+                   "MAIL FROM:<late@example.org>\r\n"
+                   "QUIT\r\n")
+        r = sendmail(inst, ["-bs"], session)
+        assert r.returncode == 76, (r.returncode, r.stdout, r.stderr)
+        lines = [line.rstrip("\r") for line in r.stdout.splitlines() if line]
+        codes = [line[:3] for line in lines]
+        assert codes == ["220", "250", "502", "503", "555", "250", "501", "250", "354", "250",
+                         "502", "421"], r.stdout
+        assert re.match(r"421 4\.7\.0 \S+ Error: too many errors$", lines[-1]), lines
+        assert "still queued" in one_message(inst, "alice")
+        # The default limit (20) lets a client make 19 errors and go on.
+        inst.edit_main_cf({"smtpd_hard_error_limit": "20"})
+        r = sendmail(inst, ["-bs"], "NOOP\r\n" + "BOGUS\r\n" * 19 + "NOOP\r\nQUIT\r\n")
+        assert r.returncode == 0, r.stdout
+        assert r.stdout.count("502 ") == 19 and "421" not in r.stdout
+        assert r.stdout.rstrip().endswith("221 2.0.0 Bye"), r.stdout
+        r = sendmail(inst, ["-bs"], "BOGUS\r\n" * 25 + "QUIT\r\n")
+        assert r.returncode == 76 and r.stdout.count("502 ") == 20, r.stdout
 
 
 def test_bs_end_of_input_in_data_queues_nothing():
