@@ -5,7 +5,9 @@
  *   {request=deliver, queue_id, queue_file, sender, arrival, ...,
  *    [orcpt=, notify=, offset=] rcpt=ADDR ...}
  * local opens the queue file read-only, resolves and delivers each recipient
- * (local_resolve.c) and answers one record per recipient, in request order,
+ * (local_resolve.c), logs its outcome line ("QID: to=<...>, relay=local,
+ * delay=..., status=...", common/delivery_log.h, delays from the times in
+ * the request) and answers one record per recipient, in request order,
  *   {rcpt, status=sent|deferred|bounced, dsn, relay=local, reason}
  * then {done=1}.  It never writes the queue file: qmgr marks recipients done.
  *
@@ -21,6 +23,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "delivery_log.h"
 #include "ipc.h"
 #include "local.h"
 #include "log.h"
@@ -116,10 +119,15 @@ static int local_open_queue_file(struct local_request *req, const char *queue_fi
     return 0;
 }
 
-static void local_reply(ipc_stream *s, ipc_record *rec, const char *rcpt,
-                        const struct local_result *r)
+/* Log the outcome line (delivery_log.h), then answer qmgr. */
+static void local_reply(ipc_stream *s, ipc_record *rec, const struct local_request *req,
+                        const char *rcpt, const char *orcpt, const struct local_result *r,
+                        const struct delivery_times *times)
 {
     static const char *const names[] = { "sent", "bounced", "deferred" };
+    delivery_log(req->qid, rcpt, orcpt, "local", times, delivery_now(),
+                 r->status == LOCAL_SENT ? "2.0.0" : strbuf_str(&r->dsn), names[r->status],
+                 strbuf_str(r->status == LOCAL_SENT ? &r->successes : &r->reason));
     ipc_record_reset(rec);
     ipc_record_add_str(rec, "rcpt", rcpt);
     ipc_record_add_str(rec, "status", names[r->status]);
@@ -225,6 +233,8 @@ static void local_serve(int client_fd)
         goto done;
     }
 
+    struct delivery_times times;
+    delivery_times_get(in, delivery_now(), &times);
     int open_ok = local_open_queue_file(&req, queue_file, &why) == 0;
     if (!open_ok)
         log_warning("%s: %s", req.qid, strbuf_str(&why));
@@ -246,6 +256,7 @@ static void local_serve(int client_fd)
         if (strcmp(at->name, "rcpt") != 0)
             continue;
         struct local_attempt a;
+        const char *at_orcpt = orcpt;
         local_attempt_init(&a, &req, strbuf_str(&at->value), orcpt);
         orcpt = NULL;
         if (!open_ok)
@@ -253,7 +264,7 @@ static void local_serve(int client_fd)
                              strbuf_str(&why));
         else
             local_resolve(&a);
-        local_reply(s, out, a.rcpt, &a.result);
+        local_reply(s, out, &req, a.rcpt, at_orcpt, &a.result, &times);
         local_attempt_free(&a);
     }
     if (open_ok)

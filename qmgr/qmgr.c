@@ -71,23 +71,6 @@ double qmgr_now(void)
     return (double) tv.tv_sec + tv.tv_usec / 1e6;
 }
 
-void qmgr_format_delay(strbuf *out, double s)
-{
-    /* Postfix's look: two decimals without trailing zeros below 10s. */
-    if (s < 0.005) {
-        strbuf_append_char(out, '0');
-    } else if (s < 10) {
-        size_t start = out->len;
-        strbuf_appendf(out, "%.2f", s);
-        while (out->len > start && out->data[out->len - 1] == '0')
-            strbuf_truncate(out, out->len - 1);
-        if (out->len > start && out->data[out->len - 1] == '.')
-            strbuf_truncate(out, out->len - 1);
-    } else {
-        strbuf_appendf(out, "%.0f", s);
-    }
-}
-
 /* ---- backlog of queue ids waiting for room in the active queue ---- */
 
 enum backlog_source { FROM_ACTIVE, FROM_INCOMING, FROM_DEFERRED, NSOURCES };

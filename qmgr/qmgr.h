@@ -152,18 +152,21 @@ void qmgr_rescan_incoming(void);
  * any delivery is started and at the end of every turn). */
 void qmgr_sync_later(const char *from_queue, const char *to_queue, const char *qid);
 void qmgr_sync_dirs(void);
-/* Format a delay for log lines: "0.12", "3.4", "125". */
-void qmgr_format_delay(strbuf *out, double seconds);
 
 /* ---- qmgr_message.c ---- */
 /* Load active/QID into memory and start its round.  flushed: loaded by a
  * flush (defer_transports lifted).  0 ok; -1 when it could not be loaded
  * (moved to corrupt/ or gone). */
 int qmgr_message_load(const char *qid, int flushed);
-/* A job has a result for recipient idx of msg. */
+/* qmgr decided the outcome for recipient idx of msg (no agent, or the
+ * agent failed): recorded and logged with delays from start/conn/end. */
 void qmgr_message_result(struct qmgr_message *msg, int idx, const char *status,
                          const char *dsn, const char *relay, const char *reason,
                          int diag_smtp, double start, double conn, double end);
+/* A delivery agent reported the outcome (and logged it itself). */
+void qmgr_message_agent_result(struct qmgr_message *msg, int idx, const char *status,
+                               const char *dsn, const char *relay, const char *reason,
+                               int diag_smtp);
 /* Finish the round when nothing is outstanding. */
 void qmgr_message_check(struct qmgr_message *msg);
 /* A bounce child finished. ok: its notice was queued (new_qid). */

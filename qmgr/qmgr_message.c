@@ -10,7 +10,9 @@
  * rest is grouped into delivery jobs per destination (qmgr_sched.c).
  *
  * Results: sent -> queue_file_mark_done() first (not fsynced for the last
- * pending recipient: the removal follows), then the log line;
+ * pending recipient: the removal follows), then the log line -- written
+ * by the delivery agent for the results it reports, by qmgr only for
+ * outcomes it decides itself (common/delivery_log.h);
  * deferred -> a line in defer/QID; bounced -> kept pending until its DSN
  * is queued.  End of round (no job left): recipients deferred past
  * maximal_queue_lifetime bounce; failure, success and delay notices go out
@@ -31,6 +33,7 @@
 #include "queue_admin.h"
 #include "config.h"
 #include "defer_log.h"
+#include "delivery_log.h"
 #include "dsn.h"
 #include "log.h"
 #include "maps.h"
@@ -129,36 +132,19 @@ static void message_free(struct qmgr_message *m)
     xfree(m);
 }
 
-/* The log line for one recipient outcome, Postfix's shape. */
+/* The log line for an outcome qmgr decided itself (delivery_log.h). */
 static void log_outcome(struct qmgr_message *m, int idx, const char *relay,
                         const char *dsn, const char *status, const char *reason,
                         double start, double conn, double end)
 {
     const struct queue_rcpt *qr = &m->msg.rcpts[idx];
-    double arrival = (double) m->msg.arrival_sec + m->msg.arrival_usec / 1e6;
-    strbuf line;
-    strbuf_init(&line);
-    strbuf_printf(&line, "%s: to=<%s>, ", m->qid, qr->address);
-    if (qr->orcpt) {
-        /* ORCPT as "rfc822;addr": show the address like Postfix's orig_to. */
-        const char *semi = strchr(qr->orcpt, ';');
-        const char *o = semi ? semi + 1 : qr->orcpt;
-        if (strcasecmp(o, qr->address) != 0)
-            strbuf_appendf(&line, "orig_to=<%s>, ", o);
-    }
-    strbuf_appendf(&line, "relay=%s, delay=", relay && *relay ? relay : "none");
-    qmgr_format_delay(&line, end - arrival);
-    strbuf_append_str(&line, ", delays=");
-    qmgr_format_delay(&line, m->active_time - arrival);
-    strbuf_append_char(&line, '/');
-    qmgr_format_delay(&line, start - m->active_time);
-    strbuf_append_char(&line, '/');
-    qmgr_format_delay(&line, conn - start);
-    strbuf_append_char(&line, '/');
-    qmgr_format_delay(&line, end - conn);
-    strbuf_appendf(&line, ", dsn=%s, status=%s (%s)", dsn, status, reason);
-    log_info("%s", strbuf_str(&line));
-    strbuf_release(&line);
+    struct delivery_times t = {
+        .arrival = (double) m->msg.arrival_sec + m->msg.arrival_usec / 1e6,
+        .active = m->active_time,
+        .request = start,
+        .session = conn,
+    };
+    delivery_log(m->qid, qr->address, qr->orcpt, relay, &t, end, dsn, status, reason);
 }
 
 static void defer_log_path(strbuf *out, const char *qid)
@@ -209,9 +195,13 @@ static const char *dsn_or(const char *dsn, const char *fallback)
     return fallback;
 }
 
-void qmgr_message_result(struct qmgr_message *m, int idx, const char *status,
-                         const char *dsn, const char *relay, const char *reason,
-                         int diag_smtp, double start, double conn, double end)
+/* Record one outcome; log_line 0 when the agent that decided it has
+ * logged it (an unknown status from an agent is qmgr's deferral and is
+ * logged here anyway). */
+static void record_result(struct qmgr_message *m, int idx, const char *status,
+                          const char *dsn, const char *relay, const char *reason,
+                          int diag_smtp, int log_line, double start, double conn,
+                          double end)
 {
     struct qmgr_rcpt *rc = &m->rcpts[idx];
     if (reason == NULL)
@@ -226,16 +216,20 @@ void qmgr_message_result(struct qmgr_message *m, int idx, const char *status,
         mark_done(m, idx);
         rc->state = QR_SENT;
         strbuf_set_str(&rc->dsn, dsn_or(dsn, "2.0.0"));
-        log_outcome(m, idx, relay, strbuf_str(&rc->dsn), "sent", reason, start, conn, end);
+        if (log_line)
+            log_outcome(m, idx, relay, strbuf_str(&rc->dsn), "sent", reason, start, conn, end);
     } else if (status && strcmp(status, "bounced") == 0) {
         rc->state = QR_BOUNCED;
         strbuf_set_str(&rc->dsn, dsn_or(dsn, "5.0.0"));
-        log_outcome(m, idx, relay, strbuf_str(&rc->dsn), "bounced", reason, start, conn, end);
+        if (log_line)
+            log_outcome(m, idx, relay, strbuf_str(&rc->dsn), "bounced", reason, start, conn,
+                        end);
     } else {
         if (status == NULL || strcmp(status, "deferred") != 0) {
             strbuf_printf(&rc->reason, "unknown delivery status \"%s\" from agent: %s",
                           status ? status : "", reason);
             reason = strbuf_str(&rc->reason);
+            log_line = 1;
         }
         rc->state = QR_DEFERRED;
         strbuf_set_str(&rc->dsn, dsn_or(dsn, "4.0.0"));
@@ -247,8 +241,25 @@ void qmgr_message_result(struct qmgr_message *m, int idx, const char *status,
             log_warning("%s: cannot append to %s: %s", m->qid, strbuf_str(&path),
                         strerror(errno));
         strbuf_release(&path);
-        log_outcome(m, idx, relay, strbuf_str(&rc->dsn), "deferred", reason, start, conn, end);
+        if (log_line)
+            log_outcome(m, idx, relay, strbuf_str(&rc->dsn), "deferred", reason, start, conn,
+                        end);
     }
+}
+
+void qmgr_message_result(struct qmgr_message *m, int idx, const char *status,
+                         const char *dsn, const char *relay, const char *reason,
+                         int diag_smtp, double start, double conn, double end)
+{
+    record_result(m, idx, status, dsn, relay, reason, diag_smtp, 1, start, conn, end);
+}
+
+void qmgr_message_agent_result(struct qmgr_message *m, int idx, const char *status,
+                               const char *dsn, const char *relay, const char *reason,
+                               int diag_smtp)
+{
+    double now = qmgr_now();
+    record_result(m, idx, status, dsn, relay, reason, diag_smtp, 0, now, now, now);
 }
 
 /* An outcome decided inside qmgr, without a delivery agent. */

@@ -19,6 +19,8 @@
  *
  * Delivery requests run non-blocking: connect private/TRANSPORT, write the
  * request record, read one result record per recipient then {done=1}.
+ * The agent logs the outcome lines of the results it reports; qmgr logs
+ * those of recipients the agent never answered for (job_finish).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +32,7 @@
 
 #include "qmgr.h"
 #include "config.h"
+#include "delivery_log.h"
 #include "ipc.h"
 #include "log.h"
 #include "master_cf.h"
@@ -431,6 +434,13 @@ static void build_request(struct qmgr_job *j)
     ipc_record_add_str(r, "nexthop", j->dest->nexthop);
     ipc_record_add_str(r, "sender", m->msg.sender);
     ipc_record_add_int(r, "arrival", m->msg.arrival_sec);
+    /* for the agent's log line (delivery_log.h) */
+    struct delivery_times times = {
+        .arrival = (double) m->msg.arrival_sec + m->msg.arrival_usec / 1e6,
+        .active = m->active_time,
+        .request = j->start_time,
+    };
+    delivery_times_add(r, &times);
     const char *envid = queue_message_attr(&m->msg, "envid");
     const char *ret = queue_message_attr(&m->msg, "ret");
     if (envid)
@@ -624,8 +634,7 @@ static int job_record(struct qmgr_job *j, const ipc_record *r, strbuf *why)
     /* A reply quoted from a remote server makes the DSN say "smtp;". */
     int diag_smtp = relay && *relay && strcmp(relay, "none") != 0
         && strcmp(relay, "local") != 0 && strcmp(j->dest->transport->name, "local") != 0;
-    qmgr_message_result(j->msg, idx, status, dsn, relay, reason, diag_smtp,
-                        j->start_time, j->connect_time, qmgr_now());
+    qmgr_message_agent_result(j->msg, idx, status, dsn, relay, reason, diag_smtp);
     return 0;
 }
 

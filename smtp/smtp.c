@@ -7,8 +7,11 @@
  *   {request=deliver, queue_id, queue_file, nexthop, sender, arrival,
  *    envid?, ret?, [orcpt=, notify=, offset=] rcpt=ADDR ...}
  * The agent opens the queue file read-only, finds the servers for the
- * nexthop (smtp_route.c), talks to them (smtp_proto.c) and answers one
- * record per recipient in request order
+ * nexthop (smtp_route.c), talks to them (smtp_proto.c), logs one outcome
+ * line per recipient ("QID: to=<...>, relay=..., delay=..., delays=a/b/c/d,
+ * dsn=..., status=...", common/delivery_log.h; c is the time to a usable
+ * session, d the transaction) and answers one record per recipient in
+ * request order
  *   {rcpt, status=sent|deferred|bounced, dsn, relay, reason}
  * then {done=1}.  relay is "host[addr]:port" of the server whose answer
  * decided, or "none" when no server was reached (qmgr counts such requests
@@ -120,6 +123,7 @@ void smtp_rcpt_result(struct smtp_request *req, struct smtp_rcpt *r,
 {
     (void)req;
     r->status = st;
+    r->end = delivery_now();
     r->accepted = 0;
     strbuf_set_str(&r->dsn, dsn);
     strbuf_set_str(&r->relay, relay && *relay ? relay : "none");
@@ -222,6 +226,8 @@ static void smtp_deliver(struct smtp_request *req)
                     && idle <= smtp_params.cache_time_limit
                     && time(NULL) - s->opened < smtp_params.reuse_time_limit;
         if (fresh) {
+            /* a reused session is usable at once (its RSET goes with MAIL) */
+            req->times.session = delivery_now();
             s->reused++;
             s->rset_due = 1;
             log_debug("%s: reusing connection to %s", req->qid, s->relay);
@@ -264,6 +270,7 @@ static void smtp_deliver(struct smtp_request *req)
         s = smtp_session_open(&route.v[t], req->nexthop, NULL, req);
         if (!s)
             continue;
+        req->times.session = delivery_now();
         sessions++;
         int usable = smtp_transaction(s, req) == 0;
         if (pending_count(req) == 0) {
@@ -302,9 +309,14 @@ out:
     strbuf_release(&rerr.reason);
 }
 
-static void smtp_reply(ipc_stream *st, ipc_record *rec, const struct smtp_rcpt *r)
+/* Log the outcome line (delivery_log.h), then answer qmgr. */
+static void smtp_reply(ipc_stream *st, ipc_record *rec, const struct smtp_request *req,
+                       const struct smtp_rcpt *r)
 {
     static const char *const names[] = { "deferred", "sent", "bounced", "deferred" };
+    delivery_log(req->qid, r->address, r->orcpt, strbuf_str(&r->relay), &req->times,
+                 r->end ? r->end : delivery_now(), strbuf_str(&r->dsn), names[r->status],
+                 strbuf_str(&r->reason));
     ipc_record_reset(rec);
     ipc_record_add_str(rec, "rcpt", r->address);
     ipc_record_add_str(rec, "status", names[r->status]);
@@ -356,6 +368,7 @@ static void smtp_serve(int client_fd)
                     "queue_file, sender, nexthop)");
         goto done;
     }
+    delivery_times_get(in, delivery_now(), &req.times);
     /* Recipients in request order; orcpt= and notify= apply to the next rcpt=. */
     size_t nrcpt = ipc_record_count(in, "rcpt");
     req.rcpts = xcalloc(nrcpt ? nrcpt : 1, sizeof(*req.rcpts));
@@ -387,7 +400,7 @@ static void smtp_serve(int client_fd)
         smtp_deliver(&req);
     }
     for (int i = 0; i < req.nrcpt; i++)
-        smtp_reply(st, out, &req.rcpts[i]);
+        smtp_reply(st, out, &req, &req.rcpts[i]);
     ipc_build(out, "done", "1", NULL);
     if (ipc_send(st, out) < 0)
         log_warning("%s: reply to qmgr: %s", req.qid, ipc_error(st));

@@ -19,6 +19,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "delivery_log.h"
 #include "dns.h"
 #include "queue.h"
 #include "strbuf.h"
@@ -34,6 +35,7 @@ struct smtp_rcpt {
     strbuf dsn;
     strbuf reason;
     strbuf relay;
+    double end;                 /* when the result was decided (log line) */
 };
 
 struct smtp_request {
@@ -53,6 +55,8 @@ struct smtp_request {
     strbuf last_dsn;
     strbuf last_reason;
     strbuf last_relay;          /* "" when no server was ever reached */
+    struct delivery_times times; /* for the log lines; session = when the
+                                  * last session became usable */
 };
 
 /* ---- I/O ------------------------------------------------------------- */

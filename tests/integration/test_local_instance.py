@@ -25,8 +25,10 @@ def send(inst, rcpts, subject, sender="sender@localhost"):
 def test_maildir_delivery_via_smtp():
     with harness.Instance(conf={"local_recipient_maps": ""}) as inst:
         send(inst, ["alice@localhost"], "one")
-        inst.wait_log(r"to=<alice@localhost>, relay=local, .*dsn=2\.0\.0, "
-                      r"status=sent \(delivered to maildir\)", timeout=20)
+        # logged by local itself, in Postfix's shape
+        inst.wait_log(r"postern/local\[\d+\]: \w+: to=<alice@localhost>, relay=local, "
+                      r"delay=[\d.]+, delays=[\d.]+/[\d.]+/[\d.]+/[\d.]+, dsn=2\.0\.0, "
+                      r"status=sent \(delivered to maildir\)$", timeout=20)
         msgs = inst.mailbox("alice")
         assert len(msgs) == 1
         lines = msgs[0].split("\n")
@@ -35,6 +37,30 @@ def test_maildir_delivery_via_smtp():
         assert "Subject: one" in lines
         assert "From the start of a line" in lines      # Maildir: no quoting
         assert "\r" not in msgs[0]
+
+
+def test_orcpt_logged_as_orig_to_by_local():
+    with harness.Instance(conf={"local_recipient_maps": ""}) as inst:
+        with inst.smtp() as s:
+            s.ehlo("client.example")
+            s.mail("sender@localhost")
+            code, _ = s.rcpt("alice@localhost", options=["ORCPT=rfc822;Boss@Example.ORG"])
+            assert code == 250, code
+            code, _ = s.rcpt("bob@localhost", options=["ORCPT=rfc822;BOB@localhost"])
+            assert code == 250, code
+            code, _ = s.data(MSG % "orcpt")
+            assert code == 250, code
+        inst.wait_log(r"postern/local\[\d+\]: \w+: to=<alice@localhost>, "
+                      r"orig_to=<Boss@Example.ORG>, relay=local, delay=[\d.]+, "
+                      r"delays=[\d.]+/[\d.]+/[\d.]+/[\d.]+, dsn=2\.0\.0, "
+                      r"status=sent \(delivered to maildir\)$", timeout=20)
+        # an ORCPT that only differs in case is not shown
+        inst.wait_log(r"postern/local\[\d+\]: \w+: to=<bob@localhost>, relay=local, "
+                      r".*status=sent \(delivered to maildir\)$", timeout=20)
+        # one line per recipient, from local only
+        log = inst.log()
+        assert len(re.findall(r"to=<alice@localhost>", log)) == 1, log
+        assert not re.search(r"postern/qmgr\[\d+\]: \w+: to=", log), log
 
 
 def test_alias_list_command_file_and_forward():

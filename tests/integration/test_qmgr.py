@@ -6,6 +6,7 @@ crash recovery, concurrency limits, dead destinations, hold/, corrupt files.
 import email
 import email.policy
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -39,10 +40,14 @@ def test_local_delivery_one_rcpt_per_request_and_removal():
         qid = rig.write_message("alice@far.example", ["bob@mx.test.example", "Carol@LOCALHOST"])
         rig.start()
         rig.wait_log(qid + r": from=<alice@far.example>, size=\d+, nrcpt=2 \(queue active\)")
-        rig.wait_log(qid + r": to=<bob@mx.test.example>, relay=local, delay=[\d.]+, "
-                     r"delays=[\d.]+/[\d.]+/[\d.]+/[\d.]+, dsn=2.0.0, status=sent \(delivered to mailbox\)")
+        # The agent logs its results (here the fake one, from the request's times) ...
+        rig.wait_log(r"postern/local\[\d+\]: " + qid + r": to=<bob@mx.test.example>, relay=local, "
+                     r"delay=[\d.]+, delays=[\d.]+/[\d.]+/[\d.]+/[\d.]+, dsn=2.0.0, "
+                     r"status=sent \(delivered to mailbox\)")
         rig.wait_log(qid + r": to=<Carol@LOCALHOST>, relay=local, .*status=sent")
         rig.wait_log(qid + r": removed")
+        # ... and qmgr does not repeat them.
+        assert not re.search(r"postern/qmgr\[\d+\]: " + qid + r": to=", rig.log()), rig.log()
         assert rig.where(qid) is None
         # local_destination_recipient_limit = 1: one request per recipient.
         assert len(agent.requests) == 2
@@ -53,6 +58,12 @@ def test_local_delivery_one_rcpt_per_request_and_removal():
         assert rec_get(req, "sender") == "alice@far.example"
         assert rec_get(req, "nexthop") == "mx.test.example"
         assert int(rec_get(req, "offset")) > 0
+        # The times the agent's log line needs: arrival <= active <= request <= now.
+        arrival_us = int(rec_get(req, "arrival_us"))
+        active_us = int(rec_get(req, "active_us"))
+        request_us = int(rec_get(req, "request_us"))
+        assert arrival_us // 1000000 == int(rec_get(req, "arrival")), req
+        assert arrival_us <= active_us <= request_us <= time.time() * 1e6, req
         assert sorted(agent.rcpts()) == ["Carol@LOCALHOST", "bob@mx.test.example"]
 
 
@@ -90,7 +101,7 @@ def test_error_transport_bounces_with_valid_dsn():
                                 body="line one\nline two\n",
                                 attrs=[("envid", "ENV-123")])
         rig.start()
-        rig.wait_log(qid + r": to=<x@bad.example>, relay=none, .*dsn=5.1.2, "
+        rig.wait_log(r"postern/qmgr\[\d+\]: " + qid + r": to=<x@bad.example>, relay=none, .*dsn=5.1.2, "
                      r"status=bounced \(No such domain here\)")
         rig.wait_log(qid + r": sender non-delivery notification: FAKE00001")
         rig.wait_log(qid + r": removed")
@@ -168,7 +179,9 @@ def test_discard_transport():
     with QmgrRig(transport_map="void.example discard:\n") as rig:
         qid = rig.write_message("a@mx.test.example", ["x@void.example"])
         rig.start()
-        rig.wait_log(qid + r": to=<x@void.example>, relay=none, .*dsn=2.0.0, status=sent \(discarded\)")
+        rig.wait_log(r"postern/qmgr\[\d+\]: " + qid + r": to=<x@void.example>, relay=none, "
+                     r"delay=[\d.]+, delays=[\d.]+/[\d.]+/[\d.]+/[\d.]+, dsn=2.0.0, "
+                     r"status=sent \(discarded\)")
         rig.wait_log(qid + r": removed")
 
 
@@ -428,7 +441,8 @@ def test_agent_protocol_error_and_crash_defer():
         rig.start()
         rig.wait_log(q1 + r": to=<x@a.example>, .*status=deferred \(delivery agent protocol error: "
                      r"result for <intruder@x>, expected <x@a.example>\)")
-        rig.wait_log(q2 + r": to=<y@c.example>, .*status=deferred \(delivery agent crashy: "
+        rig.wait_log(r"postern/qmgr\[\d+\]: " + q2 + r": to=<y@c.example>, .*status=deferred "
+                     r"\(delivery agent crashy: "
                      r"connection closed before the end of the results\)")
         wait_for(lambda: rig.where(q1) == "deferred" and rig.where(q2) == "deferred",
                  what="both deferred")
