@@ -4,13 +4,17 @@
  * Decodes records back to back from the input with small limits and checks
  * the codec's invariants: a positive result never exceeds the input, and
  * the format is canonical, so re-encoding a decoded record reproduces the
- * consumed bytes exactly.  Build and run with tests/fuzz/run.sh.
+ * consumed bytes exactly.  Each decoded record is also read as a delivery
+ * request's times (common/delivery_log.c: delivery_times_get), which must
+ * come out ordered (arrival <= active <= request, none past now + 60 s)
+ * and format into an outcome line.  Build and run with tests/fuzz/run.sh.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "delivery_log.h"
 #include "ipc.h"
 #include "strbuf.h"
 
@@ -37,6 +41,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (enc.len != (size_t)n || memcmp(enc.data, data + off, enc.len) != 0)
             abort();
         off += (size_t)n;
+
+        const double now = 1.8e9;
+        struct delivery_times t;
+        delivery_times_get(r, now, &t);
+        if (!(t.arrival <= t.active && t.active <= t.request && t.request <= now + 60
+              && t.arrival >= 0 && t.session == now))
+            abort();
+        const char *rcpt = ipc_record_get_str(r, "rcpt");
+        strbuf_reset(&enc);
+        delivery_log_format(&enc, "Q", rcpt ? rcpt : "", ipc_record_get_str(r, "orcpt"),
+                            ipc_record_get_str(r, "relay"), &t, now,
+                            ipc_record_get_str(r, "dsn"), "sent",
+                            ipc_record_get_str(r, "reason"));
     }
     strbuf_release(&enc);
     ipc_record_free(r);
