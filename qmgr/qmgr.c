@@ -383,6 +383,11 @@ static void handle_admin(struct client *c, const ipc_record *r)
             cancel_pending = 1;
             continue;
         }
+        if (qmgr_remove_pending(qid)) {
+            /* delivered; its file is being removed (qmgr_remove.c) */
+            ipc_record_add_str(reply, "missing", qid);
+            continue;
+        }
         int rc = queue_admin_apply(action, "active", qid);
         if (rc > 0) {
             log_info("%s: %s", qid, queue_admin_done_text(action));
@@ -527,7 +532,7 @@ void qmgr_forked_child(void)
 
 /* ---- the loop ---- */
 
-enum owner_kind { OWN_LISTEN, OWN_CLIENT, OWN_JOB, OWN_BOUNCE, OWN_MASTER };
+enum owner_kind { OWN_LISTEN, OWN_CLIENT, OWN_JOB, OWN_BOUNCE, OWN_MASTER, OWN_REMOVE };
 
 static void qmgr_run(int listen_fd)
 {
@@ -537,6 +542,7 @@ static void qmgr_run(int listen_fd)
         fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK);
     qmgr_lock_queue();
     qmgr_catch_sigterm();
+    qmgr_remove_start();
     time_t drain_deadline = 0;
 
     /* Crash leftovers first, then new mail, then what is due. */
@@ -590,7 +596,7 @@ static void qmgr_run(int listen_fd)
         int nclients = 0;
         for (struct client *c = clients; c; c = c->next)
             nclients++;
-        int need = 2 + nclients + qmgr_sched_running() + qmgr_bounce_running();
+        int need = 3 + nclients + qmgr_sched_running() + qmgr_bounce_running();
         if (need > cap) {
             cap = need * 2;
             pfd = xrealloc(pfd, (size_t) cap * sizeof(*pfd));
@@ -608,6 +614,10 @@ static void qmgr_run(int listen_fd)
         pfd[n].fd = qmgr_terminating ? -1 : server_master_fd();
         pfd[n].events = 0;
         kinds[n] = OWN_MASTER;
+        owners[n++] = NULL;
+        pfd[n].fd = qmgr_remove_pollfd();              /* -1: not polled */
+        pfd[n].events = POLLIN;
+        kinds[n] = OWN_REMOVE;
         owners[n++] = NULL;
         for (struct client *c = clients; c; c = c->next) {
             pfd[n].fd = c->fd;
@@ -659,6 +669,9 @@ static void qmgr_run(int listen_fd)
                 break;
             case OWN_BOUNCE:
                 qmgr_bounce_event(owners[i], pfd[i].revents);
+                break;
+            case OWN_REMOVE:
+                qmgr_remove_collect();
                 break;
             case OWN_MASTER:
                 if (!qmgr_terminating) {

@@ -13,6 +13,8 @@
  *   qmgr_bounce.c   DSNs: composed (common/dsn.c) and submitted to cleanup
  *                   in a short-lived child process so the loop never
  *                   blocks on cleanup (which itself wakes qmgr up).
+ *   qmgr_remove.c   a worker thread that unlinks finished queue files, so
+ *                   the loop does not wait for the disk's discard.
  *
  * Contract between them: a message stays in memory while it has jobs
  * (queued or running) or bounce children outstanding; qmgr_message_check()
@@ -122,6 +124,13 @@ struct qid_set { struct qid_node *bucket[QID_SET_SIZE]; };
 int qid_set_has(const struct qid_set *set, const char *qid);
 void qid_set_add(struct qid_set *set, const char *qid);
 void qid_set_remove(struct qid_set *set, const char *qid);
+
+/* ---- qmgr_remove.c: finished queue files unlinked by a worker thread ---- */
+void qmgr_remove_start(void);
+void qmgr_remove(const char *qid);              /* active/QID and its defer log */
+int qmgr_remove_pollfd(void);                   /* -1 without the worker */
+void qmgr_remove_collect(void);                 /* log what was removed */
+int qmgr_remove_pending(const char *qid);
 
 /* ---- qmgr.c: process-wide settings and helpers ---- */
 struct qmgr_settings {

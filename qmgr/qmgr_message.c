@@ -597,11 +597,7 @@ static void round_end(struct qmgr_message *m)
     queue_path(&path, "active", m->qid);
     defer_log_path(&dpath, m->qid);
     if (pending == 0) {
-        if (unlink(strbuf_str(&path)) < 0 && errno != ENOENT)
-            log_warning("%s: unlink %s: %s", m->qid, strbuf_str(&path), strerror(errno));
-        else
-            log_info("%s: removed", m->qid);
-        unlink(strbuf_str(&dpath));
+        qmgr_remove(m->qid);            /* off the loop: qmgr_remove.c */
     } else {
         long long now = (long long) time(NULL);
         long long next = backoff_next_attempt(now, m->msg.arrival_sec,

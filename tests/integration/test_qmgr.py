@@ -673,3 +673,33 @@ def test_recipient_limit_bounds_active_queue():
         gate.set()
         for q in qids:
             rig.wait_log(q + r": removed")
+
+
+def test_removal_worker_logs_after_unlink_and_drains_at_stop():
+    """Finished queue files are unlinked by qmgr's removal thread
+    (qmgr_remove.c): "removed" is logged only once the file and its defer
+    log are gone, and a qmgr told to stop right after its last delivery
+    result finishes the removals it has queued before it exits (no file
+    left in active/, no hang joining the thread)."""
+    with QmgrRig() as rig:
+        FakeAgent(rig, "smtp", sent("250 ok", "mx[192.0.2.1]"))
+        qids = [rig.write_message("s@mx.test.example", ["r%d@a.example" % i])
+                for i in range(40)]
+        for qid in qids[:5]:                 # stale defer logs, as after a deferral
+            with open(rig.path("defer", qid), "w") as f:
+                f.write("old\n")
+        rig.start()
+        for qid in qids:
+            rig.wait_log(qid + r": to=<r\d+@a.example>, .*status=sent")
+        # every result is in: the last rounds ended, their removals are
+        # queued; SIGTERM now must not lose them
+        proc = rig.proc
+        rig.stop()
+        assert proc.returncode == 0, (proc.returncode, rig.stderr())
+        log = rig.log()
+        for qid in qids:
+            assert qid + ": removed" in log, qid
+            assert rig.where(qid) is None, qid
+            assert not os.path.exists(rig.path("defer", qid)), qid
+        assert "warning" not in log and "fatal" not in log, log[-2000:]
+        assert os.listdir(os.path.join(rig.spool, "active")) == []
