@@ -522,6 +522,12 @@ static void qmgr_catch_sigterm(void)
     sigdelset(&qmgr_run_mask, SIGTERM);
 }
 
+static int qmgr_sigterm_pending(void)
+{
+    sigset_t pending;
+    return sigpending(&pending) == 0 && sigismember(&pending, SIGTERM) == 1;
+}
+
 void qmgr_forked_child(void)
 {
     if (qmgr_lock_fd >= 0)
@@ -565,6 +571,11 @@ static void qmgr_run(int listen_fd)
             log_info("master is gone -- exiting");
             qmgr_terminating = 1;
         }
+        /* SIGTERM is blocked outside ppoll(): one that came during the
+         * start-up scans (a reload or stop right after the fork) is still
+         * pending here, and must stop us before the first deliveries. */
+        if (!qmgr_terminating && qmgr_sigterm_pending())
+            qmgr_terminating = 1;
         if (qmgr_terminating) {
             if (drain_deadline == 0) {
                 drain_deadline = time(NULL) + qmgr_var.drain_limit;
