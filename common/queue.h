@@ -7,7 +7,7 @@
  * inode makes it unique among live files; safe as a file name.
  *
  * Queue directories under queue_directory: maildrop incoming active deferred
- * hold corrupt, plus defer/ (per-message deferral reasons), bounce/ and
+ * hold requeue corrupt, plus defer/ (per-message deferral reasons), bounce/ and
  * trace/.  deferred/ defer/ bounce/ trace/ are hashed one level by the last
  * character of the microseconds field (qid[13]): deferred/E/QID.  Others are
  * flat: incoming/QID.  queue_path() knows which.

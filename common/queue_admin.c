@@ -4,7 +4,9 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "queue.h"
@@ -30,6 +32,29 @@ const char *queue_admin_action_name(int action)
 const char *queue_admin_done_text(int action)
 {
     return action > QA_NONE && action <= QA_REQUEUE ? done_texts[action] : "";
+}
+
+/* A nosync requeue happened since the last queue_admin_sync(). */
+static int requeued_unsynced;
+
+/* {request=wakeup} to public/pickup (relative to the spool, the current
+ * directory), never waiting: a connect that would block, or no pickup at
+ * all, is skipped -- master wakes pickup every 60 s and at start. */
+static void wake_pickup(void)
+{
+    static const char record[] = "request 6\nwakeup\n\n";
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    strcpy(sa.sun_path, "public/pickup");
+    int saved = errno;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0)
+            (void) send(fd, record, sizeof(record) - 1, MSG_NOSIGNAL);
+        close(fd);
+    }
+    errno = saved;
 }
 
 /* mtime = now, so a deferred/ file is due at once (qmgr's retry time). */
@@ -81,7 +106,9 @@ static int apply(int action, const char *queue, const char *qid, int sync)
         to = "deferred";
         break;
     case QA_REQUEUE:
-        to = "incoming";
+        if (strcmp(queue, "incoming") == 0)
+            return 0;                   /* not yet seen by qmgr: fresh anyway */
+        to = "requeue";
         break;
     default:
         errno = EINVAL;
@@ -91,9 +118,18 @@ static int apply(int action, const char *queue, const char *qid, int sync)
         return 0;
     if (action != QA_HOLD && touch(queue, qid) < 0)
         return -1;
-    if (sync)
-        return queue_move(qid, queue, to) < 0 ? -1 : 1;
-    return queue_rename(qid, queue, to) < 0 ? -1 : 1;
+    if (!sync) {
+        if (queue_rename(qid, queue, to) < 0)
+            return -1;
+        if (action == QA_REQUEUE)
+            requeued_unsynced = 1;
+        return 1;
+    }
+    if (queue_move(qid, queue, to) < 0)
+        return -1;
+    if (action == QA_REQUEUE)
+        wake_pickup();
+    return 1;
 }
 
 int queue_admin_apply(int action, const char *queue, const char *qid)
@@ -108,7 +144,7 @@ int queue_admin_apply_nosync(int action, const char *queue, const char *qid)
 
 int queue_admin_sync(void)
 {
-    static const char *const flat[] = { "incoming", "active", "hold", "corrupt" };
+    static const char *const flat[] = { "incoming", "active", "hold", "requeue", "corrupt" };
     static const char *const hashed[] = { "deferred", "defer", "bounce", "trace" };
     static const char digits[] = "0123456789ABCDEF";
     int rc = 0;
@@ -124,5 +160,9 @@ int queue_admin_sync(void)
                 rc = -1;
         }
     strbuf_release(&path);
+    if (rc == 0 && requeued_unsynced) {
+        requeued_unsynced = 0;
+        wake_pickup();                  /* only once the moves are durable */
+    }
     return rc;
 }

@@ -9,7 +9,7 @@
  *                                    directory.  Returns 1 done, 0 nothing
  *                                    to do (release of a message not on
  *                                    hold, hold of a held one, requeue of
- *                                    one in incoming/), -1 with errno
+ *                                    one in incoming/ or requeue/), -1 with errno
  *                                    (ENOENT: not in that queue any more:
  *                                    someone moved or removed it; the
  *                                    caller looks for it again).
@@ -17,7 +17,9 @@
  *                                    fsyncs (bulk changes): call
  *                                    queue_admin_sync() before reporting
  *                                    success.
- *   queue_admin_sync()               fsync every queue directory; 0 or -1.
+ *   queue_admin_sync()               fsync every queue directory, then wake
+ *                                    pickup if a nosync requeue happened;
+ *                                    0 or -1.
  *   queue_admin_done_text(action)    "removed", "placed on hold",
  *                                    "released from hold", "requeued":
  *                                    the log line after "QID: ".
@@ -26,8 +28,12 @@
  *   delete   unlink QUEUE/QID, then its defer/ bounce/ trace/ logs.
  *   hold     rename to hold/ (never scheduled until released).
  *   release  from hold/ to deferred/ with mtime = now (due at once).
- *   requeue  to incoming/ with mtime = now: qmgr takes it on its next
- *            wakeup and resolves every recipient again.
+ *   requeue  to requeue/, then pickup is woken (public/pickup, a
+ *            non-blocking connect: a busy or absent pickup is woken by
+ *            master's timer or at the next start): pickup hands the file to
+ *            cleanup again, as Postfix's postsuper -r does, so address
+ *            rewriting and header checks apply afresh, and the message gets
+ *            a new queue id (pickup/pickup.c).
  * Moves use queue_move() (rename, both directories fsynced), so a crash
  * leaves the file in exactly one queue; the nosync form only renames (a
  * crash before queue_admin_sync() may undo the move, never lose the file).

@@ -129,6 +129,7 @@ int queue_dirs_create(const char *queue_dir, uid_t owner, gid_t group)
         { "active",   0700, 0 },
         { "deferred", 0700, 0 },
         { "hold",     0700, 0 },
+        { "requeue",  0700, 0 },    /* queue files for pickup to re-clean */
         { "corrupt",  0700, 0 },
         { "defer",    0700, 0 },
         { "bounce",   0700, 0 },

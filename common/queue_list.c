@@ -16,8 +16,8 @@
 #include "queue.h"
 #include "queue_list.h"
 
-const char *const queue_list_queues[] = { "maildrop", "incoming", "active", "deferred",
-                                           "hold", NULL };
+const char *const queue_list_queues[] = { "maildrop", "requeue", "incoming", "active",
+                                           "deferred", "hold", NULL };
 
 struct reasons {
     const struct queue_message *msg;

@@ -3,7 +3,9 @@
  * service sends and `postern queue` prints).
  *
  * One ipc record per message, attributes in this order:
- *     queue_name     maildrop | incoming | active | deferred | hold
+ *     queue_name     maildrop | requeue | incoming | active | deferred | hold
+ *                    (requeue: requeued, waiting for pickup to pass it
+ *                    through cleanup again; it then gets a new queue id)
  *     queue_id       QID
  *     arrival_time   seconds since the epoch
  *     message_size   bytes (the X record: content with CRLF line ends;
@@ -16,7 +18,8 @@
  *
  * Interface:
  *   queue_list_walk(emit, ctx)   from the current directory (the spool):
- *                  maildrop/, incoming/, active/, deferred/, hold/;
+ *                  maildrop/, requeue/, incoming/, active/, deferred/,
+ *                  hold/;
  *                  emit(record, ctx) per message; a nonzero return from
  *                  emit stops the walk and is returned.  Returns 0, or -1
  *                  (errno) when a queue directory cannot be read (a

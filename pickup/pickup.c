@@ -33,6 +33,9 @@
  * retried.  A temporary failure (cleanup down,
  * status=4) leaves the file in place and ends the scan; the next wakeup
  * retries.  At start, postdrop temp files older than a day are removed.
+ *
+ * Every wakeup first passes the files in requeue/ (messages an
+ * administrator requeued) through cleanup again: pickup_requeue.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -51,6 +54,7 @@
 #include "maildrop.h"
 #include "mail_date.h"
 #include "mem.h"
+#include "pickup.h"
 #include "queue.h"
 #include "server.h"
 #include "strbuf.h"
@@ -408,6 +412,7 @@ static int pickup_one(const char *qid, void *ctx)
 
 static void pickup_scan(void)
 {
+    pickup_requeue_scan(pickup_ipc_timeout);
     if (queue_scan("maildrop", pickup_one, NULL) < 0)
         log_warning("scan maildrop: %s", strerror(errno));
 }

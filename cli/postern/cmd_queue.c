@@ -592,8 +592,6 @@ static int queue_admin(int action, int argc, char **argv)
         ac.failed = 1;
     }
     close(lock_fd);
-    if (ac.done > 0 && ac.qmgr_up && action == QA_REQUEUE)
-        wake_qmgr("incoming");
     if (ac.done > 0 && ac.qmgr_up && action == QA_RELEASE)
         wake_qmgr("deferred");
     static const char *const summary[] = { "", "Deleted", "Placed on hold",

@@ -143,7 +143,8 @@ class QmgrRig:
         self.spool = os.path.join(self.dir, "spool")
         self.maillog = os.path.join(self.dir, "maillog")
         os.makedirs(self.conf)
-        for d in ("incoming", "active", "hold", "corrupt", "maildrop", "private", "public"):
+        for d in ("incoming", "active", "hold", "requeue", "corrupt", "maildrop", "private",
+                  "public"):
             os.makedirs(os.path.join(self.spool, d))
         for d in ("deferred", "defer", "bounce", "trace"):
             for h in "0123456789ABCDEF":
@@ -271,7 +272,7 @@ class QmgrRig:
 
     def where(self, qid):
         """Queue directory holding qid, or None."""
-        for q in ("incoming", "active", "deferred", "hold", "corrupt"):
+        for q in ("incoming", "active", "deferred", "hold", "requeue", "corrupt"):
             if os.path.exists(self.path(q, qid)):
                 return q
         return None

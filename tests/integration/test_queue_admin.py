@@ -214,6 +214,8 @@ def test_hold_release_delete_flush():
 
 
 def test_requeue_gets_a_new_attempt_at_once():
+    """requeue passes the message through cleanup again (via requeue/ and
+    pickup): a new queue id, at once a new attempt, the old id gone."""
     with deferred_instance() as inst:
         send(inst, "a@example.org", ["alice@localhost"], "again")
         wait_deferred(inst, 1)
@@ -222,9 +224,71 @@ def test_requeue_gets_a_new_attempt_at_once():
         r = inst.postern("queue", "requeue", qid)
         assert r.returncode == 0, r.stderr
         assert "Requeued: 1 message" in r.stderr
-        harness.wait_for(lambda: len(re.findall(qid + r": from=<a@example.org>.*\(queue active\)",
-                                                inst.log())) == 2, 30, what="a second attempt")
-        wait_deferred(inst, 1)
+        m = inst.wait_log(r"pickup\[\d+\]: %s: requeued as ([0-9A-F]+)$" % qid, 30)
+        new = m.group(1)
+        assert new != qid
+        inst.wait_log(new + r": from=<a@example.org>.*\(queue active\)", 30)
+        [msg] = wait_deferred(inst, 1)
+        assert msg["queue_id"] == new
+        assert msg["recipients"][0]["address"] == "alice@localhost"
+        assert not os.path.exists(os.path.join(inst.dir, "spool", "defer", qid[13], qid))
+        assert os.listdir(os.path.join(inst.dir, "spool", "requeue")) == []
+
+
+def test_requeue_applies_changed_rewriting_and_checks():
+    """What cleanup does is done again with the configuration of the time
+    of the requeue, as with Postfix's postsuper -r: a sender_canonical_maps
+    added later rewrites the sender of queued mail; a message the
+    header_checks added later REJECT is not lost but put on hold with its
+    old queue id; done recipients are not repeated; DSN parameters stay."""
+    with deferred_instance() as inst:
+        with inst.smtp() as s:
+            s.ehlo("client.example")
+            s.mail("a@example.org", ["RET=HDRS", "ENVID=env-42"])
+            assert s.rcpt("alice@localhost", ["NOTIFY=SUCCESS,FAILURE"])[0] == 250
+            assert s.rcpt("bob@localhost")[0] == 250
+            assert s.data(MSG % ("a@example.org", "rewrite me"))[0] == 250
+        send(inst, "c@example.org", ["carol@localhost"], "reject me")
+        wait_deferred(inst, 2)
+        [old] = queued_ids(inst, "a@example.org")
+        [rejected] = queued_ids(inst, "c@example.org")
+        with open(os.path.join(inst.dir, "canonical"), "w") as f:
+            f.write("a@example.org renamed@example.net\n")
+        with open(os.path.join(inst.dir, "header_checks"), "w") as f:
+            f.write("/^Subject: reject me/ REJECT no longer welcome\n")
+        before = len(re.findall(r"reload -- version", inst.log()))
+        inst.edit_main_cf({"sender_canonical_maps": "texthash:%s/canonical" % inst.dir,
+                           "header_checks": "regexp:%s/header_checks" % inst.dir})
+        assert inst.postern("reload").returncode == 0
+        harness.wait_for(lambda: len(re.findall(r"reload -- version", inst.log())) > before,
+                         30, what="the reload")
+        r = inst.postern("queue", "requeue", "ALL")
+        assert r.returncode == 0, r.stderr
+        assert "Requeued: 2 messages" in r.stderr
+        new = inst.wait_log(r"pickup\[\d+\]: %s: requeued as ([0-9A-F]+)$" % old, 30).group(1)
+        inst.wait_log(r"warning: requeue/%s: cleanup status 5: .*no longer welcome; "
+                      r"moved to hold/%s$" % (rejected, rejected), 30)
+
+        def settled():
+            msgs = {m["queue_id"]: m for m in queue_json(inst)}
+            if new in msgs and msgs[new]["queue_name"] == "deferred" \
+                    and rejected in msgs and msgs[rejected]["queue_name"] == "hold":
+                return msgs
+            return None
+        msgs = harness.wait_for(settled, 30, what="the new message deferred, the other held")
+        assert old not in msgs and len(msgs) == 2, msgs
+        assert msgs[new]["sender"] == "renamed@example.net"
+        assert [x["address"] for x in msgs[new]["recipients"]] == ["alice@localhost",
+                                                                   "bob@localhost"]
+        assert msgs[rejected]["sender"] == "c@example.org"
+        envelope = inst.postern("queue", "cat", "-e", new).stdout
+        assert "env-42" in envelope and "HDRS" in envelope, envelope
+        assert "SUCCESS,FAILURE" in envelope, envelope
+        # a held message released is not passed through cleanup again
+        assert inst.postern("queue", "release", rejected).returncode == 0
+        harness.wait_for(lambda: [m["queue_name"] for m in queue_json(inst)
+                                  if m["queue_id"] == rejected] == ["deferred"], 30,
+                         what="the released message deferred again")
 
 
 def test_cat_shows_envelope_headers_body():
@@ -346,6 +410,32 @@ def test_hold_active_message_lands_in_hold():
         rig.flush()
         rig.wait_log(r"flush: retrying deferred mail")
         assert rig.where(qid) == "hold" and len(agent.requests) == 1
+
+
+def test_requeue_active_message_goes_to_requeue_at_round_end():
+    """requeue of an active message: the running delivery finishes and is
+    recorded (done recipients are marked), then qmgr moves the file to
+    requeue/ for pickup (absent in this rig) to pass through cleanup."""
+    with QmgrRig(transports=("local", "relay"),
+                 master_extra="smtp unix - - n - 1 smtp\n") as rig:
+        gate = threading.Event()
+        agent = FakeAgent(rig, "smtp", lambda rcpt, req: ("sent", "2.0.0", "mx[192.0.2.1]", "ok"),
+                          gate=gate)
+        qid = rig.write_message("a@far.example", ["x@one.example", "y@two.example"])
+        rig.start()
+        harness.wait_for(lambda: agent.active == 1, 20, what="a running delivery")
+        r = rig_postern(rig, "queue", "requeue", qid)
+        assert r.returncode == 0, r.stderr
+        assert rig.where(qid) == "active"
+        gate.set()
+        rig.wait_log(qid + r": requeued", timeout=20)
+        assert rig.where(qid) == "requeue"
+        assert len(agent.requests) == 1         # the waiting one was cancelled
+        with open(rig.path("requeue", qid), "rb") as f:
+            data = f.read()
+        # the delivered recipient is done, the cancelled one still pending
+        assert len(re.findall(rb"\nR\d+:D", data)) == 1, data
+        assert len(re.findall(rb"\nR\d+:-", data)) == 1, data
 
 
 def test_active_message_is_marked_while_delivering():

@@ -265,8 +265,8 @@ START_TEST(dirs_created_with_modes)
     ck_assert_uint_eq(mode_of("maildrop"), 01730);
     ck_assert_uint_eq(mode_of("public"), 0710);
     ck_assert_uint_eq(mode_of("private"), 0700);
-    const char *flat[] = { "incoming", "active", "hold", "corrupt" };
-    for (size_t i = 0; i < 4; i++)
+    const char *flat[] = { "incoming", "active", "hold", "requeue", "corrupt" };
+    for (size_t i = 0; i < 5; i++)
         ck_assert_uint_eq(mode_of(flat[i]), 0700);
     const char *hashed[] = { "deferred", "defer", "bounce", "trace" };
     char path[64];

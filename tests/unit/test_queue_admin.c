@@ -267,13 +267,19 @@ START_TEST(apply_moves_and_deletes)
     struct stat st;
     ck_assert_int_eq(stat(strbuf_str(&p), &st), 0);
     ck_assert(st.st_mtime >= time(NULL) - 60);                  /* due now */
+    /* requeue: to requeue/, for pickup to pass through cleanup again */
     ck_assert_int_eq(queue_admin_apply(QA_REQUEUE, "deferred", qid), 1);
-    ck_assert(exists("incoming", qid));
+    ck_assert(exists("requeue", qid) && !exists("deferred", qid));
+    ck_assert_int_eq(queue_admin_apply(QA_REQUEUE, "requeue", qid), 0);     /* already */
+    ck_assert_int_eq(queue_admin_apply(QA_HOLD, "requeue", qid), 1);
+    ck_assert_int_eq(queue_admin_apply_nosync(QA_REQUEUE, "hold", qid), 1);
+    ck_assert_int_eq(queue_admin_sync(), 0);
+    ck_assert(exists("requeue", qid) && !exists("hold", qid));
     queue_path(&p, "defer", qid);
     ck_assert_int_eq(defer_log_append(strbuf_str(&p), "bob@example.com", "4.0.0", "none", "x"), 0);
-    ck_assert_int_eq(queue_admin_apply(QA_DELETE, "incoming", qid), 1);
-    ck_assert(!exists("incoming", qid) && !exists("defer", qid));
-    ck_assert_int_eq(queue_admin_apply(QA_DELETE, "incoming", qid), -1);
+    ck_assert_int_eq(queue_admin_apply(QA_DELETE, "requeue", qid), 1);
+    ck_assert(!exists("requeue", qid) && !exists("defer", qid));
+    ck_assert_int_eq(queue_admin_apply(QA_DELETE, "requeue", qid), -1);
     ck_assert_int_eq(errno, ENOENT);
     strbuf_release(&p);
 }
