@@ -61,9 +61,11 @@
 #define ADMIN_BATCH 500         /* queue ids per request to qmgr */
 #define MOVE_RETRIES 5
 
-/* Every queue a message can be found in, for lookups by id. */
+/* Every queue a message can be found in, for lookups by id (requeue/:
+ * waiting for pickup to pass it through cleanup again; requeue of it is
+ * nothing to do, delete and hold take it back from pickup). */
 static const char *const all_queues[] = { "incoming", "active", "deferred", "hold",
-                                          "corrupt", NULL };
+                                          "requeue", "corrupt", NULL };
 
 int postern_is_queue_admin(void)
 {

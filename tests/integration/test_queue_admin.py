@@ -431,6 +431,11 @@ def test_requeue_active_message_goes_to_requeue_at_round_end():
         rig.wait_log(qid + r": requeued", timeout=20)
         assert rig.where(qid) == "requeue"
         assert len(agent.requests) == 1         # the waiting one was cancelled
+        # found there by id: cat shows it, requeue again is nothing to do
+        r = rig_postern(rig, "queue", "cat", "-e", qid)
+        assert r.returncode == 0 and "y@two.example" in r.stdout, r.stdout + r.stderr
+        r = rig_postern(rig, "queue", "requeue", qid)
+        assert r.returncode == 0 and "Requeued" not in r.stderr, r.stderr
         with open(rig.path("requeue", qid), "rb") as f:
             data = f.read()
         # the delivered recipient is done, the cancelled one still pending
