@@ -16,14 +16,12 @@
  * non-root instance, where every delivery runs as that user.
  */
 #include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "config.h"
-#include "delivery_log.h"
+#include "delivery_request.h"
 #include "ipc.h"
 #include "local.h"
 #include "log.h"
@@ -97,46 +95,15 @@ void local_result_add(struct local_attempt *a, enum local_status status,
     strbuf_release(&text);
 }
 
-/* Open the queue file named in the request; -1 with why on failure. */
-static int local_open_queue_file(struct local_request *req, const char *queue_file,
-                                 strbuf *why)
-{
-    /* queue_file comes from qmgr, but stay inside the spool anyway */
-    if (queue_file[0] == '/' || strstr(queue_file, "..") != NULL) {
-        strbuf_printf(why, "bad queue file name: %s", queue_file);
-        return -1;
-    }
-    req->queue_fd = open(queue_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (req->queue_fd < 0) {
-        strbuf_printf(why, "open %s: %s", queue_file, strerror(errno));
-        return -1;
-    }
-    if (queue_message_load(req->queue_fd, req->qid, &req->msg, why) < 0) {
-        close(req->queue_fd);
-        req->queue_fd = -1;
-        return -1;
-    }
-    return 0;
-}
-
-/* Log the outcome line (delivery_log.h), then answer qmgr. */
-static void local_reply(ipc_stream *s, ipc_record *rec, const struct local_request *req,
-                        const char *rcpt, const char *orcpt, const struct local_result *r,
-                        const struct delivery_times *times)
+/* Log the outcome line and answer qmgr (common/delivery_request.h). */
+static void local_reply(struct delivery_request *dr, const char *rcpt, const char *orcpt,
+                        const struct local_result *r)
 {
     static const char *const names[] = { "sent", "bounced", "deferred" };
-    delivery_log(req->qid, rcpt, orcpt, "local", times, delivery_now(),
-                 r->status == LOCAL_SENT ? "2.0.0" : strbuf_str(&r->dsn), names[r->status],
-                 strbuf_str(r->status == LOCAL_SENT ? &r->successes : &r->reason));
-    ipc_record_reset(rec);
-    ipc_record_add_str(rec, "rcpt", rcpt);
-    ipc_record_add_str(rec, "status", names[r->status]);
-    ipc_record_add_str(rec, "dsn", r->status == LOCAL_SENT ? "2.0.0" : strbuf_str(&r->dsn));
-    ipc_record_add_str(rec, "relay", "local");
-    ipc_record_add_str(rec, "reason",
-                       strbuf_str(r->status == LOCAL_SENT ? &r->successes : &r->reason));
-    if (ipc_send(s, rec) < 0)
-        log_warning("%s: reply to qmgr: %s", rcpt, ipc_error(s));
+    delivery_request_reply(dr, rcpt, orcpt, "local", &dr->times, 0,
+                           r->status == LOCAL_SENT ? "2.0.0" : strbuf_str(&r->dsn),
+                           names[r->status],
+                           strbuf_str(r->status == LOCAL_SENT ? &r->successes : &r->reason));
 }
 
 /* Split "local@domain" and prepare one attempt. */
@@ -202,40 +169,19 @@ static void local_request_free(struct local_request *req)
 
 static void local_serve(int client_fd)
 {
-    int fd = dup(client_fd);
-    if (fd < 0) {
-        log_warning("dup: %m");
-        return;
-    }
-    ipc_stream *s = ipc_stream_open(fd, (int)config_time("ipc_timeout"));
-    ipc_record *in = ipc_record_new();
-    ipc_record *out = ipc_record_new();
+    struct delivery_request dr;
     struct local_request req;
     memset(&req, 0, sizeof(req));
     req.queue_fd = -1;
     strbuf why;
     strbuf_init(&why);
 
-    int rc = ipc_recv(s, in);
-    if (rc != 0) {
-        if (rc < 0)
-            log_warning("reading delivery request: %s", ipc_error(s));
+    if (delivery_request_receive(&dr, client_fd, 0) <= 0)
         goto done;
-    }
-    const char *request = ipc_record_get_str(in, "request");
-    if (request && strcmp(request, "wakeup") == 0)
-        goto done;
-    req.qid = ipc_record_get_str(in, "queue_id");
-    const char *queue_file = ipc_record_get_str(in, "queue_file");
-    req.sender = ipc_record_get_str(in, "sender");
-    if (!request || strcmp(request, "deliver") != 0 || !req.qid || !queue_file || !req.sender) {
-        log_warning("malformed delivery request (need request=deliver, queue_id, queue_file, sender)");
-        goto done;
-    }
-
-    struct delivery_times times;
-    delivery_times_get(in, delivery_now(), &times);
-    int open_ok = local_open_queue_file(&req, queue_file, &why) == 0;
+    req.qid = dr.qid;
+    req.sender = dr.sender;
+    req.queue_fd = delivery_queue_file_open(dr.qid, dr.queue_file, &req.msg, &why);
+    int open_ok = req.queue_fd >= 0;
     if (!open_ok)
         log_warning("%s: %s", req.qid, strbuf_str(&why));
     else if (local_scan_headers(&req, &why) < 0) {
@@ -245,40 +191,26 @@ static void local_serve(int client_fd)
 
     if (open_ok)
         local_aliases_open();
-    /* Recipients in request order; orcpt= applies to the next rcpt=. */
-    const char *orcpt = NULL;
-    for (size_t i = 0; i < in->n; i++) {
-        const struct ipc_attr *at = &in->attrs[i];
-        if (strcmp(at->name, "orcpt") == 0) {
-            orcpt = strbuf_str(&at->value);
-            continue;
-        }
-        if (strcmp(at->name, "rcpt") != 0)
-            continue;
+    for (int i = 0; i < dr.nrcpt; i++) {
+        const struct delivery_rcpt *dx = &dr.rcpts[i];
         struct local_attempt a;
-        const char *at_orcpt = orcpt;
-        local_attempt_init(&a, &req, strbuf_str(&at->value), orcpt);
-        orcpt = NULL;
+        local_attempt_init(&a, &req, dx->address, dx->orcpt);
         if (!open_ok)
             local_result_add(&a, LOCAL_DEFER, "4.3.0", "cannot read queue file: %s",
                              strbuf_str(&why));
         else
             local_resolve(&a);
-        local_reply(s, out, &req, a.rcpt, at_orcpt, &a.result, &times);
+        local_reply(&dr, a.rcpt, dx->orcpt, &a.result);
         local_attempt_free(&a);
     }
     if (open_ok)
         local_aliases_close();
-    ipc_build(out, "done", "1", NULL);
-    if (ipc_send(s, out) < 0)
-        log_warning("%s: reply to qmgr: %s", req.qid, ipc_error(s));
+    delivery_request_done(&dr);
 
 done:
     local_request_free(&req);
     strbuf_release(&why);
-    ipc_record_free(in);
-    ipc_record_free(out);
-    ipc_stream_close(s);
+    delivery_request_free(&dr);
 }
 
 static void local_post_jail(int argc, char **argv)

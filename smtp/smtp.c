@@ -31,8 +31,6 @@
  * with smtp_destination_concurrency_limit = 1 it is systematic.
  */
 #include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -44,6 +42,7 @@
 
 #include "config.h"
 #include "dns.h"
+#include "delivery_request.h"
 #include "ipc.h"
 #include "log.h"
 #include "mem.h"
@@ -155,20 +154,9 @@ static int has_8bit(const char *s)
 /* Open and scan the queue file: size, 8-bit content, SMTPUTF8 need. */
 static int open_queue_file(struct smtp_request *req, const char *queue_file, strbuf *why)
 {
-    if (queue_file[0] == '/' || strstr(queue_file, "..") != NULL) {
-        strbuf_printf(why, "bad queue file name: %s", queue_file);
+    req->queue_fd = delivery_queue_file_open(req->qid, queue_file, &req->msg, why);
+    if (req->queue_fd < 0)
         return -1;
-    }
-    req->queue_fd = open(queue_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (req->queue_fd < 0) {
-        strbuf_printf(why, "open %s: %s", queue_file, strerror(errno));
-        return -1;
-    }
-    if (queue_message_load(req->queue_fd, req->qid, &req->msg, why) < 0) {
-        close(req->queue_fd);
-        req->queue_fd = -1;
-        return -1;
-    }
     req->loaded = 1;
     queue_content_reader *cr = queue_content_open(req->queue_fd, &req->msg);
     strbuf line, err;
@@ -309,35 +297,20 @@ out:
     strbuf_release(&rerr.reason);
 }
 
-/* Log the outcome line (delivery_log.h), then answer qmgr. */
-static void smtp_reply(ipc_stream *st, ipc_record *rec, const struct smtp_request *req,
+/* Log the outcome line and answer qmgr (common/delivery_request.h). */
+static void smtp_reply(struct delivery_request *dr, const struct smtp_request *req,
                        const struct smtp_rcpt *r)
 {
     static const char *const names[] = { "deferred", "sent", "bounced", "deferred" };
-    delivery_log(req->qid, r->address, r->orcpt, strbuf_str(&r->relay), &req->times,
-                 r->end ? r->end : delivery_now(), strbuf_str(&r->dsn), names[r->status],
-                 strbuf_str(&r->reason));
-    ipc_record_reset(rec);
-    ipc_record_add_str(rec, "rcpt", r->address);
-    ipc_record_add_str(rec, "status", names[r->status]);
-    ipc_record_add_str(rec, "dsn", strbuf_str(&r->dsn));
-    ipc_record_add_str(rec, "relay", r->relay.len ? strbuf_str(&r->relay) : "none");
-    ipc_record_add_str(rec, "reason", strbuf_str(&r->reason));
-    if (ipc_send(st, rec) < 0)
-        log_warning("%s: reply to qmgr: %s", r->address, ipc_error(st));
+    delivery_request_reply(dr, r->address, r->orcpt, strbuf_str(&r->relay), &req->times,
+                           r->end, strbuf_str(&r->dsn), names[r->status],
+                           strbuf_str(&r->reason));
 }
 
 static void smtp_serve(int client_fd)
 {
     alarm(0);                   /* a cached session waits untouched until used */
-    int fd = dup(client_fd);
-    if (fd < 0) {
-        log_warning("dup: %m");
-        return;
-    }
-    ipc_stream *st = ipc_stream_open(fd, (int)config_time("ipc_timeout"));
-    ipc_record *in = ipc_record_new();
-    ipc_record *out = ipc_record_new();
+    struct delivery_request dr;
     struct smtp_request req;
     memset(&req, 0, sizeof(req));
     req.queue_fd = -1;
@@ -347,51 +320,26 @@ static void smtp_serve(int client_fd)
     strbuf why;
     strbuf_init(&why);
 
-    int rc = ipc_recv(st, in);
-    if (rc != 0) {
-        if (rc < 0)
-            log_warning("reading delivery request: %s", ipc_error(st));
+    if (delivery_request_receive(&dr, client_fd, DELIVERY_NEED_NEXTHOP) <= 0)
         goto done;
-    }
-    const char *request = ipc_record_get_str(in, "request");
-    if (request && strcmp(request, "wakeup") == 0)
-        goto done;
-    req.qid = ipc_record_get_str(in, "queue_id");
-    const char *queue_file = ipc_record_get_str(in, "queue_file");
-    req.sender = ipc_record_get_str(in, "sender");
-    req.nexthop = ipc_record_get_str(in, "nexthop");
-    req.envid = ipc_record_get_str(in, "envid");
-    req.ret = ipc_record_get_str(in, "ret");
-    if (!request || strcmp(request, "deliver") != 0 || !req.qid || !queue_file
-        || !req.sender || !req.nexthop || !*req.nexthop) {
-        log_warning("malformed delivery request (need request=deliver, queue_id, "
-                    "queue_file, sender, nexthop)");
-        goto done;
-    }
-    delivery_times_get(in, delivery_now(), &req.times);
-    /* Recipients in request order; orcpt= and notify= apply to the next rcpt=. */
-    size_t nrcpt = ipc_record_count(in, "rcpt");
-    req.rcpts = xcalloc(nrcpt ? nrcpt : 1, sizeof(*req.rcpts));
-    const char *orcpt = NULL, *notify = NULL;
-    for (size_t i = 0; i < in->n; i++) {
-        const struct ipc_attr *at = &in->attrs[i];
-        if (strcmp(at->name, "orcpt") == 0)
-            orcpt = strbuf_str(&at->value);
-        else if (strcmp(at->name, "notify") == 0)
-            notify = strbuf_str(&at->value);
-        else if (strcmp(at->name, "rcpt") == 0) {
-            struct smtp_rcpt *r = &req.rcpts[req.nrcpt++];
-            r->address = strbuf_str(&at->value);
-            r->orcpt = orcpt;
-            r->notify = notify;
-            strbuf_init(&r->dsn);
-            strbuf_init(&r->reason);
-            strbuf_init(&r->relay);
-            orcpt = notify = NULL;
-        }
+    req.qid = dr.qid;
+    req.sender = dr.sender;
+    req.nexthop = dr.nexthop;
+    req.envid = dr.envid;
+    req.ret = dr.ret;
+    req.times = dr.times;
+    req.rcpts = xcalloc((size_t)dr.nrcpt, sizeof(*req.rcpts));
+    for (int i = 0; i < dr.nrcpt; i++) {
+        struct smtp_rcpt *r = &req.rcpts[req.nrcpt++];
+        r->address = dr.rcpts[i].address;
+        r->orcpt = dr.rcpts[i].orcpt;
+        r->notify = dr.rcpts[i].notify;
+        strbuf_init(&r->dsn);
+        strbuf_init(&r->reason);
+        strbuf_init(&r->relay);
     }
 
-    if (open_queue_file(&req, queue_file, &why) < 0) {
+    if (open_queue_file(&req, dr.queue_file, &why) < 0) {
         log_warning("%s: %s", req.qid, strbuf_str(&why));
         for (int i = 0; i < req.nrcpt; i++)
             smtp_rcpt_result(&req, &req.rcpts[i], SMTP_DEFERRED, "4.3.0", "none",
@@ -400,10 +348,8 @@ static void smtp_serve(int client_fd)
         smtp_deliver(&req);
     }
     for (int i = 0; i < req.nrcpt; i++)
-        smtp_reply(st, out, &req, &req.rcpts[i]);
-    ipc_build(out, "done", "1", NULL);
-    if (ipc_send(st, out) < 0)
-        log_warning("%s: reply to qmgr: %s", req.qid, ipc_error(st));
+        smtp_reply(&dr, &req, &req.rcpts[i]);
+    delivery_request_done(&dr);
 
 done:
     for (int i = 0; i < req.nrcpt; i++) {
@@ -420,9 +366,7 @@ done:
     strbuf_release(&req.last_reason);
     strbuf_release(&req.last_relay);
     strbuf_release(&why);
-    ipc_record_free(in);
-    ipc_record_free(out);
-    ipc_stream_close(st);
+    delivery_request_free(&dr);
     if (cached && !cached_closed)       /* the idle clock runs again */
         alarm((unsigned)(smtp_params.cache_time_limit > 0 ? smtp_params.cache_time_limit : 1));
 }

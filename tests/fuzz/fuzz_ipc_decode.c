@@ -7,7 +7,10 @@
  * consumed bytes exactly.  Each decoded record is also read as a delivery
  * request's times (common/delivery_log.c: delivery_times_get), which must
  * come out ordered (arrival <= active <= request, none past now + 60 s)
- * and format into an outcome line.  Build and run with tests/fuzz/run.sh.
+ * and format into an outcome line, and is decoded as a whole delivery
+ * request (common/delivery_request.c), whose result must keep the decoder's
+ * contract: a valid queue id, at least one non-empty recipient, no
+ * recipients on failure.  Build and run with tests/fuzz/run.sh.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -15,6 +18,7 @@
 #include <string.h>
 
 #include "delivery_log.h"
+#include "delivery_request.h"
 #include "ipc.h"
 #include "strbuf.h"
 
@@ -54,6 +58,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                             ipc_record_get_str(r, "relay"), &t, now,
                             ipc_record_get_str(r, "dsn"), "sent",
                             ipc_record_get_str(r, "reason"));
+
+        struct delivery_request dr;
+        delivery_request_init(&dr);
+        strbuf_reset(&enc);
+        int rc = delivery_request_decode(&dr, r, now, (unsigned)(off & 1), &enc);
+        if (rc == 1) {
+            if (!queue_id_valid(dr.qid) || !dr.queue_file || !*dr.queue_file || !dr.sender
+                || dr.nrcpt < 1)
+                abort();
+            for (int i = 0; i < dr.nrcpt; i++)
+                if (!dr.rcpts[i].address || !*dr.rcpts[i].address)
+                    abort();
+        } else if ((rc != 0 && rc != -1) || dr.nrcpt != 0 || dr.rcpts != NULL
+                   || (rc == -1 && enc.len == 0)) {
+            abort();
+        }
+        delivery_request_free(&dr);
     }
     strbuf_release(&enc);
     ipc_record_free(r);
