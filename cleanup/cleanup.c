@@ -90,20 +90,6 @@ static void config_problem(const char *fmt, ...)
     strbuf_release(&msg);
 }
 
-static maps *open_tables(const char *param)
-{
-    const char *spec = config_str(param);
-    if (!*spec)
-        return NULL;
-    strbuf err;
-    strbuf_init(&err);
-    maps *m = maps_open(spec, &err);
-    if (!m)
-        config_problem("%s: %s", param, strbuf_str(&err));
-    strbuf_release(&err);
-    return m;
-}
-
 /* Tables are opened before the chroot: their files live outside it. */
 static void cleanup_pre_jail(int argc, char **argv)
 {
@@ -112,14 +98,14 @@ static void cleanup_pre_jail(int argc, char **argv)
     /* Load the time zone while /etc/localtime is still reachable: Date:
      * headers are in local time, also when chrooted. */
     tzset();
-    cleanup_cfg.header_checks = open_tables("header_checks");
-    cleanup_cfg.body_checks = open_tables("body_checks");
-    cleanup_cfg.canonical = open_tables("canonical_maps");
-    cleanup_cfg.sender_canonical = open_tables("sender_canonical_maps");
-    cleanup_cfg.recipient_canonical = open_tables("recipient_canonical_maps");
-    cleanup_cfg.virtual_alias = open_tables("virtual_alias_maps");
-    cleanup_cfg.sender_bcc = open_tables("sender_bcc_maps");
-    cleanup_cfg.recipient_bcc = open_tables("recipient_bcc_maps");
+    cleanup_cfg.header_checks = maps_open_param("header_checks", config_problem);
+    cleanup_cfg.body_checks = maps_open_param("body_checks", config_problem);
+    cleanup_cfg.canonical = maps_open_param("canonical_maps", config_problem);
+    cleanup_cfg.sender_canonical = maps_open_param("sender_canonical_maps", config_problem);
+    cleanup_cfg.recipient_canonical = maps_open_param("recipient_canonical_maps", config_problem);
+    cleanup_cfg.virtual_alias = maps_open_param("virtual_alias_maps", config_problem);
+    cleanup_cfg.sender_bcc = maps_open_param("sender_bcc_maps", config_problem);
+    cleanup_cfg.recipient_bcc = maps_open_param("recipient_bcc_maps", config_problem);
     strbuf locals;
     strbuf_init(&locals);
     strbuf_printf(&locals, "%s, %s", config_str("myorigin"), config_str("mydestination"));

@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "log.h"
 #include "maps.h"
 #include "maps_internal.h"
@@ -377,6 +378,20 @@ maps *maps_open(const char *list, strbuf *err)
     }
     strbuf_release(&spec);
     return ms;
+}
+
+maps *maps_open_param(const char *param, void (*report)(const char *fmt, ...))
+{
+    const char *spec = config_str(param);
+    if (!*spec)
+        return NULL;
+    strbuf err;
+    strbuf_init(&err);
+    maps *m = maps_open(spec, &err);
+    if (!m)
+        report("%s: %s", param, strbuf_str(&err));
+    strbuf_release(&err);
+    return m;
 }
 
 int maps_count(const maps *ms)

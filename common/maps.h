@@ -19,6 +19,12 @@
  *   map_close(map)
  *   maps_open(list, err)         a list "type:a, type:b" searched in order;
  *   maps_lookup(maps, key, out)  first hit wins.
+ *   maps_open_param(param, report)  maps_open() of the list in main.cf
+ *                                parameter param: NULL without a report
+ *                                when it is empty; NULL after
+ *                                report("PARAM: reason") when it fails.
+ *                                report is the caller's policy (log_warning,
+ *                                log_error, a daemon's config-problem hook).
  *   maps_lookup_addr(maps, addr, delim, out)  Postfix's search order for an
  *                                address: user+ext@domain, user@domain,
  *                                user+ext, user, @domain (user forms only
@@ -47,6 +53,8 @@ const char *map_spec(const map *m);
 void map_close(map *m);
 
 maps *maps_open(const char *list, strbuf *err);
+maps *maps_open_param(const char *param,
+                      void (*report)(const char *fmt, ...) __attribute__((format(printf, 1, 2))));
 int maps_lookup(maps *ms, const char *key, strbuf *out);
 int maps_lookup_addr(maps *ms, const char *addr, const char *delim, strbuf *out);
 #define MAPS_ADDR_NO_USER 0x01

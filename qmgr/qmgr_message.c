@@ -70,15 +70,10 @@ static void resolver_init(void)
     resolver.relayhost = config_str("relayhost");
     const char *tm = config_str("transport_maps");
     if (tm && *tm) {
-        strbuf err;
-        strbuf_init(&err);
-        transport_maps = maps_open(tm, &err);
-        if (transport_maps == NULL) {
-            /* Defer everything rather than deliver to the wrong place. */
-            log_error("transport_maps: %s", strbuf_str(&err));
-            transport_maps_broken = 1;
-        }
-        strbuf_release(&err);
+        transport_maps = maps_open_param("transport_maps", log_error);
+        if (transport_maps == NULL)
+            transport_maps_broken = 1;  /* defer everything rather than
+                                         * deliver to the wrong place */
         resolver.transport_lookup = transport_lookup;
     }
     defer_transport_list = config_list(config_str("defer_transports"), &ndefer_transports);

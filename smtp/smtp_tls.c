@@ -98,20 +98,6 @@ static tls_client_ctx *make_ctx(const char *protocols, const char *grade,
     return c;
 }
 
-static maps *open_maps(const char *param)
-{
-    const char *spec = config_str(param);
-    if (!*spec)
-        return NULL;
-    strbuf err;
-    strbuf_init(&err);
-    maps *m = maps_open(spec, &err);
-    if (!m)
-        log_warning("%s: %s", param, strbuf_str(&err));
-    strbuf_release(&err);
-    return m;
-}
-
 void smtp_tls_init(void)
 {
     enum tls_level level;
@@ -124,9 +110,9 @@ void smtp_tls_init(void)
         ctx_mandatory = make_ctx("smtp_tls_mandatory_protocols", "smtp_tls_mandatory_ciphers",
                                  "smtp_tls_mandatory_exclude_ciphers");
     }
-    policy_maps = open_maps("smtp_tls_policy_maps");
+    policy_maps = maps_open_param("smtp_tls_policy_maps", log_warning);
     if (config_bool("smtp_sasl_auth_enable")) {
-        password_maps = open_maps("smtp_sasl_password_maps");
+        password_maps = maps_open_param("smtp_sasl_password_maps", log_warning);
         int rc = sasl_client_init(NULL);
         if (rc != SASL_OK)
             log_warning("SASL client initialization failed: %s", sasl_errstring(rc, NULL, NULL));

@@ -177,14 +177,8 @@ static void check_smtp_client(void)
     static const char *const tables[] = { "smtp_tls_policy_maps", "smtp_sasl_password_maps",
                                           NULL };
     for (int i = 0; tables[i]; i++) {
-        const char *spec = config_str(tables[i]);
-        if (!*spec)
-            continue;
-        strbuf_reset(&err);
-        maps *m = maps_open(spec, &err);
-        if (!m)
-            check_error("%s: %s", tables[i], strbuf_str(&err));
-        else
+        maps *m = maps_open_param(tables[i], check_error);
+        if (m)
             maps_close(m);
     }
     strbuf_release(&err);

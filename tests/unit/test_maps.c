@@ -5,6 +5,7 @@
  * temporary directory per test.
  */
 #include <check.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "maps.h"
 #include "mem.h"
 #include "privs.h"
@@ -723,12 +725,55 @@ START_TEST(addr_search_order)
 }
 END_TEST
 
+/* maps_open_param(): empty parameter, failure reported once with the
+ * parameter's name, success. */
+static strbuf param_reports;
+static int param_nreports;
+
+static void param_report(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    strbuf_vappendf(&param_reports, fmt, ap);
+    va_end(ap);
+    param_nreports++;
+}
+
+START_TEST(open_param)
+{
+    strbuf_init(&param_reports);
+    config_override("header_checks", "");
+    ck_assert_ptr_null(maps_open_param("header_checks", param_report));
+    ck_assert_int_eq(param_nreports, 0);
+
+    config_override("header_checks", "texthash:/nonexistent/table");
+    ck_assert_ptr_null(maps_open_param("header_checks", param_report));
+    ck_assert_int_eq(param_nreports, 1);
+    ck_assert_msg(strncmp(strbuf_str(&param_reports), "header_checks: ", 15) == 0
+                  && strstr(strbuf_str(&param_reports), "/nonexistent/table") != NULL,
+                  "report: %s", strbuf_str(&param_reports));
+
+    config_override("header_checks", "inline:{ a=b }");
+    maps *m = maps_open_param("header_checks", param_report);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_int_eq(param_nreports, 1);
+    strbuf out;
+    strbuf_init(&out);
+    ck_assert_int_eq(maps_lookup(m, "a", &out), 1);
+    ck_assert_str_eq(strbuf_str(&out), "b");
+    strbuf_release(&out);
+    maps_close(m);
+    strbuf_release(&param_reports);
+}
+END_TEST
+
 Suite *maps_suite(void)
 {
     Suite *s = suite_create("maps");
     TCase *tc = tcase_create("types");
     tcase_add_checked_fixture(tc, setup_dir, remove_dir);
     tcase_add_test(tc, texthash_good);
+    tcase_add_test(tc, open_param);
     tcase_add_test(tc, texthash_bad);
     tcase_add_test(tc, alias_file_format);
     tcase_add_test(tc, inline_and_static);
