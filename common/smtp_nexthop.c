@@ -43,9 +43,15 @@ int smtp_nexthop_parse(const char *nexthop, int default_port, char **host, int *
         if (!close || close == p + 1)
             return -1;
         *mx_lookup = 0;
-        char *h = xstrndup(p + 1, (size_t)(close - p - 1));
-        if (strncasecmp(h, "ipv6:", 5) == 0)
-            memmove(h, h + 5, strlen(h + 5) + 1);
+        /* Strip an "ipv6:" tag before copying (an in-place memmove after the
+         * copy tripped gcc's -Wstringop-overread in the sanitizer build). */
+        const char *start = p + 1;
+        size_t len = (size_t)(close - start);
+        if (len >= 5 && strncasecmp(start, "ipv6:", 5) == 0) {
+            start += 5;
+            len -= 5;
+        }
+        char *h = xstrndup(start, len);
         const char *rest = close + 1;
         if (*rest == ':') {
             *port = smtp_port_parse(rest + 1);
