@@ -116,19 +116,26 @@ static size_t skip_bracket(const char *p, size_t i)
 
 /* The repeat factor of the quantifiers at p[*i] (0 if there are none,
  * else at least 1); moves *i past them.  A quantifier stacked on another
- * ("a**", "(.*)*?") doubles the factor: glibc's regcomp walks the epsilon
- * closure of such runs recursively, in time exponential in their length
- * ("^(.***...*)" with 100 stars ran for minutes; found by fuzz_maps). */
+ * ("a**", "(.*)*?", "a{2}+") makes the pattern too complex at once: POSIX
+ * leaves adjacent duplication symbols undefined, and glibc's regcomp walks
+ * the epsilon closure of such runs recursively, in time exponential in
+ * their length ("^(.***...*)" with 100 stars ran for minutes, and a few
+ * runs of 8-10 stars still took over 10 s; both found by fuzz_maps). */
 static size_t quantifier_factor(const char *p, size_t *i)
 {
     size_t factor = 0;
     for (;;) {
         char c = p[*i];
+        if (factor && (c == '*' || c == '?' || c == '+'
+                       || (c == '{' && p[*i + 1] >= '0' && p[*i + 1] <= '9'))) {
+            (*i)++;
+            return REGEXP_MAX_NODES * 4;        /* stacked: refused */
+        }
         if (c == '*' || c == '?') {
-            factor = factor ? saturating_mul(factor, 2) : 1;
+            factor = 1;
             (*i)++;
         } else if (c == '+') {
-            factor = saturating_mul(factor ? factor : 1, 2);
+            factor = 2;
             (*i)++;
         } else if (c == '{' && p[*i + 1] >= '0' && p[*i + 1] <= '9') {
             size_t j = *i + 1, lo = 0, hi = 0;
@@ -153,6 +160,40 @@ static size_t quantifier_factor(const char *p, size_t *i)
             factor = saturating_mul(factor ? factor : 1, (hi > lo ? hi : lo) + 1);
         } else {
             return factor;
+        }
+    }
+}
+
+/*
+ * Runs of stacked '*', '+' and '?' ("a**", ".*?", "a+*") are undefined in
+ * POSIX EREs; glibc accepts them, as a repetition of a repetition, at a
+ * compile cost exponential in the run's length.  Each run matches what one
+ * operator matches ("++" is "+", "??" is "?", any other mix is "*"), so
+ * the pattern compiled is the one with every run collapsed: tables written
+ * for Postfix (".*?" is common) keep working, and cost stays linear.
+ */
+static void regexp_collapse_quantifiers(const char *p, strbuf *out)
+{
+    size_t i = 0;
+    strbuf_set_str(out, "");
+    while (p[i]) {
+        if (p[i] == '[') {
+            size_t end = skip_bracket(p, i + 1);
+            strbuf_append(out, p + i, end - i);
+            i = end;
+        } else if (p[i] == '\\' && p[i + 1]) {
+            strbuf_append(out, p + i, 2);
+            i += 2;
+        } else if (p[i] == '*' || p[i] == '+' || p[i] == '?') {
+            char op = p[i++];
+            while (p[i] == '*' || p[i] == '+' || p[i] == '?') {
+                if (p[i] != op)
+                    op = '*';
+                i++;
+            }
+            strbuf_append_char(out, op);
+        } else {
+            strbuf_append_char(out, p[i++]);
         }
     }
 }
@@ -276,7 +317,14 @@ static int parse_pattern(const char **pp, struct regexp_rule *rule, strbuf *err)
         strbuf_release(&pattern);
         return -1;
     }
-    if (regexp_too_complex(strbuf_str(&pattern))) {
+    strbuf collapsed;
+    strbuf_init(&collapsed);
+    regexp_collapse_quantifiers(strbuf_str(&pattern), &collapsed);
+    int too_complex = regexp_too_complex(strbuf_str(&collapsed));
+    if (!too_complex)
+        strbuf_set(&pattern, collapsed.data, collapsed.len);
+    strbuf_release(&collapsed);
+    if (too_complex) {
         strbuf_printf(err, "regexp /%s/ too complex (repetitions nest too deep)",
                       strbuf_str(&pattern));
         strbuf_release(&pattern);

@@ -464,9 +464,9 @@ START_TEST(regexp_bad)
     expect_open_error("regexp", "r13", "/a/ ${1\n",
                       "line 1: '$' in result must be $$ or $1..$9");
     /* nested repetitions that would make regcomp blow up */
-    expect_open_error("regexp", "r15", "/a+++++++++++++++++++++++++++++++++++++++/ x\n",
-                      "line 1: regexp /a+++++++++++++++++++++++++++++++++++++++/ "
-                      "too complex (repetitions nest too deep)");
+    /* a quantifier stacked on a bound is refused */
+    expect_open_error("regexp", "r15", "/a{2}+/ x\n",
+                      "line 1: regexp /a{2}+/ too complex (repetitions nest too deep)");
     expect_open_error("regexp", "r16", "/((a{100}){100}){100}/ x\n",
                       "line 1: regexp /((a{100}){100}){100}/ too complex "
                       "(repetitions nest too deep)");
@@ -477,20 +477,31 @@ START_TEST(regexp_bad)
                       "line 1: regexp /(a*b*c*d*e*f*g*h*i*j*){1,300}/ too complex "
                       "(repetitions nest too deep)");
     {
-        /* stacked quantifiers: regcomp's epsilon closure explodes (fuzz_maps
-         * timeout, "^(.****...)" with 100 stars) */
-        strbuf stars, want;
+        /* Runs of stacked '*', '+', '?' (undefined in POSIX; glibc's regcomp
+         * takes exponential time on them: fuzz_maps timeouts with "^(.***...)"
+         * and, from a CI run, a few runs of 8-10 stars) are compiled collapsed
+         * to one operator, so they open at once and match as one operator. */
+        strbuf stars;
         strbuf_init(&stars);
-        strbuf_init(&want);
-        strbuf_append_str(&stars, "/^(.");
+        strbuf_append_str(&stars, "/^(x.");
         for (int i = 0; i < 100; i++)
             strbuf_append_char(&stars, '*');
-        strbuf_append_str(&stars, ")/ $1\n");
-        strbuf_printf(&want, "line 1: regexp %.*s too complex (repetitions nest too deep)",
-                      (int) (stars.len - 4), stars.data);
-        expect_open_error("regexp", "r22", strbuf_str(&stars), strbuf_str(&want));
+        strbuf_append_str(&stars, ")$/ got $1\n"
+                          "/^b++$/ plus\n/^c??d$/ opt\n/^e+?f$/ star\n/[*+?]{2}/ literal\n"
+                          "/^(.********+.**\252**********g********\317)/ ci\n");
+        map *sm = open_file_map("regexp", "r22", strbuf_str(&stars));
+        expect_lookup(sm, "xyz", 1, "got xyz");
+        expect_lookup(sm, "bbb", 1, "plus");
+        expect_lookup(sm, "b", 1, "plus");
+        expect_lookup(sm, "cd", 1, "opt");
+        expect_lookup(sm, "d", 1, "opt");
+        expect_lookup(sm, "ccd", 0, "");
+        expect_lookup(sm, "f", 1, "star");
+        expect_lookup(sm, "eef", 1, "star");
+        expect_lookup(sm, "a*+b", 1, "literal");
+        expect_lookup(sm, "zz\252g\317", 1, "ci");
+        map_close(sm);
         strbuf_release(&stars);
-        strbuf_release(&want);
     }
     expect_open_error("regexp", "r21", "/^(a*)*\\1$/ x\n",
                       "line 1: regexp /^(a*)*\\1$/: back-references are not supported");
