@@ -81,8 +81,12 @@ long long queue_id_time(const char *qid);
 /* Path of QID in queue NAME, relative to queue_directory: "deferred/E/QID".
  * out's previous content is replaced. */
 void queue_path(strbuf *out, const char *queue_name, const char *qid);
-/* Create the queue directory tree under dir (and hash subdirs); 0 or -1. */
-int queue_dirs_create(const char *queue_dir, uid_t owner, gid_t group);
+/* Create the queue directory tree under dir (and hash subdirs); 0 or -1.
+ * As root every directory is chowned to owner:owner_group (mail_owner and
+ * its primary group), except maildrop/ and public/: owner:submit_group
+ * (setgid_group), which only postdrop and postern are setgid to. */
+int queue_dirs_create(const char *queue_dir, uid_t owner, gid_t owner_group,
+                      gid_t submit_group);
 /* rename(2) QID from one queue to another and fsync both directories.
  * Paths relative to the current directory (daemons chdir to the spool). */
 int queue_move(const char *qid, const char *from_queue, const char *to_queue);

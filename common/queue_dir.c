@@ -94,8 +94,7 @@ static int queue_dir_fail(const char *what, const char *path)
 }
 
 /* mkdir if missing, then force mode (umask-proof) and ownership. */
-static int queue_make_dir(const char *path, mode_t mode, uid_t owner, gid_t group,
-                          int set_group)
+static int queue_make_dir(const char *path, mode_t mode, uid_t owner, gid_t group)
 {
     if (mkdir(path, mode & 0777) < 0 && errno != EEXIST)
         return queue_dir_fail("mkdir", path);
@@ -110,15 +109,18 @@ static int queue_make_dir(const char *path, mode_t mode, uid_t owner, gid_t grou
     /* Only root can give files away; an unprivileged instance keeps them
      * as the current user, which is then also the mail owner. */
     if (geteuid() == 0 &&
-        chown(path, owner, set_group ? group : (gid_t)-1) < 0)
+        chown(path, owner, group) < 0)
         return queue_dir_fail("chown", path);
     if (chmod(path, mode) < 0)
         return queue_dir_fail("chmod", path);
     return 0;
 }
 
-int queue_dirs_create(const char *queue_dir, uid_t owner, gid_t group)
+int queue_dirs_create(const char *queue_dir, uid_t owner, gid_t owner_group,
+                      gid_t submit_group)
 {
+    /* set_group: the directory's group is submit_group (setgid_group), the
+     * one group the daemons do not hold; every other one is owner_group. */
     static const struct {
         const char *name;
         mode_t mode;
@@ -144,11 +146,12 @@ int queue_dirs_create(const char *queue_dir, uid_t owner, gid_t group)
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < sizeof(dirs) / sizeof(dirs[0]); i++) {
         strbuf_printf(&path, "%s/%s", queue_dir, dirs[i].name);
-        rc = queue_make_dir(path.data, dirs[i].mode, owner, group, dirs[i].set_group);
+        rc = queue_make_dir(path.data, dirs[i].mode, owner,
+                            dirs[i].set_group ? submit_group : owner_group);
         if (rc == 0 && queue_is_hashed(dirs[i].name)) {
             for (int h = 0; rc == 0 && h < 16; h++) {
                 strbuf_printf(&path, "%s/%s/%c", queue_dir, dirs[i].name, hash_digits[h]);
-                rc = queue_make_dir(path.data, 0700, owner, group, 0);
+                rc = queue_make_dir(path.data, 0700, owner, owner_group);
             }
         }
     }

@@ -13,7 +13,8 @@
  *   3. logging: maillog_file when set, else syslog, tagged syslog_name.
  *   4. pre_jail(); chdir(queue_directory); chroot there with -r (only when
  *      root; otherwise skipped with a debug log); with -u and root, drop
- *      to mail_owner / setgid_group via privs.h and verify we are no longer
+ *      to mail_owner and its primary group (no supplementary groups; not
+ *      setgid_group) via privs.h and verify we are no longer
  *      root (fatal otherwise); post_jail().
  *   5. serve: SERVER_SINGLE accepts on fd 3 one client at a time and calls
  *      serve(fd) (or wakeup() for a {request=wakeup} record when the daemon
@@ -333,10 +334,11 @@ static void server_jail(int want_chroot, int want_unpriv)
     const char *owner = config_str("mail_owner");
     int drop = want_unpriv && geteuid() == 0;
     if (drop) {
-        const char *group = config_str("setgid_group");
-        if (privs_lookup(owner, group, &uid, &gid, &err) < 0)
-            log_fatal("mail_owner %s / setgid_group %s: %s", owner, group,
-                      strbuf_str(&err));
+        /* mail_owner's primary group only, never setgid_group: that group
+         * opens maildrop/ and public/ to postdrop and postern, and a
+         * compromised daemon must not gain it (Postfix's model). */
+        if (privs_lookup(owner, NULL, &uid, &gid, &err) < 0)
+            log_fatal("mail_owner %s: %s", owner, strbuf_str(&err));
         if (uid == 0)
             log_fatal("mail_owner %s has uid 0: refusing to run as root", owner);
     } else if (want_unpriv) {

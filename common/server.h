@@ -17,7 +17,8 @@
  * overrides, open the log (maillog_file or syslog), call pre_jail() (still
  * privileged: read keys and maps that need privilege), chdir to
  * queue_directory, chroot there when master says so (-r), drop to
- * mail_owner / setgid_group when unprivileged (-u), call post_jail(), then
+ * mail_owner and its primary group when unprivileged (-u; never
+ * setgid_group, no supplementary groups), call post_jail(), then
  * serve.
  *
  * Master hands the child its listening socket on fd SERVER_LISTEN_FD (3) and

@@ -364,10 +364,13 @@ int master_dirs_create(strbuf *err)
 {
     const char *qdir = config_str("queue_directory");
     uid_t uid = getuid();
-    gid_t gid = getgid();
+    gid_t gid = getgid();           /* mail_owner's primary group */
+    gid_t submit_gid = getgid();    /* setgid_group: maildrop/ and public/ */
     if (geteuid() == 0) {
-        if (privs_lookup(config_str("mail_owner"), config_str("setgid_group"),
-                         &uid, &gid, err) < 0)
+        uid_t unused;
+        if (privs_lookup(config_str("mail_owner"), NULL, &uid, &gid, err) < 0
+            || privs_lookup(config_str("mail_owner"), config_str("setgid_group"),
+                            &unused, &submit_gid, err) < 0)
             return -1;
     }
     struct stat st;
@@ -386,9 +389,9 @@ int master_dirs_create(strbuf *err)
         rc |= make_dir(strbuf_str(&path), 0700, uid, gid, err);
     strbuf_printf(&path, "%s/public", qdir);
     if (rc == 0)
-        rc |= make_dir(strbuf_str(&path), 0710, uid, gid, err);
+        rc |= make_dir(strbuf_str(&path), 0710, uid, submit_gid, err);
     strbuf_release(&path);
-    if (rc == 0 && queue_dirs_create(qdir, uid, gid) < 0) {
+    if (rc == 0 && queue_dirs_create(qdir, uid, gid, submit_gid) < 0) {
         strbuf_printf(err, "cannot create the queue directories under %s: %s",
                       qdir, strerror(errno));
         rc = -1;

@@ -154,9 +154,9 @@ do_install() {
     install -d -m 0710 "$D$SPOOLDIR/public"
     if [ "$root" = yes ] && have_accounts; then
         for q in incoming active deferred hold requeue corrupt defer bounce trace private; do
-            chown postern "$D$SPOOLDIR/$q"
+            chown postern: "$D$SPOOLDIR/$q"     # postern and its own group
         done
-        chown postern "$D$DATADIR_VAR"
+        chown postern: "$D$DATADIR_VAR"
         chown postern:postdrop "$D$SPOOLDIR/maildrop" "$D$SPOOLDIR/public"
         chmod 01730 "$D$SPOOLDIR/maildrop"
         chmod 0710 "$D$SPOOLDIR/public"

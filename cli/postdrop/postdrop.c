@@ -15,8 +15,9 @@
  * counted with CRLF line ends; envelope records: 16 MiB in all).  It does
  * not look inside records: pickup parses them as untrusted input.
  *
- * Output: maildrop/QID, mode 0640, owned by the caller (the owner uid is
- * how pickup knows who submitted it) and group setgid_group.  Written as
+ * Output: maildrop/QID, mode 0444 (pickup, mail_owner without
+ * setgid_group, reads it as "other"), owned by the caller (the owner uid is
+ * how pickup knows who submitted it).  Written as
  * maildrop/.tmp-PID-N (O_EXCL), fsynced, renamed to its queue id (made
  * from the arrival time and inode, queue_id_make) and the directory
  * fsynced; when maildrop/ cannot be opened for reading (1730: the group
@@ -42,7 +43,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -235,14 +235,12 @@ int main(int argc, char **argv)
     if (fd < 0)
         postdrop_fatal(EX_TEMPFAIL, "cannot create a file in %s/maildrop", qdir);
     temp_live = 1;
-    /* The file's group must let pickup (mail_owner, group setgid_group)
-     * read it; setgid gives that, root must ask for it. */
-    if (geteuid() == 0) {
-        struct group *gr = getgrnam(config_str("setgid_group"));
-        if (gr && fchown(fd, (uid_t) -1, gr->gr_gid) < 0)
-            postdrop_fatal(EX_TEMPFAIL, "chown %s: %s", temp_path, strerror(errno));
-    }
-    if (fchmod(fd, 0640) < 0)
+    /* pickup runs as mail_owner with its own group, not setgid_group, so
+     * it reads the file through the "other" bits (Postfix's postdrop makes
+     * maildrop files 0444 too).  Nobody else can reach it: maildrop/ 1730
+     * lets only mail_owner and setgid_group in, and the group cannot list
+     * it. */
+    if (fchmod(fd, 0444) < 0)
         postdrop_fatal(EX_TEMPFAIL, "chmod %s: %s", temp_path, strerror(errno));
     FILE *out = fdopen(fd, "w");
     if (!out)

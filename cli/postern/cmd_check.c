@@ -13,7 +13,8 @@
  *   - queue_directory exists, is a directory, is not group or world
  *     writable; private/ (when present) is not accessible to others; as
  *     root: owned by root, with private/ owned by mail_owner;
- *   - as root: mail_owner and setgid_group exist and mail_owner is not root;
+ *   - as root: mail_owner and setgid_group exist, mail_owner is not root
+ *     and its primary group (the daemons' group) is not setgid_group;
  *   - maildrop/ (mode 1730) and public/ (0710), when present, have their
  *     modes, and as root mail_owner as owner and setgid_group as group;
  *     command_directory/postdrop exists (else a warning) and, as root, is
@@ -349,9 +350,15 @@ int postern_cmd_check(int argc, char **argv)
             check_error("mail_owner %s has uid 0: the daemons must not run as root", user);
         else
             owner = pw->pw_uid;
-        if (!getgrnam(group))
+        gid_t owner_gid = pw ? pw->pw_gid : (gid_t)-1;
+        struct group *gr = getgrnam(group);
+        if (!gr)
             check_error("setgid_group %s: no such group (create it: groupadd --system %s)",
                         group, group);
+        else if (pw && owner_gid == gr->gr_gid)
+            check_error("mail_owner %s has setgid_group %s as its primary group: the "
+                        "daemons would hold it (give %s a group of its own: usermod -g)",
+                        user, group, user);
     }
 
     strbuf cf_path;

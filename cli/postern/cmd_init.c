@@ -31,9 +31,11 @@
  * (compiled in, default /usr/local/share/postern, where `make install`
  * will put them).
  *
- * The queue directories (queue_dirs_create: maildrop/ 1730 and public/
- * 0710 owned by mail_owner with group setgid_group) are made at once, so
- * local submission works before the first start.
+ * The queue directories (queue_dirs_create: owned by mail_owner and its
+ * primary group, except maildrop/ 1730 and public/ 0710 whose group is
+ * setgid_group) are made at once, so local submission works before the
+ * first start.  As root, init refuses a postern account whose primary
+ * group is postdrop: the daemons run with that group.
  *
  * Contract: init refuses a DIR that already holds a main.cf, and leaves
  * nothing half-written there on most failures (it checks accounts and
@@ -244,7 +246,8 @@ int postern_cmd_init(int argc, char **argv)
     const char *owner, *group;
     char *owner_copy = NULL, *group_copy = NULL;    /* getpw*() buffers are reused */
     uid_t uid = getuid();
-    gid_t gid = getgid();
+    gid_t gid = getgid();           /* mail_owner's primary group */
+    gid_t submit_gid = getgid();    /* setgid_group: maildrop/ and public/ */
     if (root) {
         owner = "postern";
         group = "postdrop";
@@ -256,8 +259,13 @@ int postern_cmd_init(int argc, char **argv)
                           "    useradd --system --user-group --no-create-home "
                           "--home-dir /nonexistent --shell /usr/sbin/nologin postern",
                           owner, group);
+        if (pw->pw_gid == gr->gr_gid)
+            postern_fatal("the user %s has %s as its primary group: the daemons would "
+                          "hold it; give %s a group of its own (usermod -g)",
+                          owner, group, owner);
         uid = pw->pw_uid;
-        gid = gr->gr_gid;
+        gid = pw->pw_gid;
+        submit_gid = gr->gr_gid;
     } else {
         struct passwd *pw = getpwuid(uid);
         struct group *gr = getgrgid(gid);
@@ -349,7 +357,7 @@ int postern_cmd_init(int argc, char **argv)
     /* The queue directories now, so sendmail works before the first start
      * (maildrop/ 1730 and public/ 0710 with group setgid_group). */
     strbuf_printf(&path, "%s/spool", dir);
-    if (queue_dirs_create(strbuf_str(&path), uid, gid) < 0)
+    if (queue_dirs_create(strbuf_str(&path), uid, gid, submit_gid) < 0)
         postern_fatal("create the queue directories in %s: %s", strbuf_str(&path),
                       strerror(errno));
 

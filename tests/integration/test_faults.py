@@ -116,9 +116,12 @@ def test_root_instance_privileges():
     import grp
     import pwd
     owner = pwd.getpwnam("postern")
-    # unprivileged daemons run as mail_owner with group setgid_group
-    # (common/server.c; Postfix uses mail_owner's primary group)
-    group = grp.getgrnam("postdrop").gr_gid
+    # unprivileged daemons run as mail_owner with its primary group and no
+    # other (common/server.c, as Postfix): never setgid_group (postdrop),
+    # which opens maildrop/ and public/ to the setgid programs only
+    group = owner.pw_gid
+    postdrop = grp.getgrnam("postdrop").gr_gid
+    assert group != postdrop
     with harness.Instance(as_root=True) as inst:
         spool = os.path.realpath(os.path.join(inst.dir, "spool"))
         with inst.smtp() as s:
@@ -145,6 +148,7 @@ def test_root_instance_privileges():
                     assert uids == [owner.pw_uid] * 4, (name, uids)
                     assert gids == [group] * 4, (name, gids)
                     assert set(groups) <= {group}, (name, groups)
+                    assert postdrop not in groups, (name, groups)
                 assert root == (spool if chrooted else "/"), (name, root)
                 for fd, link in fds:
                     if link.startswith(("socket:", "pipe:", "anon_inode:")) or link == "/dev/null":

@@ -79,6 +79,13 @@ def test_install_layout_keeps_edited_config_and_uninstall_keeps_mail():
         st = os.stat(spool + "/public")
         assert stat.S_IMODE(st.st_mode) == 0o710 and grp.getgrgid(st.st_gid).gr_name == "postdrop"
         assert pwd.getpwuid(os.stat(spool + "/incoming").st_uid).pw_name == "postern"
+        # every other directory has postern's own group: the daemons do
+        # not hold postdrop
+        postern_gid = pwd.getpwnam("postern").pw_gid
+        assert postern_gid != grp.getgrnam("postdrop").gr_gid
+        for q in ("incoming", "active", "deferred", "private"):
+            assert os.stat(spool + "/" + q).st_gid == postern_gid, q
+        assert os.stat(d + "/var/lib/postern").st_gid == postern_gid
         with open(d + "/lib/systemd/system/postern.service") as f:
             unit = f.read()
         assert "ExecStart=/usr/sbin/postern start" in unit

@@ -183,6 +183,21 @@ def test_init_creates_maildrop_and_check_verifies_it():
                 st = os.stat(maildrop)
                 assert pwd.getpwuid(st.st_uid).pw_name == "postern"
                 assert grp.getgrgid(st.st_gid).gr_name == "postdrop"
+                # every other directory: postern's own group, which the
+                # daemons run with (not postdrop)
+                owner_gid = pwd.getpwnam("postern").pw_gid
+                for d in ("incoming", "active", "private", "deferred/0"):
+                    assert os.stat(os.path.join(inst.dir, "spool", d)).st_gid == owner_gid, d
+                assert os.stat(os.path.join(inst.dir, "data")).st_gid == owner_gid
+                # a setgid_group that is mail_owner's own group would give
+                # the daemons the submission group: check refuses it
+                owner_group = grp.getgrgid(owner_gid).gr_name
+                inst.edit_main_cf({"setgid_group": owner_group})
+                r = inst.postern("check")
+                assert r.returncode == 1, r.stderr
+                assert ("postern: error: mail_owner postern has setgid_group %s as its "
+                        "primary group" % owner_group) in r.stderr, r.stderr
+                inst.edit_main_cf({"setgid_group": "postdrop"})
             r = inst.postern("check")
             assert r.returncode == 0, r.stderr
             # sendmail works before the first start: the file waits in maildrop/

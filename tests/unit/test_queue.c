@@ -41,7 +41,7 @@ static void spool_setup(void)
     strcpy(spool, "/tmp/test_queue_XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(spool));
     ck_assert_ptr_nonnull(getcwd(old_cwd, sizeof(old_cwd)));
-    ck_assert_int_eq(queue_dirs_create(spool, getuid(), getgid()), 0);
+    ck_assert_int_eq(queue_dirs_create(spool, getuid(), getgid(), getgid()), 0);
     ck_assert_int_eq(chdir(spool), 0);
 }
 
@@ -280,12 +280,12 @@ START_TEST(dirs_created_with_modes)
     }
     /* Idempotent, and it repairs a wrong mode. */
     ck_assert_int_eq(chmod("active", 0755), 0);
-    ck_assert_int_eq(queue_dirs_create(".", getuid(), getgid()), 0);
+    ck_assert_int_eq(queue_dirs_create(".", getuid(), getgid(), getgid()), 0);
     ck_assert_uint_eq(mode_of("active"), 0700);
     /* A file where a directory belongs is an error. */
     ck_assert_int_eq(rmdir("hold"), 0);
     write_whole("hold", "x", 1);
-    ck_assert_int_eq(queue_dirs_create(".", getuid(), getgid()), -1);
+    ck_assert_int_eq(queue_dirs_create(".", getuid(), getgid(), getgid()), -1);
     ck_assert_int_eq(errno, ENOTDIR);
 }
 END_TEST

@@ -193,7 +193,7 @@ static void spool_setup(void)
 {
     snprintf(spool, sizeof(spool), "/tmp/test-qadmin-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(spool));
-    ck_assert_int_eq(queue_dirs_create(spool, getuid(), getgid()), 0);
+    ck_assert_int_eq(queue_dirs_create(spool, getuid(), getgid(), getgid()), 0);
     ck_assert_ptr_nonnull(getcwd(oldcwd, sizeof(oldcwd)));
     ck_assert_int_eq(chdir(spool), 0);
 }
