@@ -79,10 +79,18 @@ static struct regexp_rule *new_rule(struct regexp_table *t)
  */
 #define REGEXP_MAX_NODES      20000
 #define REGEXP_MAX_REPEATED   1000
+/* Quantifiers stacked through groups ("((a*)+)+"; direct runs like "a*+"
+ * are collapsed or refused below): glibc's epsilon-closure work grows by
+ * orders of magnitude per level ("^(((((((a*)+)+)+)+)+)+)+" ran for
+ * minutes, "^((a*++)++)++" too before collapsing; fuzz_maps), whatever the
+ * node counts say.  A chain counts the quantifiers on an atom plus the
+ * deepest chain inside it when the atom is a group. */
+#define REGEXP_MAX_STACKED    4
 
 struct regexp_cost {
     size_t nodes;               /* all nodes */
     size_t repeated;            /* nodes under some quantifier */
+    size_t stacked;             /* deepest chain of stacked quantifiers */
 };
 
 static size_t saturating_mul(size_t a, size_t b)
@@ -121,10 +129,10 @@ static size_t skip_bracket(const char *p, size_t i)
  * the epsilon closure of such runs recursively, in time exponential in
  * their length ("^(.***...*)" with 100 stars ran for minutes, and a few
  * runs of 8-10 stars still took over 10 s; both found by fuzz_maps). */
-static size_t quantifier_factor(const char *p, size_t *i)
+static size_t quantifier_factor(const char *p, size_t *i, size_t *count)
 {
     size_t factor = 0;
-    for (;;) {
+    for (;; (*count)++) {
         char c = p[*i];
         if (factor && (c == '*' || c == '?' || c == '+'
                        || (c == '{' && p[*i + 1] >= '0' && p[*i + 1] <= '9'))) {
@@ -204,7 +212,7 @@ static int regexp_too_complex(const char *p)
     size_t depth = 0, i = 0;
     memset(&stack[0], 0, sizeof(stack[0]));
     while (p[i]) {
-        struct regexp_cost atom = { 1, 0 };
+        struct regexp_cost atom = { 1, 0, 0 };
         if (p[i] == '(') {
             if (++depth >= sizeof(stack) / sizeof(*stack))
                 return 1;
@@ -223,15 +231,20 @@ static int regexp_too_complex(const char *p)
         } else {
             i++;
         }
-        size_t factor = quantifier_factor(p, &i);
+        size_t quantifiers = 0;
+        size_t factor = quantifier_factor(p, &i, &quantifiers);
         if (factor) {
             atom.nodes = saturating_mul(atom.nodes, factor);
             atom.repeated = atom.nodes;
         }
+        atom.stacked += quantifiers;
         stack[depth].nodes += atom.nodes;
         stack[depth].repeated += atom.repeated;
+        if (atom.stacked > stack[depth].stacked)
+            stack[depth].stacked = atom.stacked;
         if (stack[depth].nodes > REGEXP_MAX_NODES
-            || stack[depth].repeated > REGEXP_MAX_REPEATED)
+            || stack[depth].repeated > REGEXP_MAX_REPEATED
+            || atom.stacked > REGEXP_MAX_STACKED)
             return 1;
     }
     return 0;                   /* unclosed groups: regcomp refuses them */

@@ -503,6 +503,12 @@ START_TEST(regexp_bad)
         map_close(sm);
         strbuf_release(&stars);
     }
+    /* quantifiers stacked through groups: regcomp ran for minutes
+     * (fuzz_maps timeout, 2026-11-28) */
+    expect_open_error("regexp", "r23", "/^(((((((a*)+)+)+)+)+)+)+/ x\n",
+                      "line 1: regexp /^(((((((a*)+)+)+)+)+)+)+/ too complex (repetitions nest too deep)");
+    expect_open_error("regexp", "r24", "/^((((a*)+)+)+)+/ x\n",
+                      "line 1: regexp /^((((a*)+)+)+)+/ too complex (repetitions nest too deep)");
     expect_open_error("regexp", "r21", "/^(a*)*\\1$/ x\n",
                       "line 1: regexp /^(a*)*\\1$/: back-references are not supported");
     /* realistic patterns stay well inside the limits */
@@ -524,6 +530,11 @@ START_TEST(regexp_bad)
     expect_lookup(m, "ababaxx", 1, "ok");
     expect_lookup(m, "a{c", 1, "c");
     expect_lookup(m, "1x.y", 1, "bracketed-backslash");
+    map_close(m);
+    /* up to four quantifiers stacked through groups still compile */
+    m = open_file_map("regexp", "r26", "/^(((a*)+)+)+$/ many-a\n/^(([a-z]+\\.)+)+com$/ dotcom\n");
+    expect_lookup(m, "aaaa", 1, "many-a");
+    expect_lookup(m, "mail.example.com", 1, "dotcom");
     map_close(m);
     /* continuation lines count from the line where the rule starts */
     expect_open_error("regexp", "r14", "/a/ x\n\n/b/q\n  result\n",
