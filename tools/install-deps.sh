@@ -5,8 +5,9 @@ PKGS="build-essential pkg-config libssl-dev libsasl2-dev libsasl2-modules libsas
 libnet-ssleay-perl libio-socket-ssl-perl \
 libdb5.3-dev check python3 python3-aiosmtpd swaks openssl iproute2 procps dnsmasq-base \
 util-linux liblockfile1 man-db"
-# clang (libFuzzer) only when fuzzing is asked for: make fuzz sets FUZZ=1.
-[ "${FUZZ:-0}" = 1 ] && PKGS="$PKGS clang"
+# clang and its libFuzzer runtime (a Recommends, so named: apt runs with
+# --no-install-recommends) only when fuzzing is asked for: make fuzz sets FUZZ=1.
+[ "${FUZZ:-0}" = 1 ] && PKGS="$PKGS clang libclang-rt-14-dev"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
