@@ -3,7 +3,7 @@
 
     bench.py [--build DIR] [--sessions 20] [--messages 3000] [--size 4096]
              [--scenarios all|relay,local,accept,sendmail] [--json PATH]
-             [--reuse] [--quiet]
+             [--reuse] [--rounds N] [--keep-deletes]
 
 Scenarios (doc/performance.md says what each one measures):
   relay     bench_load -> smtpd -> cleanup -> qmgr -> smtp -> bench_sink
@@ -23,6 +23,15 @@ per daemon (a /proc sampler, see ProcSampler), then a check that each
 message arrived exactly once.  A table goes to stdout, the figures to
 --json (default BUILD/bench-results.json).  Exit status 1 when a scenario
 that could run failed its checks.
+
+Directories a scenario is done with (instance, Maildir, sink) are renamed
+into one graveyard and removed only after the last scenario: on ext4
+without a journal, thousands of files deleted make every file created in
+that block group for the next 1-6 minutes slower (doc/performance.md), so
+removing one scenario's tree right before the next would charge that cost
+to whichever MTA runs next.  --keep-deletes restores removal at once.
+--rounds N runs the chosen scenarios N times in turn (A B A B ...), one
+row each, for comparisons on a noisy machine.
 """
 import argparse
 import json
@@ -306,6 +315,8 @@ def measure(harness, args, name, conf, recipient, delivered, edit_master_cf=None
         res["latency_p99"] = float(figures.get("p99", 0.0))
         spool = getattr(inst, "spool", None) or os.path.join(inst.dir, "spool")
         if delivered is not None:
+            # How far delivery kept up while mail was being accepted.
+            res["delivered_when_accepted"] = delivered(inst)
             deadline = time.monotonic() + args.timeout
             while True:
                 n = delivered(inst)
@@ -569,6 +580,35 @@ def machine_info():
     return info
 
 
+class DeferredRemoval:
+    """Replace shutil.rmtree while the scenarios run: rename the tree into a
+    graveyard directory (no inode is freed) and remove them all at exit."""
+
+    def __init__(self):
+        self.real_rmtree = shutil.rmtree
+        self.graveyard = tempfile.mkdtemp(prefix="postern-bench-graveyard-")
+        os.chmod(self.graveyard, 0o755)
+        self.count = 0
+
+    def rmtree(self, path, ignore_errors=False, onerror=None, **kw):
+        if not os.path.lexists(path):
+            return self.real_rmtree(path, ignore_errors=ignore_errors, onerror=onerror, **kw)
+        self.count += 1
+        try:
+            os.rename(path, os.path.join(self.graveyard, str(self.count)))
+        except OSError:                 # another file system, or busy: at once
+            self.real_rmtree(path, ignore_errors=ignore_errors, onerror=onerror, **kw)
+
+    def __enter__(self):
+        shutil.rmtree = self.rmtree
+        return self
+
+    def __exit__(self, *exc):
+        shutil.rmtree = self.real_rmtree
+        shutil.rmtree(self.graveyard, ignore_errors=True)
+        return False
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default=os.path.join(SRC, "build"))
@@ -584,6 +624,10 @@ def main():
     ap.add_argument("--postfix", metavar="ROOT",
                     help="also run Postfix rows (pf-relay, pf-local, pf-accept) from "
                     "Debian's postfix package unpacked in ROOT (postfix-compare.sh)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run the scenarios this many times in turn, one row each")
+    ap.add_argument("--keep-deletes", action="store_true",
+                    help="remove each scenario's files at once (default: at the end)")
     ap.add_argument("--timeout", type=float, default=300,
                     help="seconds to wait for delivery to finish")
     args = ap.parse_args()
@@ -603,18 +647,16 @@ def main():
            "scenarios": []}
     # Side by side: each postern row right before its Postfix row.
     order = ["relay", "pf-relay", "local", "pf-local", "accept", "pf-accept", "sendmail"]
-    for name, fn in sorted(scenarios, key=lambda s: order.index(s[0])):
-        if name not in wanted:
-            continue
-        t = time.monotonic()
-        try:
-            r = fn(harness, args)
-        except Exception as e:      # one broken scenario must not hide the others
-            r = {"scenario": name, "status": "failed", "error": "%s: %s" % (type(e).__name__, e)}
-        r["wall_seconds"] = round(time.monotonic() - t, 1)
-        r.pop("instance_dir", None)
-        out["scenarios"].append(r)
-        print("%s: %s (%.1fs)" % (name, r["status"], r["wall_seconds"]), file=sys.stderr)
+    chosen = [s for s in sorted(scenarios, key=lambda s: order.index(s[0])) if s[0] in wanted]
+    removal = DeferredRemoval() if not args.keep_deletes else None
+    if removal:
+        removal.__enter__()
+        out["graveyard"] = removal.graveyard
+    try:
+        run_rounds(harness, args, chosen, out)
+    finally:
+        if removal:
+            removal.__exit__(None, None, None)
     with open("/proc/loadavg") as f:
         out["machine"]["loadavg_after"] = f.read().split()[:3]
     print(table(out["scenarios"]))
@@ -626,6 +668,22 @@ def main():
         json.dump(out, f, indent=2)
     print("results: %s" % json_path)
     return 1 if any(r["status"] == "failed" for r in out["scenarios"]) else 0
+
+
+def run_rounds(harness, args, chosen, out):
+    for round_no in range(args.rounds):
+        for name, fn in chosen:
+            t = time.monotonic()
+            try:
+                r = fn(harness, args)
+            except Exception as e:      # one broken scenario must not hide the others
+                r = {"scenario": name, "status": "failed",
+                     "error": "%s: %s" % (type(e).__name__, e)}
+            r["wall_seconds"] = round(time.monotonic() - t, 1)
+            r["round"] = round_no + 1
+            r.pop("instance_dir", None)
+            out["scenarios"].append(r)
+            print("%s: %s (%.1fs)" % (name, r["status"], r["wall_seconds"]), file=sys.stderr)
 
 
 if __name__ == "__main__":

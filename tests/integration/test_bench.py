@@ -76,12 +76,19 @@ def test_bench_driver_local_and_accept_small_run():
         out = os.path.join(tmp, "results.json")
         r = run([sys.executable, BENCH_PY, "--build", harness.BUILD, "--sessions", "2",
                  "--messages", "20", "--size", "2048", "--scenarios", "local,accept",
-                 "--json", out], timeout=180)
+                 "--rounds", "2", "--json", out], timeout=180)
         assert r.returncode == 0, r.stdout + r.stderr
         with open(out) as f:
             results = json.load(f)
+    # two rounds, in turn: local accept local accept
+    assert [(s["scenario"], s["round"]) for s in results["scenarios"]] == [
+        ("local", 1), ("accept", 1), ("local", 2), ("accept", 2)]
+    # the instances were kept in the graveyard until the end, then removed
+    assert results["graveyard"].startswith(tempfile.gettempdir())
+    assert not os.path.exists(results["graveyard"])
     rows = {s["scenario"]: s for s in results["scenarios"]}
     local, accept = rows["local"], rows["accept"]
+    assert 0 <= local["delivered_when_accepted"] <= 20
     assert local["status"] == "ok" and local["accepted"] == 20 and local["delivered"] == 20
     assert local["e2e_rate"] > 0 and local["latency_p99"] >= local["latency_p50"] > 0
     for daemon in ("smtpd", "cleanup", "qmgr", "local"):
