@@ -9,6 +9,8 @@ Debian's python3-aiosmtpd) on several loopback addresses.
     port = free_port_on(["127.0.0.2", "127.0.0.3"])
     with Receiver("127.0.0.2", port) as rx:
         ...  # rx.messages, rx.connections, rx.closed, rx.ehlos
+    with ScriptedServer("127.0.0.2", port, replies={"RCPT": "450 4.2.0 later"}) as srv:
+        ...  # a raw server saying what the test scripts: srv.lines, srv.events
 
 Names under .test that are not configured answer NXDOMAIN (dnsmasq
 --local=/test/).  A name with an address but no MX answers NOERROR with
@@ -283,18 +285,41 @@ def password_authenticator(users):
 
 
 class ScriptedServer:
-    """A raw TCP server on addr:port that greets with `greeting` and answers
-    each line it reads with replies[verb] (verb = first word, upper-cased;
-    "." for the end of data; a missing verb gets "250 ok").  A reply of
-    None means: say nothing (hang until the client gives up).  Lines read
-    are kept in .lines; .connections counts clients."""
+    """A raw TCP SMTP server on addr:port for the tests that need a server
+    to say exactly what they script (aiosmtpd's Receiver is too polite).
+    Each connection is greeted with `greeting` (None: say nothing); each
+    line read -- a command, or "." at the end of data -- is answered by
+    script(conn, line, state) when that returns text, else by
+    replies[verb] (verb = the first word, upper-cased; "." for the end of
+    data), else "354 go ahead" for DATA and "250 ok" for anything else.
+    conn is the 1-based connection number, state a dict per connection
+    ("n_msgs": messages whose end of data was read on it).
 
-    def __init__(self, addr, port, greeting="220 scripted ESMTP", replies=None):
+    A reply is the text to send (lines joined by CRLF); "CLOSE text" sends
+    text, if any, and closes the connection; None from replies means say
+    nothing and hang until the client gives up.  The replies to the lines
+    of one recv() chunk go in one write, as a pipelining server's would.
+
+    What it saw: .lines, every line read on any connection, message lines
+    included as they came (dot-stuffed); .events, (conn, chunk, line) for
+    every command and end of data, chunk being the number of the recv()
+    that brought it in on that connection (a pipelined group shares one);
+    .commands(conn), one connection's command lines; .messages,
+    (conn, body) per message, body in bytes with CRLF line ends;
+    .connections and .closed count clients."""
+
+    def __init__(self, addr, port, greeting="220 scripted ESMTP", replies=None,
+                 script=None):
         self.addr, self.port = addr, port
         self.greeting = greeting
         self.replies = dict(replies or {})
+        self.script = script
         self.lines = []
+        self.events = []
+        self.messages = []
         self.connections = 0
+        self.closed = 0
+        self.lock = threading.Lock()
         self.sock = None
         self.thread = None
         self.stop = threading.Event()
@@ -315,39 +340,81 @@ class ScriptedServer:
                 conn, _ = self.sock.accept()
             except OSError:
                 continue
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            with self.lock:
+                self.connections += 1
+                n = self.connections
+            threading.Thread(target=self._serve, args=(conn, n), daemon=True).start()
 
-    def _serve(self, conn):
+    def _reply(self, n, line, state):
+        text = self.script(n, line, state) if self.script else None
+        if text is not None:
+            return text
+        verb = line.split(" ", 1)[0].upper()
+        return self.replies.get(verb, "354 go ahead" if verb == "DATA" else "250 ok")
+
+    def _serve(self, conn, n):
         conn.settimeout(30)
-        f = conn.makefile("rb")
+        state = {"n_msgs": 0}
+        buf = b""
+        body = b""
+        in_data = False
+        chunk = 0
         try:
             if self.greeting is not None:
                 conn.sendall(self.greeting.encode() + b"\r\n")
-            in_data = False
-            for raw in f:
-                line = raw.rstrip(b"\r\n").decode(errors="replace")
-                self.lines.append(line)
-                if in_data:
-                    if line != ".":
-                        continue
-                    in_data = False
-                    verb = "."
-                else:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                chunk += 1
+                buf += data
+                out = b""
+                while b"\n" in buf:
+                    raw, buf = buf.split(b"\n", 1)
+                    raw = raw.rstrip(b"\r")
+                    line = raw.decode(errors="replace")
+                    with self.lock:
+                        self.lines.append(line)
+                    if in_data:
+                        if raw != b".":
+                            body += raw + b"\r\n"
+                            continue
+                        in_data = False
+                        with self.lock:
+                            self.messages.append((n, body))
+                        state["n_msgs"] += 1
+                    with self.lock:
+                        self.events.append((n, chunk, line))
+                    text = self._reply(n, line, state)
+                    if text is None:
+                        if out:
+                            conn.sendall(out)
+                        self.stop.wait(60)
+                        return
+                    close = text.startswith("CLOSE")
+                    text = text[len("CLOSE"):].lstrip() if close else text
+                    if text:
+                        out += text.encode() + b"\r\n"
                     verb = line.split(" ", 1)[0].upper()
-                reply = self.replies.get(verb, "354 go ahead" if verb == "DATA" else "250 ok")
-                if reply is None:
-                    self.stop.wait(60)
-                    break
-                conn.sendall(reply.encode() + b"\r\n")
-                if verb == "DATA" and reply.startswith("354"):
-                    in_data = True
-                if verb == "QUIT":
-                    break
+                    if close or verb == "QUIT":
+                        if out:
+                            conn.sendall(out)
+                        return
+                    if verb == "DATA" and text.startswith("354"):
+                        in_data = True
+                        body = b""
+                if out:
+                    conn.sendall(out)
         except OSError:
             pass
         finally:
             conn.close()
+            with self.lock:
+                self.closed += 1
+
+    def commands(self, conn):
+        with self.lock:
+            return [l for c, _, l in self.events if c == conn]
 
     def __exit__(self, *exc):
         self.stop.set()

@@ -161,6 +161,54 @@ def test_5xx_bounce_carries_remote_reply():
         assert "Remote-MTA: dns; amx.test" in msgs[0]
 
 
+def test_rcpt_replies_decide_alike_with_and_without_pipelining():
+    """Per recipient, a 250 to RCPT TO is delivered, a 550 bounces and a
+    450 defers, each with the server's words, the same whether the server
+    offers PIPELINING (MAIL, RCPT, DATA in one write, replies read after)
+    or not (each command waits for its reply)."""
+    def rcpt_script(conn, line, state):
+        if not line.startswith("RCPT TO:<"):
+            return None
+        addr = line[len("RCPT TO:<"):line.index(">")]
+        return {"bad": "550 5.1.1 <%s>: Recipient address rejected: User unknown" % addr,
+                "later": "450 4.2.0 <%s>: Recipient address rejected: greylisted" % addr,
+                }.get(addr.split("@")[0])
+    dns, port = setup_world()
+    # amx.test and mx2.test have no MX: their A records, 127.0.0.2 and .3
+    lockstep = ScriptedServer("127.0.0.2", port, script=rcpt_script,
+                              replies={"EHLO": "250-lockstep.test\r\n250 8BITMIME"})
+    pipelined = ScriptedServer("127.0.0.3", port, script=rcpt_script,
+                               replies={"EHLO": "250-pipelined.test\r\n250 PIPELINING"})
+    with dns, lockstep, pipelined, sender_instance(dns, port) as inst:
+        for domain, addr, srv in (("amx.test", "127.0.0.2", lockstep),
+                                  ("mx2.test", "127.0.0.3", pipelined)):
+            send(inst, ["ok@" + domain, "later@" + domain, "bad@" + domain])
+            relay = r"relay=%s\[%s\]:%d, " % (re.escape(domain), re.escape(addr), port)
+            said = r"\(host %s\[%s\] said: " % (re.escape(domain), re.escape(addr))
+            inst.wait_log(r"to=<ok@%s>, %s.*dsn=2.0.0, status=sent \(250 ok\)"
+                          % (re.escape(domain), relay), timeout=30)
+            inst.wait_log(r"to=<bad@%s>, %s.*dsn=5.1.1, status=bounced %s550 5.1.1 "
+                          r"<bad@%s>: Recipient address rejected: User unknown \(in reply to "
+                          r"RCPT TO command\)\)" % ((re.escape(domain), relay, said)
+                                                    + (re.escape(domain),)), timeout=30)
+            inst.wait_log(r"to=<later@%s>, %s.*dsn=4.2.0, status=deferred %s450 4.2.0 "
+                          r"<later@%s>: Recipient address rejected: greylisted \(in reply "
+                          r"to RCPT TO command\)\)" % ((re.escape(domain), relay, said)
+                                                       + (re.escape(domain),)), timeout=30)
+            with srv.lock:
+                group = [(chunk, line) for _, chunk, line in srv.events
+                         if line.split(":")[0] in ("MAIL FROM", "RCPT TO", "DATA")]
+            assert [l.split(":")[0] for _, l in group] == \
+                ["MAIL FROM", "RCPT TO", "RCPT TO", "RCPT TO", "DATA"], group
+            chunks = set(chunk for chunk, _ in group)
+            # one write with PIPELINING, a write per command without it
+            assert len(chunks) == (1 if srv is pipelined else 5), group
+            assert len(srv.messages) == 1 and b"hello" in srv.messages[0][1]
+        log = inst.log()
+        for domain in ("amx.test", "mx2.test"):
+            assert len(re.findall(r"to=<(ok|bad|later)@%s>" % re.escape(domain), log)) == 3
+
+
 def test_connection_reuse_for_several_messages():
     dns, port = setup_world()
     with dns, Receiver("127.0.0.2", port) as rx, \

@@ -3,140 +3,36 @@ RSET goes in the same write as MAIL, RCPT and DATA when the server offers
 PIPELINING (RFC 2920), and mail stays correct when the server refuses the
 RSET, drops the idle connection, or rejects MAIL after the RSET.
 
-The receiving server here is a raw TCP server written for these tests
-(PipelineServer): it records every command line with the number of the
+The receiving server is smtp_helpers.ScriptedServer offering PIPELINING
+(pipeline_server): it records every command line with the number of the
 recv() chunk it arrived in, so a pipelined group is visible as lines
 sharing one chunk, and it answers per connection from a script.  One
 agent (smtp_destination_concurrency_limit = 1) and a long
 smtp_connection_cache_time_limit make the second message of each test
 reuse the first one's connection.
 """
-import socket
-import threading
-
 import harness
-from smtp_helpers import DnsServer, free_port_on
+from smtp_helpers import DnsServer, ScriptedServer, free_port_on
 
 SENDER = "postmaster@localhost"
 
 
-class PipelineServer:
-    """SMTP server on addr:port.  reply(conn, line, state) -> reply text
-    ("CLOSE text": send text, if any, then close the connection), or None
-    for the default.  conn is the
-    1-based connection number; state is a dict per connection ("n_msgs":
-    messages completed on it).  The default answers: EHLO offers
-    PIPELINING, DATA gets 354, everything else 250.  .events holds
-    (conn, chunk, line) for every command line and every end of data
-    (line "."); message bodies are kept in .messages as (conn, bytes)."""
+# The replies of a server that offers PIPELINING, for ScriptedServer.
+PIPELINE_REPLIES = {
+    "EHLO": "250-pipe.test\r\n250-PIPELINING\r\n250 8BITMIME",
+    "MAIL": "250 2.0.0 Ok",
+    "RCPT": "250 2.0.0 Ok",
+    "RSET": "250 2.0.0 Ok",
+    ".": "250 2.0.0 Ok: queued",
+    "QUIT": "221 bye",
+}
 
-    def __init__(self, addr, port, reply=None):
-        self.addr, self.port = addr, port
-        self.custom = reply
-        self.events = []
-        self.messages = []
-        self.connections = 0
-        self.closed = 0
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
 
-    def default_reply(self, line):
-        verb = line.split(" ", 1)[0].upper()
-        if verb == "EHLO":
-            return "250-pipe.test\r\n250-PIPELINING\r\n250 8BITMIME"
-        if verb == "DATA":
-            return "354 go ahead"
-        if verb == "QUIT":
-            return "221 bye"
-        if verb == ".":
-            return "250 2.0.0 Ok: queued"
-        return "250 2.0.0 Ok"
-
-    def __enter__(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((self.addr, self.port))
-        self.sock.listen(8)
-        self.sock.settimeout(0.2)
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        return self
-
-    def _run(self):
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            with self.lock:
-                self.connections += 1
-                n = self.connections
-            threading.Thread(target=self._serve, args=(conn, n), daemon=True).start()
-
-    def _serve(self, conn, n):
-        conn.settimeout(30)
-        state = {"n_msgs": 0}
-        buf = b""
-        body = b""
-        in_data = False
-        chunk = 0
-        try:
-            conn.sendall(b"220 pipe.test ESMTP\r\n")
-            while True:
-                data = conn.recv(65536)
-                if not data:
-                    return
-                chunk += 1
-                buf += data
-                out = b""
-                while b"\r\n" in buf:
-                    raw, buf = buf.split(b"\r\n", 1)
-                    if in_data:
-                        if raw != b".":
-                            body += raw + b"\r\n"
-                            continue
-                        in_data = False
-                        with self.lock:
-                            self.messages.append((n, body))
-                        state["n_msgs"] += 1
-                    line = raw.decode(errors="replace")
-                    with self.lock:
-                        self.events.append((n, chunk, line))
-                    text = self.custom(n, line, state) if self.custom else None
-                    if text is None:
-                        text = self.default_reply(line)
-                    close = text.startswith("CLOSE")
-                    text = text[len("CLOSE"):].lstrip() if close else text
-                    if text:
-                        out += text.encode() + b"\r\n"
-                    if close:
-                        if out:
-                            conn.sendall(out)
-                        return
-                    if line.upper() == "DATA" and text.startswith("354"):
-                        in_data = True
-                        body = b""
-                    if line.upper() == "QUIT":
-                        conn.sendall(out)
-                        return
-                if out:
-                    conn.sendall(out)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-            with self.lock:
-                self.closed += 1
-
-    def lines(self, conn):
-        with self.lock:
-            return [l for c, _, l in self.events if c == conn]
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.sock.close()
-        self.thread.join(5)
-        return False
+def pipeline_server(addr, port, script=None):
+    """A ScriptedServer offering PIPELINING; script(conn, line, state)
+    overrides its replies (None: the default one)."""
+    return ScriptedServer(addr, port, greeting="220 pipe.test ESMTP",
+                          replies=PIPELINE_REPLIES, script=script)
 
 
 def sender_instance(dns, port, **conf):
@@ -165,12 +61,12 @@ def first_message(inst, srv):
     """Deliver one message; afterwards the agent holds connection 1."""
     send(inst, "first@pipe.test", "first")
     inst.wait_log(r"to=<first@pipe.test>, .*status=sent", timeout=30)
-    harness.wait_for(lambda: any(l == "." for l in srv.lines(1)), 10, what="first end of data")
+    harness.wait_for(lambda: any(l == "." for l in srv.commands(1)), 10, what="first end of data")
 
 
 def test_reused_connection_sends_rset_in_the_pipelined_group():
     dns, port = world()
-    with dns, PipelineServer("127.0.0.2", port) as srv, sender_instance(dns, port) as inst:
+    with dns, pipeline_server("127.0.0.2", port) as srv, sender_instance(dns, port) as inst:
         first_message(inst, srv)
         for i in range(2):
             send(inst, "again%d@pipe.test" % i, "again %d" % i)
@@ -201,25 +97,25 @@ def test_refused_rset_means_a_fresh_connection_and_one_copy():
     must not trust those replies nor send the content there, must not QUIT
     into a possible DATA state, and delivers the message once on a new
     connection."""
-    def reply(conn, line, state):
+    def script(conn, line, state):
         if conn == 1 and line == "RSET":
             return "421 4.3.2 shutting down"
         return None
     dns, port = world()
-    with dns, PipelineServer("127.0.0.2", port, reply) as srv, \
+    with dns, pipeline_server("127.0.0.2", port, script) as srv, \
             sender_instance(dns, port) as inst:
         first_message(inst, srv)
         send(inst, "second@pipe.test", "second")
         inst.wait_log(r"to=<second@pipe.test>, relay=pipe.test\[127.0.0.2\]:%d, .*"
                       r"dsn=2.0.0, status=sent" % port, timeout=30)
         harness.wait_for(lambda: srv.closed >= 1, 10, what="connection 1 closed")
-        lines1 = srv.lines(1)
+        lines1 = srv.commands(1)
         k = lines1.index("RSET")
         # after the refused RSET: the rest of the group, then nothing
         assert [l.split(":")[0] for l in lines1[k:]] == ["RSET", "MAIL FROM", "RCPT TO",
                                                         "DATA"], lines1
         assert srv.connections == 2
-        assert "RSET" not in srv.lines(2)
+        assert "RSET" not in srv.commands(2)
         assert [c for c, _ in srv.messages] == [1, 2], srv.messages
         assert b"body of second" in srv.messages[1][1]
         log = inst.log()
@@ -230,12 +126,12 @@ def test_cached_connection_dropped_by_server():
     """The server closes the idle connection without a word: the pipelined
     group meets a dead socket, and the message goes over a new connection,
     not deferred."""
-    def reply(conn, line, state):
+    def script(conn, line, state):
         if conn == 1 and line == ".":
             return "CLOSE 250 2.0.0 Ok: queued"
         return None
     dns, port = world()
-    with dns, PipelineServer("127.0.0.2", port, reply) as srv, \
+    with dns, pipeline_server("127.0.0.2", port, script) as srv, \
             sender_instance(dns, port) as inst:
         first_message(inst, srv)
         send(inst, "after-drop@pipe.test", "after drop")
@@ -251,7 +147,7 @@ def test_mail_rejected_after_pipelined_rset():
     connection: the replies are matched to their commands (the RSET reply
     is not taken for MAIL's), the recipient bounces with MAIL's reply, and
     the next message still goes through."""
-    def reply(conn, line, state):
+    def script(conn, line, state):
         if state.get("reject") is None and line == "RSET":
             state["reject"] = True
             return None
@@ -264,7 +160,7 @@ def test_mail_rejected_after_pipelined_rset():
             return "503 5.5.1 Error: need RCPT command"
         return None
     dns, port = world()
-    with dns, PipelineServer("127.0.0.2", port, reply) as srv, \
+    with dns, pipeline_server("127.0.0.2", port, script) as srv, \
             sender_instance(dns, port) as inst:
         first_message(inst, srv)
         send(inst, "rejected@pipe.test", "rejected")
