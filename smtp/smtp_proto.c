@@ -434,6 +434,57 @@ static void finish_rcpt(struct smtp_request *req, struct smtp_session *s,
     smtp_rcpt_result(req, rc, st, dsn, s->relay, "%s", strbuf_str(reason));
 }
 
+/* Every recipient still pending bounces with dsn and reason: the message
+ * cannot go to this server at all (MAIL refused, SMTPUTF8, SIZE). */
+static void bounce_pending(struct smtp_request *req, struct smtp_session *s,
+                           const char *dsn, const strbuf *reason)
+{
+    for (int i = 0; i < req->nrcpt; i++)
+        if (req->rcpts[i].status == SMTP_PENDING)
+            finish_rcpt(req, s, &req->rcpts[i], SMTP_BOUNCED, dsn, reason);
+}
+
+/* The reply to one RCPT TO decides that recipient, the same with or
+ * without PIPELINING: 2xx accepts it for DATA, 5xx bounces it, anything
+ * else leaves it pending for the next server, the reply becoming the
+ * request's last soft failure (its deferral reason if no server takes it).
+ * why is scratch space for the reason. */
+static void rcpt_replied(struct smtp_request *req, struct smtp_session *s,
+                         struct smtp_rcpt *rc, const struct reply *r, strbuf *why)
+{
+    if (r->code / 100 == 2) {
+        rc->accepted = 1;
+        return;
+    }
+    said(s, r, "RCPT TO", why);
+    if (r->code / 100 == 5)
+        finish_rcpt(req, s, rc, SMTP_BOUNCED, strbuf_str(&r->dsn), why);
+    else
+        soft_failure(req, s, strbuf_str(&r->dsn), why);
+}
+
+/* A refusal of DATA or of the end of data (cmd) decides every accepted
+ * recipient: 5xx bounces, anything else defers, with the server's reply. */
+static void accepted_refused(struct smtp_request *req, struct smtp_session *s,
+                             const struct reply *r, const char *cmd, strbuf *why)
+{
+    said(s, r, cmd, why);
+    for (int i = 0; i < req->nrcpt; i++)
+        if (req->rcpts[i].accepted)
+            finish_rcpt(req, s, &req->rcpts[i],
+                        r->code / 100 == 5 ? SMTP_BOUNCED : SMTP_DEFERRED,
+                        strbuf_str(&r->dsn), why);
+}
+
+/* Copy what decides outcomes (code, text, enhanced code) of a reply kept
+ * while the pipelined replies after it are read into the same buffer. */
+static void reply_copy(struct reply *to, const struct reply *from)
+{
+    to->code = from->code;
+    strbuf_set(&to->text, from->text.data, from->text.len);
+    strbuf_set(&to->dsn, from->dsn.data, from->dsn.len);
+}
+
 /* Send the content, dot-stuffed.  0 ok, -1 I/O or queue file error
  * (*local_error set when the queue file was the problem). */
 static int send_content(struct smtp_session *s, struct smtp_request *req,
@@ -504,17 +555,13 @@ int smtp_transaction(struct smtp_session *s, struct smtp_request *req)
     if (req->need_smtputf8 && !(s->features & SMTP_FEAT_SMTPUTF8)) {
         strbuf_printf(&why, "SMTPUTF8 is required, but was not offered by host %s[%s]",
                       s->host, s->addr);
-        for (int i = 0; i < req->nrcpt; i++)
-            if (req->rcpts[i].status == SMTP_PENDING)
-                finish_rcpt(req, s, &req->rcpts[i], SMTP_BOUNCED, "5.6.7", &why);
+        bounce_pending(req, s, "5.6.7", &why);
         goto out;
     }
     if ((s->features & SMTP_FEAT_SIZE) && s->size_limit > 0 && req->msg.size > s->size_limit) {
         strbuf_printf(&why, "message size %lld exceeds size limit %lld of server %s[%s]",
                       req->msg.size, s->size_limit, s->host, s->addr);
-        for (int i = 0; i < req->nrcpt; i++)
-            if (req->rcpts[i].status == SMTP_PENDING)
-                finish_rcpt(req, s, &req->rcpts[i], SMTP_BOUNCED, "5.3.4", &why);
+        bounce_pending(req, s, "5.3.4", &why);
         goto out;
     }
 
@@ -580,18 +627,7 @@ int smtp_transaction(struct smtp_session *s, struct smtp_request *req)
                 soft_failure(req, s, "4.4.2", &why);
                 goto out;
             }
-            goto rcpt_reply;
-        }
-        continue;
-rcpt_reply:
-        if (r.code / 100 == 2) {
-            rc->accepted = 1;
-        } else {
-            said(s, &r, "RCPT TO", &why);
-            if (r.code / 100 == 5)
-                finish_rcpt(req, s, rc, SMTP_BOUNCED, strbuf_str(&r.dsn), &why);
-            else
-                soft_failure(req, s, strbuf_str(&r.dsn), &why);
+            rcpt_replied(req, s, rc, &r, &why);
         }
     }
     if (pipelining) {
@@ -619,9 +655,7 @@ rcpt_reply:
         mail_ok = r.code / 100 == 2;
         struct reply mail_reply;
         reply_init(&mail_reply);
-        mail_reply.code = r.code;
-        strbuf_set(&mail_reply.text, r.text.data, r.text.len);
-        strbuf_set(&mail_reply.dsn, r.dsn.data, r.dsn.len);
+        reply_copy(&mail_reply, &r);
         for (int i = 0; i < req->nrcpt; i++) {
             struct smtp_rcpt *rc = &req->rcpts[i];
             if (rc->status != SMTP_PENDING)
@@ -634,17 +668,8 @@ rcpt_reply:
                     req->rcpts[k].accepted = 0;
                 goto out;
             }
-            if (!mail_ok)
-                continue;
-            if (r.code / 100 == 2) {
-                rc->accepted = 1;
-            } else {
-                said(s, &r, "RCPT TO", &why);
-                if (r.code / 100 == 5)
-                    finish_rcpt(req, s, rc, SMTP_BOUNCED, strbuf_str(&r.dsn), &why);
-                else
-                    soft_failure(req, s, strbuf_str(&r.dsn), &why);
-            }
+            if (mail_ok)
+                rcpt_replied(req, s, rc, &r, &why);
         }
         /* the DATA reply */
         struct reply data_reply;
@@ -659,9 +684,7 @@ rcpt_reply:
             goto out;
         }
         if (!mail_ok) {
-            r.code = mail_reply.code;
-            strbuf_set(&r.text, mail_reply.text.data, mail_reply.text.len);
-            strbuf_set(&r.dsn, mail_reply.dsn.data, mail_reply.dsn.len);
+            reply_copy(&r, &mail_reply);
             if (data_reply.code == 354) {
                 /* a server that takes DATA anyway gets an empty message */
                 smtp_io_puts(&s->io, ".\r\n");
@@ -672,9 +695,7 @@ rcpt_reply:
             goto mail_rejected;
         }
         reply_free(&mail_reply);
-        r.code = data_reply.code;
-        strbuf_set(&r.text, data_reply.text.data, data_reply.text.len);
-        strbuf_set(&r.dsn, data_reply.dsn.data, data_reply.dsn.len);
+        reply_copy(&r, &data_reply);
         reply_free(&data_reply);
     }
 
@@ -698,12 +719,7 @@ rcpt_reply:
         }
     }
     if (r.code != 354) {
-        said(s, &r, "DATA", &why);
-        for (int i = 0; i < req->nrcpt; i++)
-            if (req->rcpts[i].accepted)
-                finish_rcpt(req, s, &req->rcpts[i],
-                            r.code / 100 == 5 ? SMTP_BOUNCED : SMTP_DEFERRED,
-                            strbuf_str(&r.dsn), &why);
+        accepted_refused(req, s, &r, "DATA", &why);
         usable = smtp_session_reset(s) == 0;
         goto out;
     }
@@ -740,25 +756,17 @@ rcpt_reply:
                                  ? strbuf_str(&r.dsn) : "2.0.0", s->relay, "%s",
                                  strbuf_str(&r.text));
     } else {
-        said(s, &r, "end of DATA", &why);
-        for (int i = 0; i < req->nrcpt; i++)
-            if (req->rcpts[i].accepted)
-                finish_rcpt(req, s, &req->rcpts[i],
-                            r.code / 100 == 5 ? SMTP_BOUNCED : SMTP_DEFERRED,
-                            strbuf_str(&r.dsn), &why);
+        accepted_refused(req, s, &r, "end of DATA", &why);
     }
     usable = 1;
     goto out;
 
 mail_rejected:
     said(s, &r, "MAIL FROM", &why);
-    if (r.code / 100 == 5) {
-        for (int i = 0; i < req->nrcpt; i++)
-            if (req->rcpts[i].status == SMTP_PENDING)
-                finish_rcpt(req, s, &req->rcpts[i], SMTP_BOUNCED, strbuf_str(&r.dsn), &why);
-    } else {
+    if (r.code / 100 == 5)
+        bounce_pending(req, s, strbuf_str(&r.dsn), &why);
+    else
         soft_failure(req, s, strbuf_str(&r.dsn), &why);
-    }
     usable = !s->io.failed && smtp_session_reset(s) == 0;
 
 out:
