@@ -121,7 +121,7 @@ void ipc_record_add_int(ipc_record *r, const char *name, long long val)
 {
     strbuf sb;
     strbuf_init(&sb);
-    strbuf_printf(&sb, "%lld", val);
+    strbuf_append_int(&sb, val);
     ipc_record_add(r, name, sb.data, sb.len);
     strbuf_release(&sb);
 }
@@ -194,7 +194,11 @@ void ipc_encode(const ipc_record *r, strbuf *out)
 {
     for (size_t i = 0; i < r->n; i++) {
         const struct ipc_attr *a = &r->attrs[i];
-        strbuf_appendf(out, "%s %zu\n", a->name, a->value.len);
+        /* plain appends: this runs for every attribute of every record */
+        strbuf_append_str(out, a->name);
+        strbuf_append_char(out, ' ');
+        strbuf_append_int(out, (long long)a->value.len);
+        strbuf_append_char(out, '\n');
         strbuf_append(out, a->value.data, a->value.len);
         strbuf_append_char(out, '\n');
     }

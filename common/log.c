@@ -93,6 +93,38 @@ void log_set_fatal_status(int status)
     log_fatal_status = status;
 }
 
+/*
+ * The file/stderr line is put together with plain copies, not snprintf:
+ * every daemon writes a few lines per message.
+ *
+ * "Mon DD HH:MM:SS" of now, local time.  A busy daemon logs many lines per
+ * second, so the text is made again only when the second changes.
+ */
+static const char *log_stamp(void)
+{
+    static time_t stamp_time = (time_t) -1;
+    static char stamp[32];
+    time_t now = time(NULL);
+    if (now != stamp_time) {
+        struct tm tm;
+        localtime_r(&now, &tm);
+        if (strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm) == 0)
+            stamp[0] = '\0';
+        stamp_time = now;
+    }
+    return stamp;
+}
+
+/* Append s to line (size bytes, *n used), keeping room for "\n" and NUL. */
+static void log_line_add(char *line, size_t size, size_t *n, const char *s)
+{
+    size_t len = strlen(s);
+    if (*n + len > size - 2)
+        len = size - 2 - *n;
+    memcpy(line + *n, s, len);
+    *n += len;
+}
+
 static void log_emit(int priority, const char *prefix, const char *fmt, va_list ap)
 {
     int saved_errno = errno;
@@ -107,20 +139,30 @@ static void log_emit(int priority, const char *prefix, const char *fmt, va_list 
     }
     if (log_sink != SINK_SYSLOG || log_copy_stderr) {
         char line[4600];
-        time_t now = time(NULL);
-        struct tm tm;
-        char stamp[32];
-        localtime_r(&now, &tm);
-        strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
-        int n = snprintf(line, sizeof(line), "%s %s %s/%s[%ld]: %s%s\n",
-                         stamp, log_host[0] ? log_host : "localhost",
-                         log_name, log_prog, (long) getpid(), prefix, text);
-        if (n < 0)
-            n = 0;
-        if ((size_t) n >= sizeof(line)) {
-            n = sizeof(line) - 1;
-            line[n - 1] = '\n';
+        size_t n = 0;
+        log_line_add(line, sizeof(line), &n, log_stamp());
+        log_line_add(line, sizeof(line), &n, " ");
+        log_line_add(line, sizeof(line), &n, log_host[0] ? log_host : "localhost");
+        log_line_add(line, sizeof(line), &n, " ");
+        log_line_add(line, sizeof(line), &n, log_name);
+        log_line_add(line, sizeof(line), &n, "/");
+        log_line_add(line, sizeof(line), &n, log_prog);
+        char pid[32];
+        char *p = pid + sizeof(pid);
+        *--p = '\0';
+        *--p = ' ';
+        *--p = ':';
+        *--p = ']';
+        for (unsigned long v = (unsigned long) getpid(); p > pid + 1; v /= 10) {
+            *--p = (char) ('0' + v % 10);
+            if (v < 10)
+                break;
         }
+        *--p = '[';
+        log_line_add(line, sizeof(line), &n, p);
+        log_line_add(line, sizeof(line), &n, prefix);
+        log_line_add(line, sizeof(line), &n, text);
+        line[n++] = '\n';                     /* log_line_add kept room for it */
         if (log_sink == SINK_FILE && log_fd >= 0) {
             ssize_t w = write(log_fd, line, (size_t) n);
             (void) w;

@@ -40,6 +40,8 @@ int strbuf_append_char(strbuf *sb, int c);
 int strbuf_appendf(strbuf *sb, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int strbuf_vappendf(strbuf *sb, const char *fmt, va_list ap);
+/* Decimal digits of val, as "%lld" gives them, without printf. */
+int strbuf_append_int(strbuf *sb, long long val);
 
 /* Replace the content. */
 int strbuf_set(strbuf *sb, const void *data, size_t len);

@@ -87,7 +87,8 @@ void smtpd_reply(struct smtpd_state *st, const char *fmt, ...)
             sleep((unsigned)smtpd_params.error_sleep_time);
         }
     }
-    smtpd_io_printf(&st->io, "%s\r\n", strbuf_str(&text));
+    strbuf_append(&text, "\r\n", 2);
+    smtpd_io_put(&st->io, text.data, text.len);
     strbuf_release(&text);
 }
 

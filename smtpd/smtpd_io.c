@@ -242,16 +242,27 @@ void smtpd_io_linger(smtpd_io *io, int seconds)
     }
 }
 
+/* A pipelining client that never reads would otherwise make us queue
+ * replies without bound; writing now lets the timeout catch it. */
+static void flush_if_full(smtpd_io *io)
+{
+    if (io->wbuf.len > 4096)
+        smtpd_io_flush(io);
+}
+
+void smtpd_io_put(smtpd_io *io, const char *text, size_t len)
+{
+    strbuf_append(&io->wbuf, text, len);
+    flush_if_full(io);
+}
+
 void smtpd_io_printf(smtpd_io *io, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     strbuf_vappendf(&io->wbuf, fmt, ap);
     va_end(ap);
-    /* A pipelining client that never reads would otherwise make us queue
-     * replies without bound; writing now lets the timeout catch it. */
-    if (io->wbuf.len > 4096)
-        smtpd_io_flush(io);
+    flush_if_full(io);
 }
 
 int smtpd_io_flush(smtpd_io *io)

@@ -22,8 +22,9 @@
  *                              pipelining client sent ahead).
  *   smtpd_io_discard_input(io) drop buffered input (STARTTLS must do this:
  *                              plaintext sent ahead is never carried over).
- *   smtpd_io_printf(io, fmt...) queue reply text; smtpd_io_flush(io) writes
- *                              it all.  Returns 0 or -1.
+ *   smtpd_io_printf(io, fmt...) queue reply text (smtpd_io_put: the same
+ *                              for text already made); smtpd_io_flush(io)
+ *                              writes it all.  Returns 0 or -1.
  *   smtpd_io_deadline(io, on, min_rate)  Postfix's smtpd_per_request_deadline:
  *                              when on, the timeout bounds reading the whole
  *                              request from now (a client sending a byte a second
@@ -85,6 +86,7 @@ void smtpd_io_consume(smtpd_io *io, size_t n);
 size_t smtpd_io_pending(const smtpd_io *io);
 void smtpd_io_discard_input(smtpd_io *io);
 
+void smtpd_io_put(smtpd_io *io, const char *text, size_t len);
 void smtpd_io_printf(smtpd_io *io, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int smtpd_io_flush(smtpd_io *io);
