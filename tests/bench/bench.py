@@ -73,12 +73,14 @@ def read_stat(pid):
 
 
 def read_runtime(pid):
-    """Seconds the process ran on a CPU (/proc/PID/schedstat, exact
-    nanoseconds; utime+stime in ticks misses most of a daemon that runs in
-    slices shorter than a tick), or None."""
+    """(seconds the process ran on a CPU, seconds it was runnable but
+    waited for one) from /proc/PID/schedstat (exact nanoseconds;
+    utime+stime in ticks misses most of a daemon that runs in slices
+    shorter than a tick), or None."""
     try:
         with open("/proc/%d/schedstat" % pid) as f:
-            return int(f.read().split()[0]) / 1e9
+            fields = f.read().split()
+        return int(fields[0]) / 1e9, int(fields[1]) / 1e9
     except (OSError, ValueError, IndexError):
         return None
 
@@ -105,7 +107,7 @@ class ProcSampler(threading.Thread):
         super().__init__(daemon=True)
         self.master_pid = master_pid
         self.interval = interval
-        self.procs = {}            # pid -> [comm, cpu, hwm_kb, alive]
+        self.procs = {}            # pid -> [comm, cpu, hwm_kb, alive, cpu_wait]
         self.ignored = set()
         self.master_ccpu = 0.0
         self.stop_event = threading.Event()
@@ -135,14 +137,16 @@ class ProcSampler(threading.Thread):
                 if pid != self.master_pid and ppid not in ours and pid not in known:
                     continue
                 runtime = read_runtime(pid)
+                wait = 0.0
                 if runtime is not None:
-                    cpu = runtime
+                    cpu, wait = runtime
                 ours.add(pid)
                 live.add(pid)
                 hwm = read_hwm_kb(pid)
                 with self.lock:
-                    entry = self.procs.setdefault(pid, [comm, 0.0, 0, True])
+                    entry = self.procs.setdefault(pid, [comm, 0.0, 0, True, 0.0])
                     entry[0], entry[1], entry[3] = comm, max(entry[1], cpu), True
+                    entry[4] = max(entry[4], wait)
                     entry[2] = max(entry[2], hwm)
                     if pid == self.master_pid:
                         self.master_ccpu = ccpu
@@ -169,9 +173,11 @@ class ProcSampler(threading.Thread):
         with self.lock:
             per = {}
             exited = 0
-            for pid, (comm, cpu, hwm, alive) in self.procs.items():
-                d = per.setdefault(comm, {"cpu": 0.0, "rss_kb": 0, "processes": 0})
+            for pid, (comm, cpu, hwm, alive, wait) in self.procs.items():
+                d = per.setdefault(comm, {"cpu": 0.0, "rss_kb": 0, "processes": 0,
+                                          "cpu_wait": 0.0})
                 d["cpu"] += cpu
+                d["cpu_wait"] += wait
                 d["rss_kb"] = max(d["rss_kb"], hwm)
                 d["processes"] += 1
                 if not alive:
@@ -348,6 +354,7 @@ def measure(harness, args, name, conf, recipient, delivered, edit_master_cf=None
         res["daemons"] = {
             comm: {"cpu_s_per_1000": round(d["cpu"] / per_k, 3),
                    "cpu_s": round(d["cpu"], 3),
+                   "cpu_wait_s_per_1000": round(d["cpu_wait"] / per_k, 3),
                    "peak_rss_mb": round(d["rss_kb"] / 1024.0, 1),
                    "processes": d["processes"]}
             for comm, d in per.items()}
