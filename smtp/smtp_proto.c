@@ -25,6 +25,9 @@
  * needing SMTPUTF8 to a server without it bounces (5.6.7); one over the
  * server's SIZE bounces (5.3.4) without being sent.  Reasons quote the
  * server: "host H[A] said: 550 5.1.1 ... (in reply to RCPT TO command)".
+ * A greeting other than 220 means the next server, except a 5xx greeting
+ * with smtp_skip_5xx_greeting = no: then every pending recipient bounces
+ * with it ("host H[A] refused to talk to me: 554 ...").
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -336,6 +339,9 @@ static int connect_to(const struct smtp_target *t)
 /* Connect, greet, EHLO, STARTTLS, AUTH.  *retry_plain set when an
  * opportunistic TLS handshake failed (the caller may try once more
  * without TLS, as Postfix does). */
+static void bounce_pending(struct smtp_request *req, struct smtp_session *s,
+                           const char *dsn, const strbuf *reason);
+
 static struct smtp_session *session_open(const struct smtp_target *t, const char *dest,
                                          struct smtp_request *req, int no_tls,
                                          int *retry_plain)
@@ -377,7 +383,11 @@ static struct smtp_session *session_open(const struct smtp_target *t, const char
     if (r.code != 220) {
         strbuf_printf(&why, "host %s[%s] refused to talk to me: %s", s->host, s->addr,
                       strbuf_str(&r.text));
-        soft_failure(req, s, r.code / 100 == 5 ? "4.4.2" : strbuf_str(&r.dsn), &why);
+        if (r.code / 100 == 5 && !smtp_params.skip_5xx_greeting)
+            bounce_pending(req, s, strbuf_str(&r.dsn)[0] == '5' ? strbuf_str(&r.dsn) : "5.0.0",
+                           &why);
+        else
+            soft_failure(req, s, r.code / 100 == 5 ? "4.4.2" : strbuf_str(&r.dsn), &why);
         goto fail;
     }
     if (smtp_session_helo(s, req) < 0)

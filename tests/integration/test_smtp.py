@@ -378,6 +378,27 @@ def test_misbehaving_servers_defer_with_precise_reasons():
         assert "panic" not in inst.log() and "fatal" not in inst.log()
 
 
+def test_5xx_greeting_next_server_or_bounce():
+    """smtp_skip_5xx_greeting: yes (default) tries the next MX after a 554
+    greeting; no bounces at once with the greeting's words and never
+    reaches the next MX."""
+    dns, port = setup_world()
+    with dns, ScriptedServer("127.0.0.2", port, greeting="554 5.7.1 go away") as mx1, \
+            Receiver("127.0.0.3", port) as mx2:
+        with sender_instance(dns, port) as inst:
+            send(inst, "skip@pref.test")
+            inst.wait_log(r"to=<skip@pref.test>, relay=mx2.test\[127.0.0.3\]:%d, .*status=sent"
+                          % port, timeout=30)
+        assert [m.rcpt_tos for m in mx2.messages] == [["skip@pref.test"]]
+        assert mx1.connections >= 1
+        with sender_instance(dns, port, smtp_skip_5xx_greeting="no") as inst:
+            send(inst, "noskip@pref.test")
+            inst.wait_log(r"to=<noskip@pref.test>, relay=mx1.test\[127.0.0.2\]:%d, .*"
+                          r"dsn=5.7.1, status=bounced \(host mx1.test\[127.0.0.2\] refused "
+                          r"to talk to me: 554 5.7.1 go away\)" % port, timeout=30)
+        assert [m.rcpt_tos for m in mx2.messages] == [["skip@pref.test"]]
+
+
 def test_chrooted_agent_in_root_instance():
     """In a root instance the agent runs chrooted in the spool as
     mail_owner: DNS (resolver set up before the chroot) and delivery still
