@@ -383,8 +383,11 @@ void local_deliver_mailbox(struct local_attempt *a, const char *user,
         long uid = (local_is_root && pw) ? (long)pw->uid : -1;
         long gid = (local_is_root && pw) ? (long)pw->gid : -1;
         if (maildir) {
-            /* root creates the directories in the spool for the user */
-            if (make_dirs(strbuf_str(&path), uid, gid) < 0) {
+            /* root creates the directories in the spool for the user; one
+             * stat instead of a mkdir per path level when they exist */
+            struct stat st;
+            int exists = stat(strbuf_str(&path), &st) == 0 && S_ISDIR(st.st_mode);
+            if (!exists && make_dirs(strbuf_str(&path), uid, gid) < 0) {
                 fail_set(&f, LOCAL_DEFER, "4.2.0", "cannot create maildir %s",
                          strbuf_str(&path), errno);
             } else if (pw && local_become(pw->uid, pw->gid) < 0) {

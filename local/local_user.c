@@ -4,6 +4,13 @@
  * Interface: see local.h (local_user_lookup, local_user_by_uid,
  * local_user_copy/free, local_become/unbecome, local_user_name_safe).
  *
+ * Passwd entries found by name are kept for LOCAL_PASSWD_TTL seconds
+ * (Postfix's local keeps them for the life of the process): a delivery
+ * would otherwise read and parse the passwd database through NSS, an open,
+ * a read and a parse of /etc/passwd per message.  Names not found are not
+ * kept, so a user just added gets mail at once instead of a bounce; an
+ * edited entry (home, uid) counts at most LOCAL_PASSWD_TTL seconds later.
+ *
  * Contract: in a root instance local_become() switches the effective uid
  * and gid (privs.h) and local_unbecome() returns to root; failing to return
  * to root is fatal, because the next recipient would run as the wrong
@@ -13,6 +20,7 @@
 #include <errno.h>
 #include <pwd.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "local.h"
@@ -29,13 +37,53 @@ static void local_user_fill(struct local_user *u, const struct passwd *pw)
     u->shell = xstrdup(pw->pw_shell && *pw->pw_shell ? pw->pw_shell : "/bin/sh");
 }
 
+#define LOCAL_PASSWD_TTL    10  /* seconds an entry found by name is kept */
+#define LOCAL_PASSWD_SLOTS  16  /* distinct names kept at once */
+
+static struct passwd_slot {
+    char *key;                  /* the name asked for; NULL = free slot */
+    struct local_user user;
+    time_t found;               /* CLOCK_MONOTONIC seconds */
+} passwd_cache[LOCAL_PASSWD_SLOTS];
+
+static time_t monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec;
+}
+
+static void passwd_slot_clear(struct passwd_slot *slot)
+{
+    xfree(slot->key);
+    slot->key = NULL;
+    local_user_free(&slot->user);
+}
+
 int local_user_lookup(const char *name, struct local_user *u)
 {
     memset(u, 0, sizeof(*u));
+    time_t now = monotonic_seconds();
+    struct passwd_slot *oldest = &passwd_cache[0];
+    for (int i = 0; i < LOCAL_PASSWD_SLOTS; i++) {
+        struct passwd_slot *slot = &passwd_cache[i];
+        if (slot->key != NULL && now - slot->found >= LOCAL_PASSWD_TTL)
+            passwd_slot_clear(slot);
+        if (slot->key != NULL && strcmp(slot->key, name) == 0) {
+            local_user_copy(u, &slot->user);
+            return 1;
+        }
+        if (slot->key == NULL || (oldest->key != NULL && slot->found < oldest->found))
+            oldest = slot;
+    }
     struct passwd *pw = getpwnam(name);
     if (pw == NULL)
         return 0;
     local_user_fill(u, pw);
+    passwd_slot_clear(oldest);
+    oldest->key = xstrdup(name);
+    local_user_copy(&oldest->user, u);
+    oldest->found = now;
     return 1;
 }
 

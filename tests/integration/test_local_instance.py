@@ -172,6 +172,46 @@ def test_root_instance_identities():
             assert f.read().strip() == str(nobody.pw_uid)
 
 
+def test_root_instance_passwd_lookups_are_kept_only_when_found():
+    """local keeps passwd entries it found for a few seconds (doc/local.md):
+    two users of one message still get their own mailboxes and owners, and
+    a name that was not found is asked again, so a user added right after
+    a bounce gets the next message instead of a second bounce."""
+    if not harness.is_root():
+        return
+    import pwd
+    import subprocess
+    name = "postcache%d" % (os.getpid() % 100000)
+    subprocess.run(["userdel", name], stderr=subprocess.DEVNULL)
+    nobody = pwd.getpwnam("nobody")
+    test_user = harness.ensure_test_user()
+    try:
+        with harness.Instance(as_root=True, conf={"local_recipient_maps": ""}) as inst:
+            send(inst, ["nobody@localhost", "%s@localhost" % test_user.pw_name,
+                        "%s@localhost" % name], "before")
+            inst.wait_log(r"to=<%s@localhost>, relay=local, .*dsn=5\.1\.1, status=bounced "
+                          r"\(unknown user: \"%s\"\)" % (name, name), timeout=20)
+            for user, uid in (("nobody", nobody.pw_uid), (test_user.pw_name, test_user.pw_uid)):
+                new = os.path.join(inst.dir, "mail", user, "new")
+                names = harness.wait_for(lambda: os.path.isdir(new) and os.listdir(new), 20,
+                                         what="%s's copy" % user)
+                assert len(names) == 1
+                assert os.stat(os.path.join(new, names[0])).st_uid == uid
+            subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir",
+                            "/nonexistent", "--shell", "/usr/sbin/nologin", name], check=True)
+            added = pwd.getpwnam(name)
+            send(inst, ["nobody@localhost", "%s@localhost" % name], "after")
+            inst.wait_log(r"to=<%s@localhost>, relay=local, .*status=sent "
+                          r"\(delivered to maildir\)" % name, timeout=20)
+            new = os.path.join(inst.dir, "mail", name, "new")
+            names = os.listdir(new)
+            assert len(names) == 1
+            assert os.stat(os.path.join(new, names[0])).st_uid == added.pw_uid
+            assert len(os.listdir(os.path.join(inst.dir, "mail", "nobody", "new"))) == 2
+    finally:
+        subprocess.run(["userdel", name], stderr=subprocess.DEVNULL)
+
+
 def test_list_member_bounce_goes_to_the_list_owner():
     """owner-list exists: list members get their own queue file records
     (resubmitted with sender owner-list@$myorigin), so a member that
