@@ -27,8 +27,15 @@
  *   503 5.5.1 for AUTH when disabled, before EHLO, a second AUTH, or AUTH
  *       inside a mail transaction; 504 5.5.4 unknown mechanism; 501 5.5.2
  *       undecodable base64; 501 5.7.0 "*" cancels.
+ *   454 4.7.0 Temporary authentication failure: generic failure   when
+ *       the password check itself failed (saslauthd unreachable: Cyrus
+ *       SASL_FAIL; also SASL_TRYAGAIN, SASL_UNAVAIL, SASL_NOMEM); the
+ *       session goes on.
  * Failures are logged as Postfix does ("warning: host[addr]: SASL PLAIN
- * authentication failed: ...") so fail2ban filters work; the login shows
+ * authentication failed: ...") so fail2ban filters work, and so are
+ * Cyrus' own messages ("warning: SASL authentication failure: cannot
+ * connect to saslauthd server: ...", "warning: SASL authentication
+ * problem: ..."); the login shows
  * in the "QID: client=host[addr], sasl_method=PLAIN, sasl_username=NAME"
  * line.  Passwords are never logged.
  */
@@ -49,12 +56,29 @@
 static int sasl_enabled;        /* smtpd_sasl_auth_enable and init worked */
 static char *sasl_conf_path;
 
+/* Cyrus' own messages, worded as Postfix logs them.  FAIL carries why a
+ * login failed beyond what sasl_errdetail() keeps (it is overwritten by
+ * the mechanism's "Password verification failed"): "cannot connect to
+ * saslauthd server: No such file or directory" is how an operator learns
+ * that saslauthd is down or outside smtpd's chroot.  TRACE and PASS are
+ * never logged: PASS messages may contain passwords. */
 static int sasl_log_cb(void *context, int level, const char *message)
 {
-    if (level <= SASL_LOG_ERR)
-        log_warning("SASL: %s", message);
-    else
+    switch (level) {
+    case SASL_LOG_ERR:
+    case SASL_LOG_WARN:
+        log_warning("SASL authentication problem: %s", message);
+        break;
+    case SASL_LOG_FAIL:
+        log_warning("SASL authentication failure: %s", message);
+        break;
+    case SASL_LOG_NOTE:
+    case SASL_LOG_DEBUG:
         log_debug("SASL: %s", message);
+        break;
+    default:
+        break;
+    }
     return SASL_OK;
 }
 
