@@ -5,6 +5,10 @@ PKGS="build-essential pkg-config libssl-dev libsasl2-dev libsasl2-modules libsas
 libnet-ssleay-perl libio-socket-ssl-perl \
 libdb5.3-dev check python3 python3-aiosmtpd swaks openssl iproute2 procps dnsmasq-base \
 util-linux liblockfile1 man-db"
+# sasl2-bin: saslauthd and testsaslauthd for test_saslauthd.py, which starts
+# its own saslauthd per test (socket in the test's directory).  Installing it
+# starts no system saslauthd on Debian 12: the package registers its init
+# script defaults-disabled and /etc/default/saslauthd has no START=yes.
 # clang and its libFuzzer runtime (a Recommends, so named: apt runs with
 # --no-install-recommends) only when fuzzing is asked for: make fuzz sets FUZZ=1.
 [ "${FUZZ:-0}" = 1 ] && PKGS="$PKGS clang libclang-rt-14-dev"
