@@ -264,8 +264,13 @@ class Scenario:
         self.result["error"] = why
 
 
+# --set NAME=VALUE: main.cf settings for every postern instance (to
+# compare a parameter's values without editing the scenarios).
+EXTRA_CONF = {}
+
+
 def start_instance(harness, conf, edit_master_cf=None):
-    inst = harness.Instance(conf=conf, start=False)
+    inst = harness.Instance(conf=dict(conf or {}, **EXTRA_CONF), start=False)
     inst.__enter__()
     try:
         if edit_master_cf:
@@ -637,7 +642,14 @@ def main():
                     help="remove each scenario's files at once (default: at the end)")
     ap.add_argument("--timeout", type=float, default=300,
                     help="seconds to wait for delivery to finish")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="main.cf setting for every postern instance (repeatable)")
     args = ap.parse_args()
+    for item in args.set:
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip():
+            ap.error("--set wants NAME=VALUE, not %r" % item)
+        EXTRA_CONF[name.strip()] = value.strip()
     args.build = os.path.abspath(args.build)
     if args.postfix:
         args.postfix = os.path.abspath(args.postfix)
@@ -650,7 +662,8 @@ def main():
         ap.error("unknown scenario(s): %s" % ", ".join(sorted(unknown)))
     out = {"machine": machine_info(),
            "params": {"sessions": args.sessions, "messages": args.messages,
-                      "size": args.size, "connection_per_message": not args.reuse},
+                      "size": args.size, "connection_per_message": not args.reuse,
+                      "main_cf": dict(EXTRA_CONF)},
            "scenarios": []}
     # Side by side: each postern row right before its Postfix row.
     order = ["relay", "pf-relay", "local", "pf-local", "accept", "pf-accept", "sendmail"]
