@@ -167,7 +167,17 @@ int delivery_request_receive(struct delivery_request *dr, int client_fd, unsigne
     dr->stream = ipc_stream_open(fd, (int)config_time("ipc_timeout"));
     dr->in = ipc_record_new();
     dr->out = ipc_record_new();
+    return delivery_request_next(dr, flags);
+}
 
+int delivery_request_next(struct delivery_request *dr, unsigned flags)
+{
+    if (dr->stream == NULL)
+        return 0;
+    /* The previous request's fields point into dr->in: drop them first. */
+    xfree(dr->rcpts);
+    dr->rcpts = NULL;
+    dr->nrcpt = 0;
     int rc = ipc_recv(dr->stream, dr->in);
     if (rc != 0) {
         if (rc < 0)

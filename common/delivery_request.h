@@ -5,13 +5,21 @@
  * A delivery agent's serve() does:
  *
  *     struct delivery_request dr;
- *     if (delivery_request_receive(&dr, client_fd, flags) > 0) {
+ *     int more = delivery_request_receive(&dr, client_fd, flags);
+ *     while (more > 0) {
  *         fd = delivery_queue_file_open(dr.qid, dr.queue_file, &msg, &why);
  *         ... deliver dr.rcpts[0..nrcpt) ...
  *         delivery_request_reply(&dr, ...) once per recipient, in order;
  *         delivery_request_done(&dr);
+ *         more = delivery_request_next(&dr, flags);
  *     }
  *     delivery_request_free(&dr);
+ *
+ * One connection may carry several requests (qmgr pipelines them to
+ * agents whose TRANSPORT_destination_pipeline_limit is above 1): they are
+ * answered strictly in order, each completely ({done=1}) before the next
+ * is read; EOF ends the conversation.  An agent that serves only the
+ * first request (smtp) simply stops after it; qmgr never pipelines to it.
  *
  * delivery_request_decode() is the pure part (no I/O, no logging), for
  * unit tests and the fuzzer.  It accepts only
@@ -81,6 +89,12 @@ int delivery_request_decode(struct delivery_request *dr, const ipc_record *in,
  * request to serve; 0 nothing to do: EOF, wakeup, or an unreadable or
  * malformed request (logged as a warning; no reply is sent). */
 int delivery_request_receive(struct delivery_request *dr, int client_fd, unsigned flags);
+
+/* Read the next request on the same connection, after the previous one
+ * was answered with delivery_request_done(): same results as receive (0
+ * on EOF, which ends the conversation).  The previous request's fields
+ * are invalid afterwards.  ipc_timeout bounds the wait for it. */
+int delivery_request_next(struct delivery_request *dr, unsigned flags);
 
 /* Open and load the queue file read-only: the descriptor, or -1 with why
  * ("bad queue file name: ...", "open ...: ...", or the loader's reason).

@@ -1,7 +1,8 @@
 /*
  * local.c - the local delivery agent: main() and the delivery conversation.
  *
- * qmgr connects to private/local and sends one record
+ * qmgr connects to private/local and sends one record per request (several
+ * on one connection when it pipelines; served in order until EOF)
  *   {request=deliver, queue_id, queue_file, sender, arrival, ...,
  *    [orcpt=, notify=, offset=] rcpt=ADDR ...}
  * local opens the queue file read-only, resolves and delivers each recipient
@@ -167,20 +168,18 @@ static void local_request_free(struct local_request *req)
     }
 }
 
-static void local_serve(int client_fd)
+/* One request: deliver each recipient and answer qmgr. */
+static void local_deliver(struct delivery_request *dr)
 {
-    struct delivery_request dr;
     struct local_request req;
     memset(&req, 0, sizeof(req));
     req.queue_fd = -1;
     strbuf why;
     strbuf_init(&why);
 
-    if (delivery_request_receive(&dr, client_fd, 0) <= 0)
-        goto done;
-    req.qid = dr.qid;
-    req.sender = dr.sender;
-    req.queue_fd = delivery_queue_file_open(dr.qid, dr.queue_file, &req.msg, &why);
+    req.qid = dr->qid;
+    req.sender = dr->sender;
+    req.queue_fd = delivery_queue_file_open(dr->qid, dr->queue_file, &req.msg, &why);
     int open_ok = req.queue_fd >= 0;
     if (!open_ok)
         log_warning("%s: %s", req.qid, strbuf_str(&why));
@@ -191,8 +190,8 @@ static void local_serve(int client_fd)
 
     if (open_ok)
         local_aliases_open();
-    for (int i = 0; i < dr.nrcpt; i++) {
-        const struct delivery_rcpt *dx = &dr.rcpts[i];
+    for (int i = 0; i < dr->nrcpt; i++) {
+        const struct delivery_rcpt *dx = &dr->rcpts[i];
         struct local_attempt a;
         local_attempt_init(&a, &req, dx->address, dx->orcpt);
         if (!open_ok)
@@ -200,16 +199,27 @@ static void local_serve(int client_fd)
                              strbuf_str(&why));
         else
             local_resolve(&a);
-        local_reply(&dr, a.rcpt, dx->orcpt, &a.result);
+        local_reply(dr, a.rcpt, dx->orcpt, &a.result);
         local_attempt_free(&a);
     }
     if (open_ok)
         local_aliases_close();
-    delivery_request_done(&dr);
+    delivery_request_done(dr);
 
-done:
     local_request_free(&req);
     strbuf_release(&why);
+}
+
+/* One connection from qmgr: its requests in order, until EOF (qmgr may
+ * pipeline several; common/delivery_request.h). */
+static void local_serve(int client_fd)
+{
+    struct delivery_request dr;
+    int more = delivery_request_receive(&dr, client_fd, 0);
+    while (more > 0) {
+        local_deliver(&dr);
+        more = delivery_request_next(&dr, 0);
+    }
     delivery_request_free(&dr);
 }
 

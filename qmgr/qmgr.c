@@ -636,7 +636,7 @@ static void qmgr_run(int listen_fd)
             kinds[n] = OWN_CLIENT;
             owners[n++] = c;
         }
-        int nj = qmgr_sched_pollfds(pfd + n, cap - n, (struct qmgr_job **) (owners + n));
+        int nj = qmgr_sched_pollfds(pfd + n, cap - n, (struct qmgr_conn **) (owners + n));
         for (int i = 0; i < nj; i++)
             kinds[n + i] = OWN_JOB;
         n += nj;

@@ -73,6 +73,7 @@ struct qmgr_transport {
     int active;
     int rcpt_limit;
     int concurrency_limit;
+    int pipeline_limit;         /* requests written on one connection */
     time_t blocked_until;       /* its socket's backlog was full */
     struct qmgr_dest *ready_head, *ready_tail;  /* dests with waiting jobs */
     struct qmgr_transport *next;
@@ -98,23 +99,35 @@ struct qmgr_dest {
     int on_ready;
 };
 
-enum qmgr_job_state { JOB_WAITING, JOB_WRITING, JOB_READING };
-
+/* One delivery request: some recipients of one message for one
+ * destination.  Waiting on its destination's queue, then written on a
+ * connection (struct qmgr_conn) and answered there. */
 struct qmgr_job {
     struct qmgr_message *msg;
     struct qmgr_dest *dest;
     int *rcpt_idx;
     int nrcpt;
     int nresults;
-    int state;
-    int fd;
-    strbuf out;
-    size_t out_pos;
-    strbuf in;
-    double start_time;
+    double start_time;          /* when its request was written (0: waiting) */
     double connect_time;
-    time_t deadline;
-    struct qmgr_job *next;      /* dest queue, or running list */
+    struct qmgr_job *next;      /* dest queue, or the connection's jobs */
+};
+
+/* A connection to a delivery agent carrying one or more requests (up to
+ * the transport's pipeline_limit), all to one destination, answered in
+ * order.  It counts once against the destination's window and the
+ * transport's maxproc: the agent serves its requests one after another. */
+struct qmgr_conn {
+    struct qmgr_dest *dest;
+    int fd;
+    strbuf out;                 /* the requests, written up front */
+    size_t out_pos;
+    strbuf in;                  /* replies read but not yet decoded */
+    time_t deadline;            /* for the reply to the current request */
+    struct qmgr_job *jobs, *jobs_tail;  /* written; the first is being answered */
+    int failed;                 /* a request ended as a connection-level failure */
+    strbuf fail_dsn, fail_reason;
+    struct qmgr_conn *next;     /* running list */
 };
 
 /* ---- qmgr.c: a set of queue ids (hash table with chaining) ---- */
@@ -207,12 +220,14 @@ void qmgr_sched_cancel_doomed(void);
 void qmgr_sched_revive_all(void);
 /* Free destinations with nothing running, waiting or remembered. */
 void qmgr_sched_sweep(time_t now);
-/* poll() support for running jobs. */
-int qmgr_sched_pollfds(struct pollfd *pfd, int max, struct qmgr_job **owners);
-void qmgr_sched_event(struct qmgr_job *job, short revents);
-/* Time out overdue jobs; earliest time the scheduler needs the loop to
+/* poll() support for running connections. */
+int qmgr_sched_pollfds(struct pollfd *pfd, int max, struct qmgr_conn **owners);
+void qmgr_sched_event(struct qmgr_conn *conn, short revents);
+/* Time out overdue connections; earliest time the scheduler needs the loop to
  * wake up (a job deadline, or a blocked transport's retry), 0 = none. */
 time_t qmgr_sched_timeouts(time_t now);
+/* Delivery requests written to agents and not yet finished (0: no
+ * connection open either). */
 int qmgr_sched_running(void);
 
 /* qmgr.c: in a child forked by qmgr, before anything else: drop the queue

@@ -21,6 +21,18 @@
  * request record, read one result record per recipient then {done=1}.
  * The agent logs the outcome lines of the results it reports; qmgr logs
  * those of recipients the agent never answered for (job_finish).
+ *
+ * Pipelining: when a connection is opened for a destination's first
+ * waiting job, up to TRANSPORT_destination_pipeline_limit - 1 more of its
+ * waiting jobs are written on the same connection, up front, so the agent
+ * goes from one to the next without waiting for qmgr (on a busy machine
+ * every hand-off waits for a CPU).  The agent answers them strictly in
+ * order; each job is finished when its {done=1} is read.  The connection
+ * counts once against the destination's window and the transport's
+ * maxproc (its deliveries are sequential), and gives concurrency feedback
+ * once, when it ends.  If it breaks (agent died, timeout, protocol error)
+ * the job being answered and every job behind it are deferred by qmgr
+ * with the same reason, as a single failed request always was.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -47,8 +59,9 @@ static struct qmgr_transport *transports;
 static struct master_service *master_services;
 static int master_cf_ok;
 static struct qmgr_dest *dest_hash[DEST_HASH_SIZE];
-static struct qmgr_job *running;
-static int nrunning;
+static struct qmgr_conn *running;      /* open agent connections */
+static int nrunning;                    /* ... how many */
+static int njobs_running;               /* requests written, not finished */
 static struct qmgr_dest **filling;      /* dests with a job being filled */
 static int nfilling, filling_cap;
 
@@ -137,6 +150,13 @@ struct qmgr_transport *qmgr_transport_find(const char *name)
                                                  config_int("default_destination_concurrency_limit"));
     if (t->concurrency_limit < 1)
         t->concurrency_limit = 1;
+    /* Only agents that serve requests until EOF may be pipelined to, so
+     * there is no default_ parameter: a transport without its own
+     * declared NAME_destination_pipeline_limit (smtp) gets one request
+     * per connection. */
+    t->pipeline_limit = (int) transport_param(name, "destination_pipeline_limit", 1);
+    if (t->pipeline_limit < 1)
+        t->pipeline_limit = 1;
     t->next = transports;
     transports = t;
     return t;
@@ -227,20 +247,13 @@ static struct qmgr_job *job_new(struct qmgr_dest *d, struct qmgr_message *msg)
     j->msg = msg;
     j->dest = d;
     j->rcpt_idx = xcalloc((size_t) d->transport->rcpt_limit, sizeof(int));
-    j->fd = -1;
-    strbuf_init(&j->out);
-    strbuf_init(&j->in);
     msg->jobs_outstanding++;
     return j;
 }
 
 static void job_free(struct qmgr_job *j)
 {
-    if (j->fd >= 0)
-        close(j->fd);
     xfree(j->rcpt_idx);
-    strbuf_release(&j->out);
-    strbuf_release(&j->in);
     xfree(j);
 }
 
@@ -398,30 +411,60 @@ static void dest_feedback(struct qmgr_dest *d, int failed, const char *dsn,
     }
 }
 
-static void running_remove(struct qmgr_job *j)
+static void running_remove(struct qmgr_conn *c)
 {
-    for (struct qmgr_job **pp = &running; *pp; pp = &(*pp)->next)
-        if (*pp == j) {
-            *pp = j->next;
+    for (struct qmgr_conn **pp = &running; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
             nrunning--;
             return;
         }
 }
 
-/* A running request is over: connection-level failure or not. */
-static void job_end(struct qmgr_job *j, int conn_failed, const char *dsn,
-                    const char *reason)
+/* Take the first job off a connection (it was answered or failed). */
+static struct qmgr_job *conn_pop(struct qmgr_conn *c)
 {
-    struct qmgr_dest *d = j->dest;
-    running_remove(j);
+    struct qmgr_job *j = c->jobs;
+    c->jobs = j->next;
+    if (c->jobs == NULL)
+        c->jobs_tail = NULL;
+    j->next = NULL;
+    njobs_running--;
+    return j;
+}
+
+/* A connection is over.  conn_failed: it ended in a connection-level
+ * failure (or one of its requests did, c->failed); dsn/reason: why the
+ * jobs still on it get no (more) results: each is deferred by qmgr, as
+ * a single failed request is.  Concurrency feedback once, for the
+ * connection. */
+static void conn_end(struct qmgr_conn *c, int conn_failed, const char *dsn,
+                     const char *reason)
+{
+    struct qmgr_dest *d = c->dest;
+    running_remove(c);
+    if (c->fd >= 0)
+        close(c->fd);
     d->active--;
     d->transport->active--;
     d->transport->blocked_until = 0;    /* an agent may be free now */
-    dest_feedback(d, conn_failed, dsn, reason);
-    job_finish(j, dsn, reason);
+    if (conn_failed)
+        dest_feedback(d, 1, dsn, reason);
+    else if (c->failed)
+        dest_feedback(d, 1, strbuf_str(&c->fail_dsn), strbuf_str(&c->fail_reason));
+    else
+        dest_feedback(d, 0, dsn, reason);
+    while (c->jobs)
+        job_finish(conn_pop(c), dsn, reason);
+    strbuf_release(&c->out);
+    strbuf_release(&c->in);
+    strbuf_release(&c->fail_dsn);
+    strbuf_release(&c->fail_reason);
+    xfree(c);
 }
 
-static void build_request(struct qmgr_job *j)
+/* Append j's request record to out. */
+static void build_request(struct qmgr_job *j, strbuf *out)
 {
     struct qmgr_message *m = j->msg;
     ipc_record *r = ipc_record_new();
@@ -456,16 +499,16 @@ static void build_request(struct qmgr_job *j)
         ipc_record_add_int(r, "offset", (long long) qr->status_offset);
         ipc_record_add_str(r, "rcpt", qr->address);
     }
-    strbuf_reset(&j->out);
-    ipc_encode(r, &j->out);
-    j->out_pos = 0;
+    ipc_encode(r, out);
     ipc_record_free(r);
     strbuf_release(&tmp);
 }
 
-/* Begin a request: 0 started, -1 failed (job already finished), 1 the
+/* Begin a connection for job j (already off its destination's queue),
+ * with up to pipeline_limit - 1 more of the destination's waiting jobs
+ * behind it.  0 started, -1 failed (job already finished), 1 the
  * transport's socket backlog is full (job back at the head of its queue,
- * transport paused for a second or until one of its requests ends). */
+ * transport paused for a second or until one of its connections ends). */
 static int job_start(struct qmgr_job *j)
 {
     struct qmgr_dest *d = j->dest;
@@ -473,10 +516,20 @@ static int job_start(struct qmgr_job *j)
         job_cancel(j);
         return -1;
     }
+    struct qmgr_conn *c = xcalloc(1, sizeof(*c));
+    c->dest = d;
+    c->fd = -1;
+    strbuf_init(&c->out);
+    strbuf_init(&c->in);
+    strbuf_init(&c->fail_dsn);
+    strbuf_init(&c->fail_reason);
+    j->next = NULL;
+    c->jobs = c->jobs_tail = j;
+    njobs_running++;
     j->start_time = qmgr_now();
-    j->deadline = time(NULL) + (time_t) qmgr_var.ipc_timeout;
-    j->next = running;
-    running = j;
+    c->deadline = time(NULL) + (time_t) qmgr_var.ipc_timeout;
+    c->next = running;
+    running = c;
     nrunning++;
     d->active++;
     d->transport->active++;
@@ -508,9 +561,15 @@ static int job_start(struct qmgr_job *j)
      * stays in active/ for the next qmgr instead of being deferred. */
     if (fd < 0 && (err == EAGAIN || err == EMFILE || err == ENFILE || err == ENOBUFS
                    || server_master_gone())) {
-        running_remove(j);
+        conn_pop(c);
+        running_remove(c);
         d->active--;
         d->transport->active--;
+        strbuf_release(&c->out);
+        strbuf_release(&c->in);
+        strbuf_release(&c->fail_dsn);
+        strbuf_release(&c->fail_reason);
+        xfree(c);
         j->start_time = 0;
         j->next = d->queue_head;
         d->queue_head = j;
@@ -525,14 +584,36 @@ static int job_start(struct qmgr_job *j)
         strbuf_init(&why);
         strbuf_printf(&why, "mail transport unavailable: connect to private/%s: %s",
                       d->transport->name, strerror(err));
-        job_end(j, 1, "4.3.0", strbuf_str(&why));
+        conn_end(c, 1, "4.3.0", strbuf_str(&why));
         strbuf_release(&why);
         return -1;
     }
-    j->fd = fd;
+    c->fd = fd;
     j->connect_time = qmgr_now();
-    j->state = JOB_WRITING;
-    build_request(j);
+    build_request(j, &c->out);
+    /* The pipeline: more waiting jobs of this destination, in queue
+     * order, written behind the first.  A job of a message with an
+     * admin action pending is cancelled here, as it would be at its own
+     * start. */
+    int njobs = 1;
+    while (njobs < d->transport->pipeline_limit && d->queue_head) {
+        struct qmgr_job *k = d->queue_head;
+        d->queue_head = k->next;
+        if (d->queue_head == NULL)
+            d->queue_tail = NULL;
+        if (k->msg->admin_action) {
+            job_cancel(k);
+            continue;
+        }
+        k->next = NULL;
+        c->jobs_tail->next = k;
+        c->jobs_tail = k;
+        njobs_running++;
+        njobs++;
+        k->start_time = j->start_time;
+        k->connect_time = j->connect_time;
+        build_request(k, &c->out);
+    }
     return 0;
 }
 
@@ -590,17 +671,19 @@ void qmgr_schedule(void)
 
 int qmgr_sched_running(void)
 {
-    return nrunning;
+    return njobs_running;
 }
 
-int qmgr_sched_pollfds(struct pollfd *pfd, int max, struct qmgr_job **owners)
+int qmgr_sched_pollfds(struct pollfd *pfd, int max, struct qmgr_conn **owners)
 {
     int n = 0;
-    for (struct qmgr_job *j = running; j && n < max; j = j->next) {
-        pfd[n].fd = j->fd;
-        pfd[n].events = j->state == JOB_WRITING ? POLLOUT : POLLIN;
+    for (struct qmgr_conn *c = running; c && n < max; c = c->next) {
+        pfd[n].fd = c->fd;
+        /* Replies are read while requests are still being written: a
+         * long pipeline must not wait on a full socket in both directions. */
+        pfd[n].events = POLLIN | (c->out_pos < c->out.len ? POLLOUT : 0);
         pfd[n].revents = 0;
-        owners[n] = j;
+        owners[n] = c;
         n++;
     }
     return n;
@@ -652,84 +735,119 @@ static int all_deferred_without_relay(struct qmgr_job *j)
     return j->nresults > 0;
 }
 
-void qmgr_sched_event(struct qmgr_job *j, short revents)
+/* Write more of the requests.  0 fine (maybe not all written yet), -1
+ * the connection ended (c is freed). */
+static int conn_write(struct qmgr_conn *c)
 {
-    if (j->state == JOB_WRITING) {
-        if (revents & (POLLOUT | POLLERR | POLLHUP)) {
-            ssize_t n = write(j->fd, j->out.data + j->out_pos, j->out.len - j->out_pos);
-            if (n < 0 && (errno == EAGAIN || errno == EINTR))
-                return;
-            if (n <= 0) {
-                strbuf why;
-                strbuf_init(&why);
-                strbuf_printf(&why, "mail transport unavailable: write to private/%s: %s",
-                              j->dest->transport->name, strerror(n < 0 ? errno : EPIPE));
-                job_end(j, 1, "4.3.0", strbuf_str(&why));
-                strbuf_release(&why);
-                return;
-            }
-            j->out_pos += (size_t) n;
-            if (j->out_pos == j->out.len) {
-                j->state = JOB_READING;
-                strbuf_release(&j->out);
-                strbuf_init(&j->out);
-            }
-        }
-        return;
+    ssize_t n = write(c->fd, c->out.data + c->out_pos, c->out.len - c->out_pos);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return 0;
+    if (n <= 0) {
+        strbuf why;
+        strbuf_init(&why);
+        strbuf_printf(&why, "mail transport unavailable: write to private/%s: %s",
+                      c->dest->transport->name, strerror(n < 0 ? errno : EPIPE));
+        conn_end(c, 1, "4.3.0", strbuf_str(&why));
+        strbuf_release(&why);
+        return -1;
+    }
+    c->out_pos += (size_t) n;
+    if (c->out_pos == c->out.len) {
+        strbuf_release(&c->out);
+        strbuf_init(&c->out);
+        c->out_pos = 0;
+        /* No more requests come on this connection: the agent reads EOF
+         * right after its last answer instead of waiting for our close
+         * (it stays busy, and the master forks another, meanwhile). */
+        shutdown(c->fd, SHUT_WR);
+    }
+    return 0;
+}
+
+/* The first job of c got its {done=1}: finish it.  1 the connection is
+ * over (c is freed), 0 the next job is being answered, -2 done came
+ * before every result (why is set; c still open). */
+static int conn_job_done(struct qmgr_conn *c, strbuf *why)
+{
+    struct qmgr_job *j = c->jobs;
+    if (j->nresults < j->nrcpt) {
+        /* The agent and qmgr no longer agree on which request is
+         * answered: nothing more on this connection can be matched. */
+        strbuf_set_str(why, "delivery agent protocol error: missing results");
+        return -2;
+    }
+    if (all_deferred_without_relay(j) && !c->failed) {
+        struct qmgr_rcpt *rc = &j->msg->rcpts[j->rcpt_idx[0]];
+        c->failed = 1;
+        strbuf_set_str(&c->fail_dsn, strbuf_str(&rc->dsn));
+        strbuf_set_str(&c->fail_reason, strbuf_str(&rc->reason));
+    }
+    if (c->jobs->next == NULL) {
+        conn_end(c, 0, "4.3.0", "");
+        return 1;
+    }
+    job_finish(conn_pop(c), "4.3.0", "");
+    /* The agent now works on the next request: its own time limit. */
+    c->deadline = time(NULL) + (time_t) qmgr_var.ipc_timeout;
+    return 0;
+}
+
+void qmgr_sched_event(struct qmgr_conn *c, short revents)
+{
+    if (c->out_pos < c->out.len && (revents & (POLLOUT | POLLERR | POLLHUP))) {
+        if (conn_write(c) < 0)
+            return;
     }
     if (!(revents & (POLLIN | POLLERR | POLLHUP)))
         return;
     char buf[65536];
-    ssize_t n = read(j->fd, buf, sizeof(buf));
+    ssize_t n = read(c->fd, buf, sizeof(buf));
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     strbuf why;
     strbuf_init(&why);
     if (n <= 0) {
-        strbuf_printf(&why, "delivery agent %s: %s", j->dest->transport->name,
+        strbuf_printf(&why, "delivery agent %s: %s", c->dest->transport->name,
                       n < 0 ? strerror(errno) : "connection closed before the end of the results");
-        job_end(j, j->nresults == 0, "4.3.0", strbuf_str(&why));
+        conn_end(c, c->jobs->nresults == 0, "4.3.0", strbuf_str(&why));
         strbuf_release(&why);
         return;
     }
-    strbuf_append(&j->in, buf, (size_t) n);
+    strbuf_append(&c->in, buf, (size_t) n);
     ipc_record *r = ipc_record_new();
     size_t used = 0;
-    int outcome = 0;
+    int outcome = 0;            /* 0 more to read, 1 connection over, <0 error */
     while (outcome == 0) {
         const char *err = NULL;
-        long c = ipc_decode(j->in.data + used, j->in.len - used, r,
+        long k = ipc_decode(c->in.data + used, c->in.len - used, r,
                             IPC_MAX_ATTR, IPC_MAX_RECORD, &err);
-        if (c == 0)
+        if (k == 0)
             break;
-        if (c < 0) {
+        if (k < 0) {
             strbuf_printf(&why, "delivery agent protocol error: %s", err ? err : "malformed record");
             outcome = -1;
             break;
         }
-        used += (size_t) c;
-        outcome = job_record(j, r, &why);
+        used += (size_t) k;
+        outcome = job_record(c->jobs, r, &why);
+        if (outcome > 0)
+            outcome = conn_job_done(c, &why);
     }
     ipc_record_free(r);
     if (outcome == 0) {
         if (used) {
-            memmove(j->in.data, j->in.data + used, j->in.len - used);
-            strbuf_truncate(&j->in, j->in.len - used);
+            memmove(c->in.data, c->in.data + used, c->in.len - used);
+            strbuf_truncate(&c->in, c->in.len - used);
         }
-    } else if (outcome > 0) {
+    } else if (outcome == -2) {
+        /* {done=1} too early: a connection-level failure only when what
+         * did come says so, as for a single request. */
+        struct qmgr_job *j = c->jobs;
         int conn_failed = all_deferred_without_relay(j);
-        const char *reason = "";
-        const char *dsn = "4.3.0";
-        if (conn_failed) {
-            struct qmgr_rcpt *rc = &j->msg->rcpts[j->rcpt_idx[0]];
-            reason = strbuf_str(&rc->reason);
-            dsn = strbuf_str(&rc->dsn);
-        }
-        strbuf_set_str(&why, j->nresults < j->nrcpt
-                       ? "delivery agent protocol error: missing results" : reason);
-        job_end(j, conn_failed, dsn, strbuf_str(&why));
-    } else {
-        job_end(j, j->nresults == 0, "4.3.0", strbuf_str(&why));
+        const char *dsn = conn_failed ? strbuf_str(&j->msg->rcpts[j->rcpt_idx[0]].dsn) : "4.3.0";
+        conn_end(c, conn_failed, dsn, strbuf_str(&why));
+    } else if (outcome < 0) {
+        conn_end(c, c->jobs->nresults == 0, "4.3.0", strbuf_str(&why));
     }
     strbuf_release(&why);
 }
@@ -741,15 +859,15 @@ time_t qmgr_sched_timeouts(time_t now)
         if (t->ready_head && t->blocked_until > now
             && (earliest == 0 || t->blocked_until < earliest))
             earliest = t->blocked_until;
-    struct qmgr_job *j = running;
-    while (j) {
-        struct qmgr_job *next = j->next;
-        if (j->deadline <= now) {
-            job_end(j, 1, "4.4.2", "delivery agent did not answer in time");
-        } else if (earliest == 0 || j->deadline < earliest) {
-            earliest = j->deadline;
+    struct qmgr_conn *c = running;
+    while (c) {
+        struct qmgr_conn *next = c->next;
+        if (c->deadline <= now) {
+            conn_end(c, 1, "4.4.2", "delivery agent did not answer in time");
+        } else if (earliest == 0 || c->deadline < earliest) {
+            earliest = c->deadline;
         }
-        j = next;
+        c = next;
     }
     return earliest;
 }

@@ -172,9 +172,11 @@ def delivery_request(qid, sender, rcpts, orcpts=None):
     return attrs
 
 
-def start_local(ld, request_attrs, as_nobody=True, overrides=()):
+def start_local(ld, request_attrs, as_nobody=True, overrides=(), more=()):
     """Start local -S with one end of a socketpair as its stdin (the
-    skeleton serves a socket on stdin directly); returns (process, socket)."""
+    skeleton serves a socket on stdin directly); returns (process, socket).
+    more: further requests (attribute lists, or raw bytes) written on the
+    same connection after the first, as qmgr pipelines them."""
     args = [local_binary(), "-S", "-c", ld.dir]
     for o in overrides:
         args += ["-o", o]
@@ -190,6 +192,8 @@ def start_local(ld, request_attrs, as_nobody=True, overrides=()):
                          preexec_fn=_as_nobody if (as_nobody and os.geteuid() == 0) else None)
     theirs.close()
     ours.sendall(encode_record(request_attrs))
+    for extra in more:
+        ours.sendall(extra if isinstance(extra, bytes) else encode_record(extra))
     ours.shutdown(socket.SHUT_WR)
     return p, ours
 

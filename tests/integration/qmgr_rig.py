@@ -376,18 +376,25 @@ class FakeAgent(_Server):
     """private/NAME: decide(rcpt, request) -> (status, dsn, relay, reason).
     gate: optional threading.Event every request waits on before answering,
     or a Semaphore each request takes one unit of.
+    Like a real agent it serves the requests of one connection in order
+    until EOF (qmgr pipelines up to TRANSPORT_destination_pipeline_limit);
+    per_conn=N answers N requests and then closes the connection, as an
+    agent that dies would.  conns: the queue ids asked on each connection.
     Like a real agent it logs each outcome line itself ("postern/NAME[PID]:
     QID: to=<...>, relay=..., delay=..., delays=a/b/c/d, ...") in the rig's
     maillog, from the times qmgr put in the request (arrival_us, active_us,
     request_us); a status a real agent never sends is not logged."""
 
-    def __init__(self, rig, name, decide, gate=None, backlog=64, accept_gate=None):
+    def __init__(self, rig, name, decide, gate=None, backlog=64, accept_gate=None,
+                 per_conn=None):
         super().__init__(os.path.join(rig.spool, "private", name), backlog, accept_gate)
         rig.agents.append(self)
         self.rig = rig
         self.name = name
         self.decide = decide
         self.gate = gate
+        self.per_conn = per_conn
+        self.conns = []         # [queue ids asked on that connection, in order]
         self.requests = []
         self.active = 0
         self.max_active = 0
@@ -395,7 +402,27 @@ class FakeAgent(_Server):
         self.arrivals = []      # (active, completed) as each request arrived
 
     def handle(self, conn):
-        req = IpcReader(conn).record()
+        reader = IpcReader(conn)
+        asked = []
+        with self.lock:
+            self.conns.append(asked)
+        while self.per_conn is None or len(asked) < self.per_conn:
+            if not reader.buf and not self._more(conn):
+                return                          # EOF between requests
+            req = reader.record()
+            with self.lock:
+                asked.append(rec_get(req, "queue_id"))
+            self._answer(conn, req)
+
+    @staticmethod
+    def _more(conn):
+        """False at a clean EOF before the next request."""
+        try:
+            return conn.recv(1, socket.MSG_PEEK) != b""
+        except OSError:
+            return False
+
+    def _answer(self, conn, req):
         with self.lock:
             self.requests.append(req)
             self.active += 1

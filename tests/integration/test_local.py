@@ -519,3 +519,51 @@ def test_mbox_lock_wait_is_bounded_and_stale_locks_go():
         assert one(replies, "kim@t.example")["status"] == "sent"
         assert not os.path.exists(lock)
         assert "Subject: hello" in read(ld.path("mail", "kim"))
+
+
+def test_pipelined_requests_answered_in_order_until_eof():
+    """qmgr may write several requests on one connection: local answers
+    each completely ({done=1}) before the next, in order, until EOF."""
+    with LocalDir() as ld:
+        q1 = ld.queue("s1@remote.example", ["alice@test.example"], ["Subject: one", "", "1"])
+        q2 = ld.queue("s2@remote.example", ["bob@test.example", "alice@test.example"],
+                      ["Subject: two", "", "2"])
+        q3 = ld.queue("s3@remote.example", ["carol@test.example"], ["Subject: three", "", "3"])
+        started = start_local(ld, delivery_request(q1, "s1@remote.example", ["alice@test.example"]),
+                              more=[delivery_request(q2, "s2@remote.example",
+                                                     ["bob@test.example", "alice@test.example"]),
+                                    delivery_request(q3, "s3@remote.example",
+                                                     ["carol@test.example"])])
+        records, err = finish_local(started)
+        got = [(r.get("rcpt"), r.get("status")) if r.get("done") is None else "done"
+               for r in map(dict, records)]
+        assert got == [("alice@test.example", "sent"), "done",
+                       ("bob@test.example", "sent"), ("alice@test.example", "sent"), "done",
+                       ("carol@test.example", "sent"), "done"], (got, err)
+        subjects = [m.split("\n")[2] for m in maildir_messages(ld.path("mail", "alice"))]
+        assert subjects == ["Subject: one", "Subject: two"], subjects
+        assert len(maildir_messages(ld.path("mail", "carol"))) == 1
+        # the log lines carry each request's own queue id
+        log = read(ld.log)
+        for qid, rcpt in ((q1, "alice"), (q2, "bob"), (q2, "alice"), (q3, "carol")):
+            assert re.search(qid + r": to=<%s@test.example>, relay=local, .*status=sent" % rcpt,
+                             log), log
+
+
+def test_pipelined_malformed_request_ends_the_connection():
+    """A malformed request behind a good one: the good one is delivered
+    and answered, the bad one gets no answer (logged), nothing after it
+    is served."""
+    with LocalDir() as ld:
+        q1 = ld.queue("s@remote.example", ["alice@test.example"], ["Subject: one", "", "1"])
+        q3 = ld.queue("s@remote.example", ["carol@test.example"], ["Subject: three", "", "3"])
+        bad = [a for a in delivery_request(q1, "s@remote.example", ["alice@test.example"])
+               if a[0] != "queue_id"]
+        started = start_local(ld, delivery_request(q1, "s@remote.example", ["alice@test.example"]),
+                              more=[bad, delivery_request(q3, "s@remote.example",
+                                                          ["carol@test.example"])])
+        records, err = finish_local(started)
+        got = [dict(r) for r in records]
+        assert [r.get("rcpt") or r.get("done") for r in got] == ["alice@test.example", "1"], got
+        assert maildir_messages(ld.path("mail", "carol")) == []
+        assert "malformed delivery request: missing queue_id" in read(ld.log) + err

@@ -3,6 +3,7 @@ cleanup, qmgr, local, and mail in DIR/mail/ (see harness.py).  The
 instance runs as a non-root user, so every delivery runs as that user."""
 import os
 import re
+import signal
 import threading
 
 import harness
@@ -264,3 +265,130 @@ def test_list_member_bounce_goes_to_the_list_owner():
         inst.wait_log(r"to=<ghost@localhost.localdomain>, .*status=bounced")
         assert inst.mailbox("sender") == []
         assert inst.mailbox("ghost") == []
+
+
+# ---- qmgr pipelines requests to local (local_destination_pipeline_limit) --
+
+def _local_max_use_1(inst):
+    """Each local process serves one connection and exits: the number of
+    local pids in the log is the number of connections qmgr made."""
+    path = os.path.join(inst.dir, "master.cf")
+    with open(path) as f:
+        text = f.read()
+    text, n = re.subn(r"^(local\s+unix\s.*\blocal)\s*$", r"\1 -o max_use=1", text, flags=re.M)
+    assert n == 1, text
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def _start(inst):
+    r = inst.postern("start")
+    assert r.returncode == 0, r.stderr + inst.log()
+    inst.wait_for(lambda: harness.port_accepts(inst.port), what="the smtp port")
+
+
+def _held_then_flushed(limit, n=24):
+    """n messages to one mailbox wait (defer_transports) and are then
+    flushed at once, so qmgr has them all when it connects to local.
+    Returns the set of local pids that delivered them."""
+    conf = {"local_recipient_maps": "", "defer_transports": "local",
+            "local_destination_pipeline_limit": str(limit),
+            "local_destination_concurrency_limit": "2"}
+    with harness.Instance(conf=conf, start=False) as inst:
+        _local_max_use_1(inst)
+        _start(inst)
+        with inst.smtp() as s:
+            for i in range(n):
+                assert s.sendmail("sender@localhost", ["alice@localhost"],
+                                  MSG % ("pipelined %d" % i)) == {}
+        inst.wait_for(lambda: inst.log().count("status=deferred (deferred transport)") == n,
+                      what="%d messages waiting" % n)
+        r = inst.postern("flush")
+        assert r.returncode == 0, r.stderr
+        inst.wait_for(lambda: len(re.findall(r"postern/qmgr\[\d+\]: \w+: removed", inst.log()))
+                      == n, what="%d messages removed" % n)
+        msgs = inst.mailbox("alice")
+        subjects = sorted(int(re.search(r"^Subject: pipelined (\d+)$", m, re.M).group(1))
+                          for m in msgs)
+        assert subjects == list(range(n)), subjects     # each exactly once
+        for m in msgs:
+            assert "From the start of a line\n>From already quoted\nbye\n" in m, m
+        pids = set(re.findall(r"postern/local\[(\d+)\]: \w+: to=<alice@localhost>, "
+                              r"relay=local, .*status=sent", inst.log()))
+        assert inst.log().count("status=sent (delivered to maildir)") == n
+        return pids
+
+
+def test_pipelined_deliveries_share_local_processes():
+    # 24 requests, at most 8 per connection: at least 3 connections; with
+    # the window of 2 and all 24 waiting, a handful.
+    pids = _held_then_flushed(8)
+    assert 3 <= len(pids) <= 8, pids
+
+
+def test_pipeline_limit_1_is_one_delivery_per_connection():
+    # As before pipelining: one request per connection, so (max_use=1)
+    # one local process per message.  (pid reuse could merge two.)
+    pids = _held_then_flushed(1)
+    assert len(pids) >= 20, pids
+
+
+def test_local_killed_mid_pipeline_loses_nothing():
+    """SIGKILL local while it delivers the first of 8 pipelined requests:
+    qmgr defers that one and the 7 behind it; after `postern flush` every
+    message is in the mailbox, only the one in flight may be there twice,
+    and the queue is empty."""
+    n = 8
+    conf = {"local_recipient_maps": "", "defer_transports": "local",
+            "local_destination_pipeline_limit": "8",
+            "local_destination_concurrency_limit": "1"}
+    with harness.Instance(conf=conf) as inst:
+        t = os.path.join(inst.tmp, "t")
+        os.mkdir(t)
+        os.chmod(t, 0o777)
+        # Every delivery to slow: a copy to bob, then a command that waits
+        # for the gate file (created after the kill).
+        add_aliases(inst, 'slow: bob, "|cat >/dev/null; touch %s/started.$$; '
+                          'while [ ! -e %s/gate ]; do sleep 0.05; done"\n' % (t, t))
+        with inst.smtp() as s:
+            for i in range(n):
+                assert s.sendmail("sender@localhost", ["slow@localhost"],
+                                  MSG % ("killed %d" % i)) == {}
+        inst.wait_for(lambda: inst.log().count("status=deferred (deferred transport)") == n,
+                      what="%d messages waiting" % n)
+        assert inst.postern("flush").returncode == 0
+        inst.wait_for(lambda: any(f.startswith("started.") for f in os.listdir(t)),
+                      what="the first delivery in its command")
+
+        def local_pids():
+            found = []
+            for pid in inst.pids():
+                try:
+                    with open("/proc/%d/cmdline" % pid, "rb") as f:
+                        argv0 = f.read().split(b"\0")[0]
+                except OSError:
+                    continue
+                if argv0.endswith(b"/local"):
+                    found.append(pid)
+            return found
+        victims = local_pids()
+        assert len(victims) == 1, victims       # window 1: one connection
+        os.kill(victims[0], signal.SIGKILL)
+        # qmgr defers the one in flight and those queued behind it.
+        closed = r"postern/qmgr\[\d+\]: (\w+): to=<slow@localhost>, relay=none, .*" \
+                 r"status=deferred \(delivery agent local: connection closed before the end " \
+                 r"of the results\)"
+        inst.wait_for(lambda: len(re.findall(closed, inst.log())) == n,
+                      what="all %d deferred by qmgr" % n)
+        assert len(set(re.findall(closed, inst.log()))) == n
+        open(os.path.join(t, "gate"), "w").close()
+        assert inst.postern("flush").returncode == 0
+        inst.wait_for(lambda: len(re.findall(r"postern/qmgr\[\d+\]: \w+: removed", inst.log()))
+                      == n, what="%d messages removed" % n)
+        r = inst.postern("queue")
+        assert r.returncode == 0 and "Mail queue is empty" in r.stdout, r.stdout + r.stderr
+        subjects = [int(re.search(r"^Subject: killed (\d+)$", m, re.M).group(1))
+                    for m in inst.mailbox("bob")]
+        assert sorted(set(subjects)) == list(range(n)), subjects    # none lost
+        assert len(subjects) <= n + 1, subjects                     # one duplicate at most

@@ -703,3 +703,130 @@ def test_removal_worker_logs_after_unlink_and_drains_at_stop():
             assert not os.path.exists(rig.path("defer", qid)), qid
         assert "warning" not in log and "fatal" not in log, log[-2000:]
         assert os.listdir(os.path.join(rig.spool, "active")) == []
+
+
+# ---- pipelined requests (TRANSPORT_destination_pipeline_limit) -----------
+
+PIPE_CF = ("local_destination_pipeline_limit = 4\n"
+           "local_destination_concurrency_limit = 1\n")
+
+
+def _qmgr_lines(rig, qid):
+    return re.findall(r"postern/qmgr\[\d+\]: " + qid + r": to=<[^>]*>, .*", rig.log())
+
+
+def test_pipeline_requests_in_order_and_results_matched():
+    with QmgrRig(PIPE_CF) as rig:
+        qids = [rig.write_message("a@far.example", ["bob@mx.test.example"]) for _ in range(6)]
+        odd = qids[2]
+
+        def decide(rcpt, req):
+            if rec_get(req, "queue_id") == odd:
+                return ("deferred", "4.2.2", "local", "mailbox full")
+            return ("sent", "2.0.0", "local", "delivered to maildir")
+        agent = FakeAgent(rig, "local", decide)
+        rig.start()
+        for q in qids:
+            if q != odd:
+                rig.wait_log(q + r": removed")
+        wait_for(lambda: rig.where(odd) == "deferred", what="the deferred one in deferred/")
+        # All six loaded before the first start: one connection carries four
+        # requests, the next the other two; one connection at a time
+        # (window 1), each request asked exactly once.
+        assert [len(c) for c in agent.conns] == [4, 2], agent.conns
+        assert sorted(q for c in agent.conns for q in c) == sorted(qids)
+        assert agent.max_active == 1
+        # Each result went to its own message: only the odd one deferred,
+        # with the agent's reason, and qmgr logged nothing for any of them.
+        data = open(rig.path("deferred", odd), "rb").read()
+        assert b"R19:-bob@mx.test.example\n" in data or b"-bob@mx.test.example" in data
+        assert re.search(r"postern/local\[\d+\]: " + odd + r": to=<bob@mx.test.example>, "
+                         r".*status=deferred \(mailbox full\)", rig.log())
+        for q in qids:
+            assert _qmgr_lines(rig, q) == [], _qmgr_lines(rig, q)
+        assert "is dead" not in rig.log()
+
+
+def test_pipeline_limit_1_is_one_request_per_connection():
+    with QmgrRig("local_destination_pipeline_limit = 1\n"
+                 "local_destination_concurrency_limit = 1\n") as rig:
+        qids = [rig.write_message("a@far.example", ["bob@mx.test.example"]) for _ in range(3)]
+        agent = FakeAgent(rig, "local", sent())
+        rig.start()
+        for q in qids:
+            rig.wait_log(q + r": removed")
+        assert [len(c) for c in agent.conns] == [1, 1, 1], agent.conns
+
+
+class ScriptAgent(FakeAgent):
+    """Serves a connection's requests in order; script(i, req) gives the
+    bytes answering the i-th request of the connection (0-based), or None
+    to hang up instead."""
+
+    def __init__(self, rig, name, script):
+        super().__init__(rig, name, None)
+        self.script = script
+
+    def handle(self, conn):
+        reader = IpcReader(conn)
+        asked = []
+        with self.lock:
+            self.conns.append(asked)
+        while True:
+            if not reader.buf and not self._more(conn):
+                return
+            req = reader.record()
+            asked.append(rec_get(req, "queue_id"))
+            out = self.script(len(asked) - 1, req)
+            if out is None:
+                return
+            conn.sendall(out)
+
+
+def _answer(req, status="sent", rcpt=None):
+    rcpt = rcpt or rec_get(req, "rcpt")
+    return ipc_encode([("rcpt", rcpt), ("status", status), ("dsn", "2.0.0"),
+                       ("relay", "local"), ("reason", "ok")]) + ipc_encode([("done", "1")])
+
+
+def _pipeline_failure(script, reason_rx):
+    """Four messages to one mailbox on one connection; the agent follows
+    script.  The first is delivered, the other three deferred by qmgr with
+    reason_rx, each logged once; feedback once (the window of 3 does not
+    reach a dead destination, as three failures would)."""
+    with QmgrRig("local_destination_pipeline_limit = 4\n"
+                 "initial_destination_concurrency = 3\n"
+                 "local_destination_concurrency_limit = 3\n") as rig:
+        qids = [rig.write_message("a@far.example", ["bob@mx.test.example"]) for _ in range(4)]
+        agent = ScriptAgent(rig, "local", script)
+        rig.start()
+        wait_for(lambda: len(agent.conns) == 1 and len(agent.conns[0]) >= 1,
+                 what="the first connection")
+        first = agent.conns[0][0]
+        rig.wait_log(first + r": removed")
+        rest = [q for q in qids if q != first]
+        for q in rest:
+            wait_for(lambda: rig.where(q) == "deferred", what=q + " deferred")
+            lines = _qmgr_lines(rig, q)
+            assert len(lines) == 1, lines
+            assert re.search(r"to=<bob@mx.test.example>, relay=none, .*dsn=4.3.0, "
+                             r"status=deferred \(" + reason_rx + r"\)", lines[0]), lines
+        assert len(agent.conns) == 1, agent.conns
+        assert "is dead" not in rig.log()
+        assert rig.alive()
+
+
+def test_pipeline_agent_gone_after_first_answer_defers_the_rest():
+    _pipeline_failure(lambda i, req: _answer(req) if i == 0 else None,
+                      r"delivery agent local: connection closed before the end of the results")
+
+
+def test_pipeline_result_for_another_recipient_is_a_protocol_error():
+    _pipeline_failure(lambda i, req: _answer(req) if i == 0 else _answer(req, rcpt="intruder@x"),
+                      r"delivery agent protocol error: result for <intruder@x>, "
+                      r"expected <bob@mx.test.example>")
+
+
+def test_pipeline_early_done_is_a_protocol_error():
+    _pipeline_failure(lambda i, req: _answer(req) if i == 0 else ipc_encode([("done", "1")]),
+                      r"delivery agent protocol error: missing results")

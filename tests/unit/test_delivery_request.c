@@ -2,7 +2,8 @@
  * test_delivery_request.c - unit tests for common/delivery_request.c: the
  * delivery request decoder (a good request; every malformed shape: missing
  * or repeated fields, bad counts, NUL bytes, oversized values), the queue
- * file opener's refusals, and one conversation over a socketpair.
+ * file opener's refusals, and conversations over a socketpair (one
+ * request; several pipelined on one connection; a bad one behind a good one).
  */
 #include <check.h>
 #include <stdarg.h>
@@ -344,6 +345,100 @@ START_TEST(conversation_malformed)
 }
 END_TEST
 
+/* Several requests on one connection (qmgr pipelines them): each is
+ * read after the previous one was answered, in order; EOF ends it. */
+START_TEST(conversation_pipelined)
+{
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    ipc_stream *qmgr = ipc_stream_open(sv[0], 10);
+    ipc_record *r = good_request();
+    ck_assert_int_eq(ipc_send(qmgr, r), 0);
+    ipc_record *second = ipc_record_new();
+    ipc_record_add_str(second, "request", "deliver");
+    ipc_record_add_str(second, "queue_id", "6925A3F1B0C2E41A80");
+    ipc_record_add_str(second, "queue_file", "active/6925A3F1B0C2E41A80");
+    ipc_record_add_str(second, "nexthop", "example.net");
+    ipc_record_add_str(second, "sender", "s@example.net");
+    ipc_record_add_str(second, "rcpt", "c@example.net");
+    ck_assert_int_eq(ipc_send(qmgr, second), 0);
+    shutdown(sv[0], SHUT_WR);
+
+    struct delivery_request dr;
+    ck_assert_int_eq(delivery_request_receive(&dr, sv[1], DELIVERY_NEED_NEXTHOP), 1);
+    close(sv[1]);
+    ck_assert_str_eq(dr.qid, QID);
+    ck_assert_int_eq(dr.nrcpt, 2);
+    for (int i = 0; i < dr.nrcpt; i++)
+        delivery_request_reply(&dr, dr.rcpts[i].address, NULL, "", &dr.times, 0, "2.0.0",
+                               "sent", "ok");
+    delivery_request_done(&dr);
+    ck_assert_int_eq(delivery_request_next(&dr, DELIVERY_NEED_NEXTHOP), 1);
+    ck_assert_str_eq(dr.qid, "6925A3F1B0C2E41A80");
+    ck_assert_str_eq(dr.nexthop, "example.net");
+    ck_assert_str_eq(dr.sender, "s@example.net");
+    ck_assert_ptr_null(dr.envid);               /* nothing left of the first */
+    ck_assert_int_eq(dr.nrcpt, 1);
+    ck_assert_str_eq(dr.rcpts[0].address, "c@example.net");
+    ck_assert_ptr_null(dr.rcpts[0].orcpt);
+    delivery_request_reply(&dr, "c@example.net", NULL, "", &dr.times, 0, "2.0.0", "sent", "ok");
+    delivery_request_done(&dr);
+    ck_assert_int_eq(delivery_request_next(&dr, DELIVERY_NEED_NEXTHOP), 0);     /* EOF */
+    ck_assert_int_eq(delivery_request_next(&dr, DELIVERY_NEED_NEXTHOP), 0);     /* still */
+    delivery_request_free(&dr);
+
+    const char *expect[] = { "a@example.org", "b@example.org", NULL, "c@example.net", NULL };
+    for (size_t i = 0; i < sizeof(expect) / sizeof(expect[0]); i++) {
+        ck_assert_int_eq(ipc_recv(qmgr, r), 0);
+        if (expect[i])
+            ck_assert_str_eq(ipc_record_get_str(r, "rcpt"), expect[i]);
+        else
+            ck_assert_str_eq(ipc_record_get_str(r, "done"), "1");
+    }
+    ck_assert_int_eq(ipc_recv(qmgr, r), 1);
+    ipc_record_free(second);
+    ipc_record_free(r);
+    ipc_stream_close(qmgr);
+}
+END_TEST
+
+/* A malformed request after a good one: the good one is answered, the
+ * bad one ends the conversation without a reply; so does a record cut
+ * off by the peer. */
+START_TEST(conversation_pipelined_malformed)
+{
+    for (int cut = 0; cut < 2; cut++) {
+        int sv[2];
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+        ipc_stream *qmgr = ipc_stream_open(sv[0], 10);
+        ipc_record *good = good_request();
+        ck_assert_int_eq(ipc_send(qmgr, good), 0);
+        if (cut) {
+            static const char partial[] = "request 7\ndeliver\nqueue_id 18\n6925";
+            ck_assert_int_eq(write(sv[0], partial, sizeof(partial) - 1),
+                             (ssize_t) sizeof(partial) - 1);
+        } else {
+            ipc_record *bad = without(good, "sender");
+            ck_assert_int_eq(ipc_send(qmgr, bad), 0);
+            ipc_record_free(bad);
+        }
+        shutdown(sv[0], SHUT_WR);
+        struct delivery_request dr;
+        ck_assert_int_eq(delivery_request_receive(&dr, sv[1], 0), 1);
+        close(sv[1]);
+        delivery_request_done(&dr);
+        ck_assert_int_eq(delivery_request_next(&dr, 0), 0);
+        ck_assert_int_eq(dr.nrcpt, 0);
+        delivery_request_free(&dr);
+        ck_assert_int_eq(ipc_recv(qmgr, good), 0);
+        ck_assert_str_eq(ipc_record_get_str(good, "done"), "1");
+        ck_assert_int_eq(ipc_recv(qmgr, good), 1);
+        ipc_record_free(good);
+        ipc_stream_close(qmgr);
+    }
+}
+END_TEST
+
 Suite *delivery_request_suite(void)
 {
     Suite *s = suite_create("delivery_request");
@@ -357,6 +452,8 @@ Suite *delivery_request_suite(void)
     tcase_add_test(tc, queue_file_refusals);
     tcase_add_test(tc, conversation);
     tcase_add_test(tc, conversation_malformed);
+    tcase_add_test(tc, conversation_pipelined);
+    tcase_add_test(tc, conversation_pipelined_malformed);
     suite_add_tcase(s, tc);
     return s;
 }
