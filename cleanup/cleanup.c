@@ -2,7 +2,8 @@
  * cleanup.c - the cleanup daemon: main(), settings, the enqueue conversation.
  *
  * Conversation (doc/internals.md, "enqueue"), one per connection:
- *   1. create incoming/.tmp-* and send {queue_id=QID}, or {status=4
+ *   1. create incoming/.tmp-* (or take a finished file from recycle/ under
+ *      that name when queue_file_reuse_limit > 0) and send {queue_id=QID}, or {status=4
  *      dsn=4.3.0|4.3.1 reason=...} when no queue file can be created;
  *   2. read the envelope {request=enqueue, sender=, rcpt=..., ...}, write
  *      V T S A... and the envelope recipients (rewritten, expanded,
@@ -196,6 +197,9 @@ static void cleanup_post_jail(int argc, char **argv)
     config_list_free(classes);
     long long t = config_time("ipc_timeout");
     cleanup_cfg.ipc_timeout = t > 0 && t < 86400 ? (int)t : 3600;
+    /* qmgr fills recycle/ only when the limit is above 0; then a new
+     * queue file is preferably a recycled one (no inode allocation). */
+    cleanup_cfg.reuse_files = config_int("queue_file_reuse_limit") > 0;
 
     /* Temporary files of a cleanup that crashed mid-message: a live writer
      * is never silent for longer than one ipc_timeout, so twice that is
@@ -450,7 +454,9 @@ static void cleanup_serve(int client_fd)
     }
 
     /* 1. the queue file, and its id for the client */
-    st.writer = queue_writer_create("incoming", &err);
+    st.writer = queue_writer_create_opts("incoming",
+                                         cleanup_cfg.reuse_files ? QUEUE_WRITER_REUSE : 0,
+                                         &err);
     if (!st.writer) {
         int disk_full = errno == ENOSPC || errno == EDQUOT;
         log_warning("%s", strbuf_str(&err));

@@ -69,6 +69,7 @@ struct cleanup_config {
     size_t dup_limit;
     const char *undisclosed_header;
     int ipc_timeout;
+    int reuse_files;            /* queue_file_reuse_limit > 0: reuse recycle/ */
     char *config_error;         /* non-NULL: refuse every message (4.3.5) */
 };
 

@@ -8,7 +8,10 @@
  *
  * Queue directories under queue_directory: maildrop incoming active deferred
  * hold requeue corrupt, plus defer/ (per-message deferral reasons), bounce/ and
- * trace/.  deferred/ defer/ bounce/ trace/ are hashed one level by the last
+ * trace/, and recycle/: finished queue files (qmgr renames them there
+ * instead of unlinking them) that the writer reuses for new messages, so
+ * the spool allocates and frees no inode per message.  recycle/ is not a
+ * queue: nothing in it is ever listed or delivered.  deferred/ defer/ bounce/ trace/ are hashed one level by the last
  * character of the microseconds field (qid[13]): deferred/E/QID.  Others are
  * flat: incoming/QID.  queue_path() knows which.
  *
@@ -111,9 +114,19 @@ int queue_scan(const char *queue_name,
 int queue_purge_temp(const char *queue_name, long max_age);
 
 /* --- writing (cleanup) -------------------------------------------------- */
+/* Finished queue files waiting to be reused (relative to queue_directory). */
+#define QUEUE_RECYCLE_DIR "recycle"
+
 typedef struct queue_writer queue_writer;
 /* Create incoming/.tmp-* and learn the queue id.  NULL + err on failure. */
 queue_writer *queue_writer_create(const char *queue_name, strbuf *err);
+/* Options for queue_writer_create_opts. */
+#define QUEUE_WRITER_REUSE 1    /* take a file from recycle/ when it has one */
+/* queue_writer_create with options; 0 is queue_writer_create itself. */
+queue_writer *queue_writer_create_opts(const char *queue_name, int options,
+                                       strbuf *err);
+/* 1 if the writer's file came from recycle/, 0 if it was created. */
+int queue_writer_reused(const queue_writer *w);
 const char *queue_writer_id(const queue_writer *w);
 void queue_writer_record(queue_writer *w, int type, const void *data, size_t len);
 void queue_writer_record_str(queue_writer *w, int type, const char *s);
@@ -174,6 +187,15 @@ void queue_content_close(queue_content_reader *r);
 /* Generic record reader (for postern queue cat and tests): reads one record
  * from fp; 1 got one, 0 EOF at a record boundary, -1 malformed (err set). */
 int queue_record_read(FILE *fp, int *type, strbuf *data, strbuf *err);
+
+/* After reading a queue file by path (showq, postern queue): 1 if the
+ * file open on fd still starts with the V and T records msg was loaded
+ * from, 0 if not (the file was recycled and is being rewritten for
+ * another message while it was read: treat the message as gone).  A
+ * writer's first write covers offset 0, and a new message's T differs
+ * from the old one's, so an unchanged head means nothing was rewritten
+ * before this check. */
+int queue_message_unchanged(int fd, const struct queue_message *msg);
 
 /* Flip a recipient's status byte to RCPT_DONE and fsync.  0 ok, -1 error. */
 int queue_file_mark_done(int fd, off_t status_offset);

@@ -133,6 +133,7 @@ int queue_dirs_create(const char *queue_dir, uid_t owner, gid_t owner_group,
         { "hold",     0700, 0 },
         { "requeue",  0700, 0 },    /* queue files for pickup to re-clean */
         { "corrupt",  0700, 0 },
+        { "recycle",  0700, 0 },    /* finished files for cleanup to reuse */
         { "defer",    0700, 0 },
         { "bounce",   0700, 0 },
         { "trace",    0700, 0 },

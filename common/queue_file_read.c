@@ -4,7 +4,8 @@
  *
  * Interface (queue.h): queue_message_load, queue_message_free,
  * queue_message_attr, queue_content_open/next/close, queue_record_read,
- * queue_file_mark_done, queue_file_mark_done_nosync.
+ * queue_file_mark_done, queue_file_mark_done_nosync,
+ * queue_message_unchanged.
  *
  * Contract:
  *   - Reads use pread() at offsets we track ourselves, never the fd's file
@@ -20,6 +21,9 @@
  *     that does not land on an X record, bytes after E) is rejected with a
  *     reason naming the byte offset.  The content between M and X is not
  *     read by load (it may be large); queue_content_next() checks it.
+ *   - queue_message_unchanged() reads the head again after a reader has
+ *     used a file it opened by path: a file qmgr recycled (recycle/) may
+ *     be taken over and rewritten by cleanup meanwhile (queue.h).
  *   - queue_file_mark_done() first checks that the byte it is about to
  *     overwrite is a status byte, so a wrong offset cannot corrupt a file.
  */
@@ -521,6 +525,39 @@ int queue_message_load(int fd, const char *qid, struct queue_message *msg, strbu
     if (rc < 0)
         queue_message_free(msg);
     return rc;
+}
+
+int queue_message_unchanged(int fd, const struct queue_message *msg)
+{
+    /* The head is read again from the file, not from a cache: a writer
+     * that took the file over (recycle/) writes offset 0 first, and its
+     * T record (a later arrival) differs from the one msg was loaded
+     * from. */
+    struct qf_src src;
+    qf_src_fd(&src, fd, 0);
+    strbuf data, err;
+    strbuf_init(&data);
+    strbuf_init(&err);
+    int same = 0;
+    int type;
+    off_t at;
+    for (int n = 0; n < 64; n++) {
+        if (qf_record(&src, &type, &data, &at, QF_ENVELOPE_MAX, &err) != 1)
+            break;
+        if (type == QREC_CONTENT || type == QREC_RCPT)
+            break;              /* no T before them: not the file msg came from */
+        if (type != QREC_TIME)
+            continue;
+        struct queue_message t;
+        memset(&t, 0, sizeof(t));
+        same = qf_parse_time(&t, &data) == 0 && t.arrival_sec == msg->arrival_sec
+            && t.arrival_usec == msg->arrival_usec;
+        break;
+    }
+    strbuf_release(&data);
+    strbuf_release(&err);
+    qf_src_release(&src);
+    return same;
 }
 
 void queue_message_free(struct queue_message *msg)

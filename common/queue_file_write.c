@@ -1,14 +1,16 @@
 /*
  * queue_file_write.c - the queue file writer (used by cleanup and postdrop).
  *
- * What it does: creates QUEUE/.tmp-PID-N exclusively (mode 0600), derives
- * the queue id from the arrival time and the file's inode, buffers records
- * in the format of queue.h, and on commit appends E, fsyncs the file,
- * renames it to its final name and fsyncs the directory.
+ * What it does: creates QUEUE/.tmp-PID-N exclusively (mode 0600), or with
+ * QUEUE_WRITER_REUSE first tries to take a finished queue file from
+ * recycle/ under that name; derives the queue id from the arrival time
+ * and the file's inode, buffers records in the format of queue.h, and on
+ * commit appends E, cuts a reused file to the new length, fsyncs the
+ * file, renames it to its final name and fsyncs the directory.
  *
- * Interface (queue.h): queue_writer_create, _id, _record, _record_str,
- * _content_begin, _line, _content_end, _commit, _commit_to, _abort,
- * _content_size.
+ * Interface (queue.h): queue_writer_create, _create_opts, _reused, _id,
+ * _record, _record_str, _content_begin, _line, _content_end, _commit,
+ * _commit_to, _abort, _content_size.
  *
  * Contract:
  *   - Nothing is visible under a queue id before commit succeeds: readers
@@ -36,9 +38,40 @@
  *     moved (or went back) since the last id, the last time plus one
  *     microsecond is used, so two files in one process never share an id
  *     even when the kernel reuses an inode at once.
+ *   - Reuse (QUEUE_WRITER_REUSE; cleanup only, never maildrop/): names
+ *     come from a per-process batch read from recycle/ (one readdir per
+ *     batch of up to 64; after an empty one the next 4 files are
+ *     created without looking).  rename(recycle/NAME, QUEUE/.tmp-PID-N)
+ *     is the claim: of several writers trying one name exactly one
+ *     succeeds, the others get ENOENT and try their next name.  The
+ *     claimed file is used only if fstat shows a regular file owned by
+ *     the effective uid with one link (after a system crash on a file
+ *     system without a journal, fsck can leave a recycled inode also
+ *     linked under a live queue name: its link count is then 2 and it is
+ *     not touched); anything else is unlinked and skipped.  It is
+ *     written from offset 0 over the old bytes and cut to the new length
+ *     (ftruncate) before the fsync, so after commit it holds exactly the
+ *     new message.  Its mtime is set at the claim (temp file age).
+ *   - Uniqueness of reused ids: a queue id is (arrival time, inode).
+ *     Two live files never share an inode, so two live files never share
+ *     an id.  A reused inode gets a new id because its new arrival time
+ *     differs from the old one: the old id's time was taken before the
+ *     old message was written, delivered and recycled, and this
+ *     process's times only increase; only a wall clock stepped back past
+ *     the old arrival could repeat a (time, inode) pair, the same risk
+ *     the kernel's own inode reuse always had.  The claim rename makes
+ *     one process the only owner of the inode until its commit.
+ *   - Readers that open queue files by path (showq, postern queue) check
+ *     with queue_message_unchanged() after reading: the first write of
+ *     a writer that took a file over covers offset 0 (the T record).
+ *   - Crash safety is as before: a writer killed after its claim leaves
+ *     a .tmp file (removed by queue_purge_temp); one killed before it
+ *     leaves the file in recycle/, which is never delivered.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -66,6 +99,8 @@ struct queue_writer {
     int in_content;
     int content_done;
     int committed;              /* 1 after commit (ok or failed): file handled */
+    int reused;                 /* the file came from recycle/: old bytes
+                                 * past our end are cut at commit */
     int error;                  /* first errno, 0 = none */
     const char *error_op;       /* what failed: "write", "fsync", ... */
 };
@@ -103,7 +138,151 @@ static void queue_next_time(long long *sec, long *usec)
     *usec = u;
 }
 
+/*
+ * Reuse of finished queue files (recycle/).  qmgr renames a finished
+ * queue file to recycle/QID instead of unlinking it; a writer asked to
+ * reuse claims one by renaming it to its own QUEUE/.tmp-PID-N.  Names are
+ * read from recycle/ in batches, so there is one readdir per batch, not
+ * per message; every process reading the same batch starts at its own
+ * place in it (by pid) to make two claims of one name rarer.
+ */
+#define RECYCLE_BATCH        64
+#define RECYCLE_TRIES        16  /* names tried per create before creating */
+#define RECYCLE_EMPTY_SKIP   4   /* creates without a look after an empty batch */
+
+static char *recycle_names[RECYCLE_BATCH];
+static int recycle_count, recycle_next;
+static int recycle_skip;
+
+static void recycle_batch_clear(void)
+{
+    for (int i = 0; i < recycle_count; i++)
+        xfree(recycle_names[i]);
+    recycle_count = recycle_next = 0;
+}
+
+/* Read up to RECYCLE_BATCH names from recycle/.  Number read. */
+static int recycle_batch_read(void)
+{
+    recycle_batch_clear();
+    DIR *d = opendir(QUEUE_RECYCLE_DIR);
+    if (!d)
+        return 0;               /* no recycle/ (an old spool): create */
+    struct dirent *de;
+    while (recycle_count < RECYCLE_BATCH && (de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        recycle_names[recycle_count++] = xstrdup(de->d_name);
+    }
+    closedir(d);
+    if (recycle_count > 0)
+        recycle_next = (int)((unsigned long)getpid() % (unsigned long)recycle_count);
+    return recycle_count;
+}
+
+/* Next name to try, or NULL when recycle/ looks empty. */
+static const char *recycle_next_name(void)
+{
+    if (recycle_skip > 0) {
+        recycle_skip--;
+        return NULL;
+    }
+    if (recycle_count == 0 && recycle_batch_read() == 0) {
+        recycle_skip = RECYCLE_EMPTY_SKIP;
+        return NULL;
+    }
+    /* Each name is handed out once: taken or lost to another process,
+     * it is not in recycle/ any more. */
+    char *name = recycle_names[recycle_next];
+    recycle_names[recycle_next] = recycle_names[--recycle_count];
+    recycle_names[recycle_count] = NULL;
+    if (recycle_next >= recycle_count)
+        recycle_next = 0;
+    static char current[NAME_MAX + 1];
+    snprintf(current, sizeof(current), "%s", name);
+    xfree(name);
+    return current;
+}
+
+/*
+ * Claim a file from recycle/ as w->tmp_path: the rename is the claim
+ * (ENOENT: another writer took it first).  The file must be a regular
+ * file of ours with one link; anything else is unlinked and skipped.
+ * Sets w->fd and *st; 0 ok, -1 none (create a new file instead).
+ */
+static int recycle_claim(queue_writer *w, struct stat *st)
+{
+    strbuf from;
+    strbuf_init(&from);
+    int rc = -1;
+    for (int tries = 0; rc < 0 && tries < RECYCLE_TRIES; tries++) {
+        const char *name = recycle_next_name();
+        if (!name)
+            break;
+        strbuf_printf(&from, "%s/%s", QUEUE_RECYCLE_DIR, name);
+        int moved = -1;
+        for (int attempt = 0; attempt < 100; attempt++) {
+            strbuf_printf(&w->tmp_path, "%s/.tmp-%ld-%lu", w->queue_name,
+                          (long)getpid(), queue_tmp_counter++);
+            moved = renameat2(AT_FDCWD, from.data, AT_FDCWD, w->tmp_path.data,
+                              RENAME_NOREPLACE);
+            if (moved < 0 && (errno == EINVAL || errno == ENOSYS))
+                moved = rename(from.data, w->tmp_path.data);
+            if (moved == 0 || errno != EEXIST)
+                break;          /* EEXIST: a stale temp file with our pid */
+        }
+        if (moved < 0) {
+            if (errno == ENOENT)
+                continue;       /* another writer claimed it */
+            log_warning("reuse %s: rename to %s: %s", from.data,
+                        w->tmp_path.data, strerror(errno));
+            recycle_skip = RECYCLE_EMPTY_SKIP;
+            break;
+        }
+        /* O_NONBLOCK: a FIFO must not block the open; O_NOFOLLOW: nor may a
+         * symlink lead anywhere.  Neither is ever put there by qmgr. */
+        int fd = open(w->tmp_path.data,
+                      O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (fd >= 0 && fstat(fd, st) == 0 && S_ISREG(st->st_mode)
+            && st->st_uid == geteuid() && st->st_nlink == 1) {
+            /* A regular file: O_NONBLOCK changes nothing; mode as created. */
+            /* The mtime is the temp file's age for queue_purge_temp(): a
+             * file that sat in recycle/ for days must look new now, not
+             * only after its first write (small messages are written at
+             * commit). */
+            if ((st->st_mode & 07777) != 0600 && fchmod(fd, 0600) < 0) {
+                log_warning("reuse %s: fchmod: %s", w->tmp_path.data, strerror(errno));
+            } else if (futimens(fd, NULL) < 0) {
+                log_warning("reuse %s: futimens: %s", w->tmp_path.data, strerror(errno));
+            } else {
+                w->fd = fd;
+                w->reused = 1;
+                rc = 0;
+                break;
+            }
+        } else {
+            log_warning("reuse %s: not a regular file of ours with one link: "
+                        "removed", from.data);
+        }
+        if (fd >= 0)
+            close(fd);
+        /* A directory (open said EISDIR) goes too, when it is empty. */
+        if (unlink(w->tmp_path.data) < 0 && errno == EISDIR
+            && rmdir(w->tmp_path.data) < 0)
+            log_warning("reuse %s: cannot remove %s: %s", from.data,
+                        w->tmp_path.data, strerror(errno));
+    }
+    strbuf_release(&from);
+    return rc;
+}
+
 queue_writer *queue_writer_create(const char *queue_name, strbuf *err)
+{
+    return queue_writer_create_opts(queue_name, 0, err);
+}
+
+queue_writer *queue_writer_create_opts(const char *queue_name, int options,
+                                       strbuf *err)
 {
     queue_writer *w = xcalloc(1, sizeof(*w));
     w->queue_name = xstrdup(queue_name);
@@ -111,6 +290,9 @@ queue_writer *queue_writer_create(const char *queue_name, strbuf *err)
     w->mark_offset = -1;
     strbuf_init(&w->tmp_path);
     strbuf_init(&w->buf);
+    struct stat st;
+    if ((options & QUEUE_WRITER_REUSE) && recycle_claim(w, &st) == 0)
+        goto have_file;
     /* A stale temp file of an earlier process with our pid may exist:
      * step the counter past it rather than reuse it. */
     for (int attempt = 0; attempt < 100; attempt++) {
@@ -133,7 +315,6 @@ queue_writer *queue_writer_create(const char *queue_name, strbuf *err)
         errno = saved;
         return NULL;
     }
-    struct stat st;
     if (fstat(w->fd, &st) < 0) {
         int saved = errno;
         if (err)
@@ -143,11 +324,17 @@ queue_writer *queue_writer_create(const char *queue_name, strbuf *err)
         errno = saved;
         return NULL;
     }
+have_file:;
     long long sec;
     long usec;
     queue_next_time(&sec, &usec);
     queue_id_make(w->qid, sec, usec, (unsigned long long)st.st_ino);
     return w;
+}
+
+int queue_writer_reused(const queue_writer *w)
+{
+    return w->reused;
 }
 
 const char *queue_writer_id(const queue_writer *w)
@@ -286,6 +473,10 @@ int queue_writer_commit_to(queue_writer *w, const char *queue_name, strbuf *err)
         queue_writer_fail(w, "commit before end of content", EINVAL);
     queue_writer_put(w, QREC_END, "", 0);
     queue_writer_flush(w);
+    /* A reused file may be longer than the new message: cut its old tail
+     * before the fsync, or readers would see bytes after E. */
+    if (!w->error && w->reused && ftruncate(w->fd, w->flushed) < 0)
+        queue_writer_fail(w, "ftruncate", errno);
     if (!w->error && fsync(w->fd) < 0)
         queue_writer_fail(w, "fsync", errno);
     /* close() can report a delayed write error on some filesystems. */

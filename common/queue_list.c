@@ -105,6 +105,13 @@ int queue_list_message(const char *queue, const char *qid, ipc_record *r)
     }
     struct queue_message msg;
     int rc = queue_message_load(fd, qid, &msg, &err);
+    if (rc == 0 && !queue_message_unchanged(fd, &msg)) {
+        /* Finished, recycled and taken for another message while we read
+         * it: it is gone from the queue (queue.h, recycle/). */
+        queue_message_free(&msg);
+        strbuf_set_str(&err, "rewritten for another message while read");
+        rc = -1;
+    }
     close(fd);
     if (rc < 0) {
         log_debug("%s: not listed: %s", strbuf_str(&path), strbuf_str(&err));

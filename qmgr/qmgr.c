@@ -548,7 +548,7 @@ static void qmgr_run(int listen_fd)
         fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK);
     qmgr_lock_queue();
     qmgr_catch_sigterm();
-    qmgr_remove_start();
+    qmgr_remove_start(qmgr_var.reuse_limit);
     time_t drain_deadline = 0;
 
     /* Crash leftovers first, then new mail, then what is due. */
@@ -748,6 +748,7 @@ static void qmgr_post_jail(int argc, char **argv)
         qmgr_var.ipc_timeout = 3600;
     qmgr_var.bounce_size_limit = config_int("bounce_size_limit");
     qmgr_var.initial_concurrency = (int) config_int("initial_destination_concurrency");
+    qmgr_var.reuse_limit = config_int("queue_file_reuse_limit");
     qmgr_var.bounce_notice_recipient = config_str("2bounce_notice_recipient");
     const char *d = config_str("double_bounce_sender");
     if (strchr(d, '@'))

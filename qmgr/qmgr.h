@@ -13,8 +13,9 @@
  *   qmgr_bounce.c   DSNs: composed (common/dsn.c) and submitted to cleanup
  *                   in a short-lived child process so the loop never
  *                   blocks on cleanup (which itself wakes qmgr up).
- *   qmgr_remove.c   a worker thread that unlinks finished queue files, so
- *                   the loop does not wait for the disk's discard.
+ *   qmgr_remove.c   a worker thread that moves finished queue files to
+ *                   recycle/ (for cleanup to reuse) or unlinks them, so
+ *                   the loop does not wait for the disk.
  *
  * Contract between them: a message stays in memory while it has jobs
  * (queued or running) or bounce children outstanding; qmgr_message_check()
@@ -139,8 +140,8 @@ void qid_set_add(struct qid_set *set, const char *qid);
 void qid_set_remove(struct qid_set *set, const char *qid);
 
 /* ---- qmgr_remove.c: finished queue files unlinked by a worker thread ---- */
-void qmgr_remove_start(void);
-void qmgr_remove(const char *qid);              /* active/QID and its defer log */
+void qmgr_remove_start(long long reuse_limit); /* queue_file_reuse_limit */
+void qmgr_remove(const char *qid, long long size); /* active/QID and its defer log */
 int qmgr_remove_pollfd(void);                   /* -1 without the worker */
 void qmgr_remove_collect(void);                 /* log what was removed */
 int qmgr_remove_pending(const char *qid);
@@ -159,6 +160,7 @@ struct qmgr_settings {
     long long ipc_timeout;
     long long bounce_size_limit;
     int initial_concurrency;
+    long long reuse_limit;      /* queue_file_reuse_limit */
     const char *bounce_notice_recipient;    /* 2bounce_notice_recipient */
     char *double_bounce_sender;             /* double_bounce_sender@myhostname */
 };

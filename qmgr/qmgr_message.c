@@ -592,7 +592,7 @@ static void round_end(struct qmgr_message *m)
     queue_path(&path, "active", m->qid);
     defer_log_path(&dpath, m->qid);
     if (pending == 0) {
-        qmgr_remove(m->qid);            /* off the loop: qmgr_remove.c */
+        qmgr_remove(m->qid, m->msg.size);   /* off the loop: qmgr_remove.c */
     } else {
         long long now = (long long) time(NULL);
         long long next = backoff_next_attempt(now, m->msg.arrival_sec,

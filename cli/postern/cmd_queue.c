@@ -372,7 +372,12 @@ static int envelope_matches(const struct queue_select *sel, const char *queue, c
     int rc = -1;
     if (fd >= 0) {
         struct queue_message msg;
-        if (queue_message_load(fd, qid, &msg, &err) == 0) {
+        int loaded = queue_message_load(fd, qid, &msg, &err) == 0;
+        if (loaded && !queue_message_unchanged(fd, &msg)) {
+            queue_message_free(&msg);   /* recycled meanwhile: gone */
+            loaded = 0;
+        }
+        if (loaded) {
             const char **rcpts = xcalloc((size_t) msg.nrcpt + 1, sizeof(*rcpts));
             int n = 0;
             for (int i = 0; i < msg.nrcpt; i++)
@@ -612,9 +617,13 @@ static int queue_admin(int action, int argc, char **argv)
 #define CAT_HEADERS 2
 #define CAT_BODY 4
 
+/* cat writes into memory first and prints only once it knows the file
+ * still held the message it names when the reading was done (below). */
+static FILE *cat_out;
+
 static void put_line(const char *label, const char *value)
 {
-    printf("%s: %s\n", label, value);
+    fprintf(cat_out, "%s: %s\n", label, value);
 }
 
 static void cat_envelope(const struct queue_message *msg)
@@ -622,11 +631,11 @@ static void cat_envelope(const struct queue_message *msg)
     strbuf t;
     strbuf_init(&t);
     format_arrival(&t, msg->arrival_sec);
-    printf("message_size: %lld\n", msg->size);
+    fprintf(cat_out, "message_size: %lld\n", msg->size);
     put_line("message_arrival_time", strbuf_str(&t));
     put_line("sender", msg->sender);
     for (int i = 0; i < msg->nattrs; i++)
-        printf("named_attribute: %s=%s\n", msg->attr_names[i], msg->attr_values[i]);
+        fprintf(cat_out, "named_attribute: %s=%s\n", msg->attr_names[i], msg->attr_values[i]);
     for (int i = 0; i < msg->nrcpt; i++) {
         const struct queue_rcpt *r = &msg->rcpts[i];
         if (r->notify)
@@ -683,43 +692,58 @@ static int queue_cat(int argc, char **argv)
     }
     if (fd < 0)
         postern_fatal("%s: no such message in the queue", qid);
+    char *shown = NULL;
+    size_t shown_len = 0;
+    cat_out = open_memstream(&shown, &shown_len);
+    if (!cat_out)
+        postern_fatal("open_memstream: %m");
     struct queue_message msg;
     if (queue_message_load(fd, qid, &msg, &err) < 0)
         postern_fatal("%s: malformed queue file: %s", strbuf_str(&path), strbuf_str(&err));
     const char *p = strbuf_str(&path);
     if (what & CAT_ENVELOPE) {
-        printf("*** ENVELOPE RECORDS %s ***\n", p);
+        fprintf(cat_out, "*** ENVELOPE RECORDS %s ***\n", p);
         cat_envelope(&msg);
     }
     if (what & (CAT_HEADERS | CAT_BODY)) {
         queue_content_reader *cr = queue_content_open(fd, &msg);
         int in_headers = 1, rc;
         if (whole)
-            printf("*** MESSAGE CONTENTS %s ***\n", p);
+            fprintf(cat_out, "*** MESSAGE CONTENTS %s ***\n", p);
         else if (what & CAT_HEADERS)
-            printf("*** HEADER SEGMENT %s ***\n", p);
+            fprintf(cat_out, "*** HEADER SEGMENT %s ***\n", p);
         while ((rc = queue_content_next(cr, &line, &err)) == 1) {
             int show = whole || (in_headers ? (what & CAT_HEADERS) : (what & CAT_BODY));
             if (in_headers && line.len == 0) {
                 in_headers = 0;
                 if (!whole && (what & CAT_BODY))
-                    printf("*** BODY SEGMENT %s ***\n", p);
+                    fprintf(cat_out, "*** BODY SEGMENT %s ***\n", p);
                 if (!whole)
                     continue;           /* the separator belongs to neither */
             }
             if (show) {
-                fwrite(line.data ? line.data : "", 1, line.len, stdout);
-                putchar('\n');
+                fwrite(line.data ? line.data : "", 1, line.len, cat_out);
+                fputc('\n', cat_out);
             }
         }
         queue_content_close(cr);
         if (rc < 0)
             postern_fatal("%s: malformed queue file: %s", p, strbuf_str(&err));
         if (in_headers && !whole && (what & CAT_BODY))
-            printf("*** BODY SEGMENT %s ***\n", p);
+            fprintf(cat_out, "*** BODY SEGMENT %s ***\n", p);
     }
     if (whole)
-        printf("*** MESSAGE FILE END %s ***\n", p);
+        fprintf(cat_out, "*** MESSAGE FILE END %s ***\n", p);
+    /* A finished message may have been recycled (recycle/) and its file
+     * rewritten for another message while we read it: then what we read
+     * is not this message, which is gone. */
+    if (!queue_message_unchanged(fd, &msg))
+        postern_fatal("%s: no such message in the queue", qid);
+    if (fclose(cat_out) != 0)
+        postern_fatal("queue cat: out of memory");
+    cat_out = NULL;
+    fwrite(shown, 1, shown_len, stdout);
+    free(shown);
     queue_message_free(&msg);
     close(fd);
     strbuf_release(&path);

@@ -265,8 +265,8 @@ START_TEST(dirs_created_with_modes)
     ck_assert_uint_eq(mode_of("maildrop"), 01730);
     ck_assert_uint_eq(mode_of("public"), 0710);
     ck_assert_uint_eq(mode_of("private"), 0700);
-    const char *flat[] = { "incoming", "active", "hold", "requeue", "corrupt" };
-    for (size_t i = 0; i < 5; i++)
+    const char *flat[] = { "incoming", "active", "hold", "requeue", "corrupt", "recycle" };
+    for (size_t i = 0; i < 6; i++)
         ck_assert_uint_eq(mode_of(flat[i]), 0700);
     const char *hashed[] = { "deferred", "defer", "bounce", "trace" };
     char path[64];
@@ -1111,6 +1111,250 @@ START_TEST(writer_panics_on_unknown_type)
 }
 END_TEST
 
+/* ---- reuse of finished files (recycle/) ---------------------------------- */
+
+/* Write a message of nlines body lines "tag line N" into incoming/ with
+ * the given writer options; returns its id, *reused what the writer says. */
+static char *write_tagged(int options, const char *tag, int nlines, int *reused)
+{
+    strbuf err, line;
+    strbuf_init(&err);
+    strbuf_init(&line);
+    queue_writer *w = queue_writer_create_opts("incoming", options, &err);
+    ck_assert_msg(w != NULL, "create: %s", strbuf_str(&err));
+    char tbuf[64];
+    /* T as cleanup writes it: the id's own time. */
+    const char *id = queue_writer_id(w);
+    char usec_hex[6];
+    memcpy(usec_hex, id + 9, 5);
+    usec_hex[5] = '\0';
+    snprintf(tbuf, sizeof(tbuf), "%lld %ld", queue_id_time(id), strtol(usec_hex, NULL, 16));
+    queue_writer_record_str(w, QREC_VERSION, "1");
+    queue_writer_record_str(w, QREC_TIME, tbuf);
+    queue_writer_record_str(w, QREC_SENDER, tag);
+    queue_writer_record_str(w, QREC_RCPT, "-rcpt@example.org");
+    queue_writer_content_begin(w);
+    for (int i = 0; i < nlines; i++) {
+        strbuf_printf(&line, "%s line %d ....................................................", tag, i);
+        queue_writer_line(w, line.data, line.len);
+    }
+    queue_writer_content_end(w);
+    char *qid = xstrdup(queue_writer_id(w));
+    *reused = queue_writer_reused(w);
+    ck_assert_msg(queue_writer_commit(w, &err) == 0, "commit: %s", strbuf_str(&err));
+    queue_writer_abort(w);
+    strbuf_release(&err);
+    strbuf_release(&line);
+    return qid;
+}
+
+/* incoming/QID must load and hold exactly the message write_tagged wrote. */
+static void check_tagged(const char *qid, const char *tag, int nlines)
+{
+    strbuf path, line, err, want;
+    strbuf_init(&path);
+    strbuf_init(&line);
+    strbuf_init(&err);
+    strbuf_init(&want);
+    queue_path(&path, "incoming", qid);
+    struct queue_message msg;
+    int fd;
+    open_and_load(path.data, qid, &msg, &fd);
+    ck_assert_str_eq(msg.sender, tag);
+    ck_assert_int_eq(msg.nrcpt, 1);
+    ck_assert_int_eq(queue_message_unchanged(fd, &msg), 1);
+    queue_content_reader *cr = queue_content_open(fd, &msg);
+    for (int i = 0; i < nlines; i++) {
+        ck_assert_int_eq(queue_content_next(cr, &line, &err), 1);
+        strbuf_printf(&want, "%s line %d ....................................................", tag, i);
+        ck_assert_str_eq(strbuf_str(&line), strbuf_str(&want));
+    }
+    ck_assert_int_eq(queue_content_next(cr, &line, &err), 0);
+    queue_content_close(cr);
+    /* Nothing of an older, longer message after E. */
+    struct stat st;
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    strbuf bytes;
+    strbuf_init(&bytes);
+    read_whole(path.data, &bytes);
+    ck_assert_uint_eq(bytes.len, (size_t) st.st_size);
+    ck_assert_int_eq(memcmp(bytes.data + bytes.len - 4, "E0:\n", 4), 0);
+    queue_message_free(&msg);
+    close(fd);
+    strbuf_release(&bytes);
+    strbuf_release(&path);
+    strbuf_release(&line);
+    strbuf_release(&err);
+    strbuf_release(&want);
+}
+
+/* What qmgr does with a finished message. */
+static void recycle_message(const char *qid)
+{
+    strbuf from, to;
+    strbuf_init(&from);
+    strbuf_init(&to);
+    queue_path(&from, "incoming", qid);
+    queue_path(&to, QUEUE_RECYCLE_DIR, qid);
+    ck_assert_int_eq(rename(from.data, to.data), 0);
+    strbuf_release(&from);
+    strbuf_release(&to);
+}
+
+static ino_t inode_of(const char *queue, const char *qid)
+{
+    strbuf p;
+    strbuf_init(&p);
+    queue_path(&p, queue, qid);
+    struct stat st;
+    ck_assert_int_eq(stat(p.data, &st), 0);
+    strbuf_release(&p);
+    return st.st_ino;
+}
+
+START_TEST(reuse_big_file_for_small_message)
+{
+    int reused;
+    /* Far more than one 64 KiB write buffer. */
+    char *big = write_tagged(0, "big", 3000, &reused);
+    ck_assert_int_eq(reused, 0);
+    ino_t ino = inode_of("incoming", big);
+    recycle_message(big);
+    char *small = write_tagged(QUEUE_WRITER_REUSE, "small", 3, &reused);
+    ck_assert_int_eq(reused, 1);
+    ck_assert_str_ne(small, big);
+    ck_assert_uint_eq(inode_of("incoming", small), ino);
+    ck_assert_int_eq(count_entries(QUEUE_RECYCLE_DIR), 0);
+    ck_assert_int_eq(count_entries("incoming"), 1);     /* no temp file left */
+    check_tagged(small, "small", 3);
+    /* And back: a small file reused for a big message. */
+    recycle_message(small);
+    char *big2 = write_tagged(QUEUE_WRITER_REUSE, "big2", 3000, &reused);
+    ck_assert_int_eq(reused, 1);
+    ck_assert_uint_eq(inode_of("incoming", big2), ino);
+    check_tagged(big2, "big2", 3000);
+    xfree(big);
+    xfree(small);
+    xfree(big2);
+}
+END_TEST
+
+START_TEST(reuse_each_file_once_then_create)
+{
+    int reused;
+    char *old[3];
+    ino_t ino[3];
+    for (int i = 0; i < 3; i++) {
+        old[i] = write_tagged(0, "old", 10 * (i + 1), &reused);
+        ino[i] = inode_of("incoming", old[i]);
+        recycle_message(old[i]);
+    }
+    char *fresh[4];
+    for (int i = 0; i < 4; i++) {
+        fresh[i] = write_tagged(QUEUE_WRITER_REUSE, "new", 2, &reused);
+        ck_assert_int_eq(reused, i < 3);
+        check_tagged(fresh[i], "new", 2);
+        for (int j = 0; j < i; j++)
+            ck_assert_str_ne(fresh[i], fresh[j]);
+        ino_t now = inode_of("incoming", fresh[i]);
+        int was_recycled = now == ino[0] || now == ino[1] || now == ino[2];
+        ck_assert_int_eq(was_recycled, i < 3);
+    }
+    ck_assert_int_eq(count_entries("incoming"), 4);
+    for (int i = 0; i < 3; i++)
+        xfree(old[i]);
+    for (int i = 0; i < 4; i++)
+        xfree(fresh[i]);
+}
+END_TEST
+
+START_TEST(reuse_refuses_odd_files)
+{
+    int reused;
+    /* A file with a second link (the other name must survive intact). */
+    write_whole("recycle/A1", "linked", 6);
+    ck_assert_int_eq(link("recycle/A1", "corrupt/keep"), 0);
+    /* A FIFO (an open for writing would block) and a symlink. */
+    ck_assert_int_eq(mkfifo("recycle/A2", 0600), 0);
+    write_whole("corrupt/target", "target", 6);
+    ck_assert_int_eq(symlink("../corrupt/target", "recycle/A3"), 0);
+    ck_assert_int_eq(mkdir("recycle/A4", 0700), 0);
+    int other_owner = 0;
+    if (geteuid() == 0) {
+        write_whole("recycle/A5", "someone else's", 14);
+        ck_assert_int_eq(chown("recycle/A5", 65534, 65534), 0);
+        other_owner = 1;
+    }
+    char *qid = write_tagged(QUEUE_WRITER_REUSE, "fresh", 2, &reused);
+    ck_assert_int_eq(reused, 0);
+    check_tagged(qid, "fresh", 2);
+    /* Each odd file was taken out of recycle/ and dropped, the (empty)
+     * directory too; incoming/ holds only the new message. */
+    ck_assert_int_eq(count_entries(QUEUE_RECYCLE_DIR), 0);
+    ck_assert_int_eq(count_entries("incoming"), 1);
+    ck_assert_int_eq(access("recycle/A1", F_OK), -1);
+    ck_assert_int_eq(access("recycle/A2", F_OK), -1);
+    ck_assert_int_eq(access("recycle/A3", F_OK), -1);
+    if (other_owner)
+        ck_assert_int_eq(access("recycle/A5", F_OK), -1);
+    strbuf bytes;
+    strbuf_init(&bytes);
+    read_whole("corrupt/keep", &bytes);
+    ck_assert_str_eq(strbuf_str(&bytes), "linked");
+    read_whole("corrupt/target", &bytes);
+    ck_assert_str_eq(strbuf_str(&bytes), "target");
+    struct stat st;
+    ck_assert_int_eq(stat("corrupt/keep", &st), 0);
+    ck_assert_uint_eq(st.st_nlink, 1);
+    ck_assert_uint_ne(inode_of("incoming", qid), st.st_ino);
+    strbuf_release(&bytes);
+    xfree(qid);
+}
+END_TEST
+
+START_TEST(reuse_falls_back_to_create)
+{
+    int reused;
+    /* Empty recycle/. */
+    char *a = write_tagged(QUEUE_WRITER_REUSE, "a", 2, &reused);
+    ck_assert_int_eq(reused, 0);
+    check_tagged(a, "a", 2);
+    /* No recycle/ at all (a spool made before it existed). */
+    ck_assert_int_eq(rmdir(QUEUE_RECYCLE_DIR), 0);
+    for (int i = 0; i < 40; i++) {
+        char *b = write_tagged(QUEUE_WRITER_REUSE, "b", 1, &reused);
+        ck_assert_int_eq(reused, 0);
+        check_tagged(b, "b", 1);
+        xfree(b);
+    }
+    xfree(a);
+}
+END_TEST
+
+START_TEST(reader_sees_rewrite_of_recycled_file)
+{
+    int reused;
+    char *old = write_tagged(0, "old", 5, &reused);
+    strbuf path;
+    strbuf_init(&path);
+    queue_path(&path, "incoming", old);
+    struct queue_message msg;
+    int fd;
+    open_and_load(path.data, old, &msg, &fd);   /* a reader holds it open */
+    ck_assert_int_eq(queue_message_unchanged(fd, &msg), 1);
+    recycle_message(old);
+    ck_assert_int_eq(queue_message_unchanged(fd, &msg), 1);    /* moved, not rewritten */
+    char *fresh = write_tagged(QUEUE_WRITER_REUSE, "new", 5, &reused);
+    ck_assert_int_eq(reused, 1);
+    ck_assert_int_eq(queue_message_unchanged(fd, &msg), 0);
+    queue_message_free(&msg);
+    close(fd);
+    strbuf_release(&path);
+    xfree(old);
+    xfree(fresh);
+}
+END_TEST
+
 Suite *queue_suite(void)
 {
     Suite *s = suite_create("queue");
@@ -1142,6 +1386,11 @@ Suite *queue_suite(void)
     tcase_add_test(tc, mutated_files_never_crash);
     tcase_add_test(tc, write_error_keeps_errno_and_removes_file);
     tcase_add_test(tc, purge_stale_temp_files);
+    tcase_add_test(tc, reuse_big_file_for_small_message);
+    tcase_add_test(tc, reuse_each_file_once_then_create);
+    tcase_add_test(tc, reuse_refuses_odd_files);
+    tcase_add_test(tc, reuse_falls_back_to_create);
+    tcase_add_test(tc, reader_sees_rewrite_of_recycled_file);
     suite_add_tcase(s, tc);
 
     /* Unchecked fixture: the spool is made and removed in the runner,
