@@ -218,7 +218,16 @@ void delivery_request_reply(struct delivery_request *dr, const char *rcpt,
                             const struct delivery_times *times, double end,
                             const char *dsn, const char *status, const char *reason)
 {
-    delivery_log(dr->qid, rcpt, orcpt, relay, times, end > 0 ? end : delivery_now(),
+    delivery_request_reply_for(dr, dr->qid, rcpt, orcpt, relay, times, end, dsn, status,
+                               reason);
+}
+
+void delivery_request_reply_for(struct delivery_request *dr, const char *qid,
+                                const char *rcpt, const char *orcpt, const char *relay,
+                                const struct delivery_times *times, double end,
+                                const char *dsn, const char *status, const char *reason)
+{
+    delivery_log(qid, rcpt, orcpt, relay, times, end > 0 ? end : delivery_now(),
                  dsn, status, reason);
     ipc_record *rec = dr->out;
     ipc_record_reset(rec);
@@ -236,6 +245,11 @@ void delivery_request_done(struct delivery_request *dr)
     ipc_build(dr->out, "done", "1", NULL);
     if (ipc_send(dr->stream, dr->out) < 0)
         log_warning("%s: reply to qmgr: %s", dr->qid, ipc_error(dr->stream));
+}
+
+int delivery_request_waiting(const struct delivery_request *dr)
+{
+    return dr->stream != NULL && ipc_input_ready(dr->stream);
 }
 
 void delivery_request_free(struct delivery_request *dr)

@@ -110,8 +110,16 @@ void delivery_request_reply(struct delivery_request *dr, const char *rcpt,
                             const struct delivery_times *times, double end,
                             const char *dsn, const char *status, const char *reason);
 
+/* The same for a request answered later than it was read (an agent that
+ * holds its answers, local's group commit): qid names that request. */
+void delivery_request_reply_for(struct delivery_request *dr, const char *qid,
+                                const char *rcpt, const char *orcpt, const char *relay,
+                                const struct delivery_times *times, double end,
+                                const char *dsn, const char *status, const char *reason);
 /* The final {done=1}. */
 void delivery_request_done(struct delivery_request *dr);
+/* 1 when qmgr's next request (or its EOF) can be read without waiting. */
+int delivery_request_waiting(const struct delivery_request *dr);
 
 void delivery_request_free(struct delivery_request *dr);
 

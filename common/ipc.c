@@ -398,6 +398,14 @@ int ipc_stream_fd(const ipc_stream *s)
     return s->fd;
 }
 
+int ipc_input_ready(const ipc_stream *s)
+{
+    if (s->failed || s->rbuf.len > s->rpos)
+        return 1;
+    struct pollfd p = { .fd = s->fd, .events = POLLIN };
+    return poll(&p, 1, 0) > 0;
+}
+
 void ipc_stream_close(ipc_stream *s)
 {
     if (!s)

@@ -76,6 +76,9 @@ ipc_stream *ipc_stream_open(int fd, int timeout);
 void ipc_stream_set_limits(ipc_stream *s, size_t max_attr, size_t max_record);
 void ipc_stream_set_timeout(ipc_stream *s, int timeout);
 int ipc_stream_fd(const ipc_stream *s);
+/* 1 when ipc_recv() would not wait: unread bytes are buffered, or the
+ * descriptor is readable (data, EOF or an error) right now; else 0. */
+int ipc_input_ready(const ipc_stream *s);
 /* Close the fd and free. */
 void ipc_stream_close(ipc_stream *s);
 int ipc_send(ipc_stream *s, const ipc_record *r);

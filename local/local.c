@@ -101,10 +101,13 @@ static void local_reply(struct delivery_request *dr, const char *rcpt, const cha
                         const struct local_result *r)
 {
     static const char *const names[] = { "sent", "bounced", "deferred" };
-    delivery_request_reply(dr, rcpt, orcpt, "local", &dr->times, 0,
-                           r->status == LOCAL_SENT ? "2.0.0" : strbuf_str(&r->dsn),
-                           names[r->status],
-                           strbuf_str(r->status == LOCAL_SENT ? &r->successes : &r->reason));
+    const char *dsn = r->status == LOCAL_SENT ? "2.0.0" : strbuf_str(&r->dsn);
+    const char *reason = strbuf_str(r->status == LOCAL_SENT ? &r->successes : &r->reason);
+    if (local_sync_enabled())
+        local_hold_answer(dr->qid, &dr->times, rcpt, orcpt, dsn, names[r->status], reason);
+    else
+        delivery_request_reply(dr, rcpt, orcpt, "local", &dr->times, 0, dsn,
+                               names[r->status], reason);
 }
 
 /* Split "local@domain" and prepare one attempt. */
@@ -204,22 +207,36 @@ static void local_deliver(struct delivery_request *dr)
     }
     if (open_ok)
         local_aliases_close();
-    delivery_request_done(dr);
+    if (local_sync_enabled())
+        local_hold_done();
+    else
+        delivery_request_done(dr);
 
     local_request_free(&req);
     strbuf_release(&why);
 }
 
+/* Most requests whose answers wait for one group commit. */
+#define LOCAL_GROUP_COMMIT_MAX 32
+
 /* One connection from qmgr: its requests in order, until EOF (qmgr may
- * pipeline several; common/delivery_request.h). */
+ * pipeline several; common/delivery_request.h).  While the next request
+ * is already there, the answers wait, so that one fsync of a Maildir's
+ * new/ covers the batch (local_sync.c); they go out before any wait for
+ * more input, so qmgr never waits on us while we wait on it. */
 static void local_serve(int client_fd)
 {
     struct delivery_request dr;
+    local_sync_enable(1);
     int more = delivery_request_receive(&dr, client_fd, 0);
     while (more > 0) {
         local_deliver(&dr);
+        if (local_held_requests() >= LOCAL_GROUP_COMMIT_MAX || !delivery_request_waiting(&dr))
+            local_release_answers(&dr);
         more = delivery_request_next(&dr, 0);
     }
+    local_release_answers(&dr);
+    local_sync_enable(0);
     delivery_request_free(&dr);
 }
 

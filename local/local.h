@@ -24,6 +24,7 @@
 #define POSTERN_LOCAL_H
 
 #include <sys/types.h>
+#include "delivery_request.h"
 #include "queue.h"
 #include "strbuf.h"
 
@@ -116,6 +117,16 @@ void local_result_add(struct local_attempt *a, enum local_status status,
     __attribute__((format(printf, 4, 5)));
 
 /* local_resolve.c */
+/* local_sync.c: group commit of Maildir deliveries over pipelined requests */
+void local_sync_enable(int on);
+int local_sync_enabled(void);
+void local_sync_later(const char *dir, const char *path);
+void local_hold_answer(const char *qid, const struct delivery_times *times, const char *rcpt,
+                       const char *orcpt, const char *dsn, const char *status,
+                       const char *reason);
+void local_hold_done(void);
+int local_held_requests(void);
+void local_release_answers(struct delivery_request *dr);
 void local_aliases_open(void);          /* per request: reopened if changed */
 void local_aliases_close(void);
 void local_resolve(struct local_attempt *a);

@@ -22,7 +22,9 @@
  * deliver_lock_delay apart; the copy is fsynced; on any failure the file is
  * truncated back to its old size, so a mailbox never holds half a message.
  * Maildir contract: tmp/NAME written and fsynced, linked to new/NAME, tmp/
- * entry removed, new/ fsynced.
+ * entry removed, new/ fsynced -- here, or, while local_sync_enabled(), by
+ * local_release_answers() before the result is logged or answered
+ * (local_sync.c: one fsync of new/ for a batch of pipelined requests).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -313,7 +315,9 @@ static void maildir_write(struct local_attempt *a, const char *dir, struct failu
     unlink(strbuf_str(&tmp_path));
     if (err == 0) {
         strbuf_printf(&sub, "%s/new", dir);
-        if (fsync_dir(strbuf_str(&sub)) < 0)
+        if (local_sync_enabled())       /* one fsync of new/ for the batch */
+            local_sync_later(strbuf_str(&sub), strbuf_str(&new_path));
+        else if (fsync_dir(strbuf_str(&sub)) < 0)
             err = errno ? errno : EIO;
     }
     if (err != 0) {

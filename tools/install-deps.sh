@@ -4,7 +4,8 @@
 PKGS="build-essential pkg-config libssl-dev libsasl2-dev libsasl2-modules libsasl2-modules-db sasl2-bin msmtp \
 libnet-ssleay-perl libio-socket-ssl-perl \
 libdb5.3-dev check python3 python3-aiosmtpd swaks openssl iproute2 procps dnsmasq-base \
-util-linux liblockfile1 man-db"
+util-linux liblockfile1 man-db strace"
+# strace: test_local.py watches local's fsyncs and answers (group commit).
 # sasl2-bin: saslauthd and testsaslauthd for test_saslauthd.py, which starts
 # its own saslauthd per test (socket in the test's directory).  Installing it
 # starts no system saslauthd on Debian 12: the package registers its init

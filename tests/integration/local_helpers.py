@@ -172,12 +172,15 @@ def delivery_request(qid, sender, rcpts, orcpts=None):
     return attrs
 
 
-def start_local(ld, request_attrs, as_nobody=True, overrides=(), more=()):
+def start_local(ld, request_attrs, as_nobody=True, overrides=(), more=(), wrapper=(),
+                env_extra=None):
     """Start local -S with one end of a socketpair as its stdin (the
     skeleton serves a socket on stdin directly); returns (process, socket).
     more: further requests (attribute lists, or raw bytes) written on the
-    same connection after the first, as qmgr pipelines them."""
-    args = [local_binary(), "-S", "-c", ld.dir]
+    same connection after the first, as qmgr pipelines them.  wrapper: a
+    command line to run local under (strace ...); env_extra: more
+    environment (LD_PRELOAD=...)."""
+    args = list(wrapper) + [local_binary(), "-S", "-c", ld.dir]
     for o in overrides:
         args += ["-o", o]
     if as_nobody and os.geteuid() == 0:
@@ -186,6 +189,7 @@ def start_local(ld, request_attrs, as_nobody=True, overrides=(), more=()):
     for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
         if k in os.environ:
             env[k] = os.environ[k]
+    env.update(env_extra or {})
     ours, theirs = socket.socketpair()
     p = subprocess.Popen(args, stdin=theirs, stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, env=env,

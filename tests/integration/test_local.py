@@ -7,6 +7,7 @@ import os
 import pwd
 import re
 import stat
+import subprocess
 import time
 
 from local_helpers import (FakeCleanup, LocalDir, NOBODY, deliver, delivery_request, finish_local,
@@ -548,6 +549,70 @@ def test_pipelined_requests_answered_in_order_until_eof():
         for qid, rcpt in ((q1, "alice"), (q2, "bob"), (q2, "alice"), (q3, "carol")):
             assert re.search(qid + r": to=<%s@test.example>, relay=local, .*status=sent" % rcpt,
                              log), log
+
+
+def test_pipelined_maildir_deliveries_share_one_directory_fsync():
+    """Group commit (local/local_sync.c): three pipelined requests for one
+    Maildir.  Each file is fsynced before its link, new/ is fsynced once
+    for the three, and no answer (log line or reply) goes out before that
+    fsync.  Watched with strace: -y names each descriptor's path."""
+    with LocalDir() as ld:
+        qids = [ld.queue("s@remote.example", ["alice@test.example"],
+                         ["Subject: m%d" % i, "", str(i)]) for i in range(3)]
+        reqs = [delivery_request(q, "s@remote.example", ["alice@test.example"]) for q in qids]
+        trace = ld.path("strace.out")
+        started = start_local(ld, reqs[0], more=reqs[1:],
+                              wrapper=["strace", "-f", "-y", "-qq", "-s", "400", "-o", trace,
+                                       "-e", "trace=fsync,link,sendto,write"])
+        records, err = finish_local(started)
+        got = [r.get("status") or "done" for r in map(dict, records)]
+        assert got == ["sent", "done"] * 3, (got, err)
+        assert len(maildir_messages(ld.path("mail", "alice"))) == 3
+        calls = [l for l in read(trace).splitlines() if "resumed>" not in l]
+        new_dir = os.path.realpath(ld.path("mail", "alice", "new"))
+        dir_syncs = [i for i, l in enumerate(calls) if re.search(r"fsync\(\d+<%s>" % new_dir, l)]
+        file_syncs = [i for i, l in enumerate(calls) if re.search(r"fsync\(\d+<.*/alice/tmp/", l)]
+        links = [i for i, l in enumerate(calls) if re.search(r"\blink\(", l)]
+        answers = [i for i, l in enumerate(calls)
+                   if re.search(r"(sendto|write)\(\d+<(socket|UNIX)", l) and "rcpt" in l]
+        logs = [i for i, l in enumerate(calls) if "status=sent" in l]
+        assert len(file_syncs) == 3 and len(links) == 3, calls
+        assert len(dir_syncs) == 1, calls
+        assert max(links) < dir_syncs[0] < min(answers + logs), calls
+        assert len(answers) == 3 and len(logs) == 3, calls
+
+
+def test_group_commit_fsync_failure_defers_only_what_depended_on_it():
+    """Two pipelined requests, alice's Maildir then bob's, answered after
+    one release: the fsync of alice's new/ fails (an LD_PRELOAD shim,
+    fail_fsync.c), so alice's copy is removed again and her answer is
+    deferred with the reason; bob's stands (sent, and his copy is there)."""
+    with LocalDir() as ld:
+        shim = ld.path("fail_fsync.so")
+        subprocess.run(["cc", "-shared", "-fPIC", "-o", shim,
+                        os.path.join(os.path.dirname(os.path.abspath(__file__)), "fail_fsync.c"),
+                        "-ldl"], check=True)
+        os.chmod(shim, 0o755)
+        qa = ld.queue("s@remote.example", ["alice@test.example"], ["Subject: a", "", "a"])
+        qb = ld.queue("s@remote.example", ["bob@test.example"], ["Subject: b", "", "b"])
+        started = start_local(ld, delivery_request(qa, "s@remote.example", ["alice@test.example"]),
+                              more=[delivery_request(qb, "s@remote.example",
+                                                     ["bob@test.example"])],
+                              env_extra={"LD_PRELOAD": shim,
+                                         "FAIL_FSYNC_DIR_SUFFIX": "/alice/new"})
+        records, err = finish_local(started)
+        got = [dict(r) for r in records]
+        assert [r.get("status") or "done" for r in got] == ["deferred", "done", "sent", "done"], \
+            (got, err)
+        alice_dir = ld.path("mail", "alice")
+        assert got[0]["dsn"] == "4.2.0", got[0]
+        assert got[0]["reason"] == "cannot update %s: Input/output error" % alice_dir, got[0]
+        assert maildir_messages(alice_dir) == []
+        assert [m.split("\n")[2] for m in maildir_messages(ld.path("mail", "bob"))] == ["Subject: b"]
+        log = read(ld.log)
+        assert re.search(qa + r": to=<alice@test.example>, relay=local, .*dsn=4\.2\.0, "
+                         r"status=deferred \(cannot update", log), log
+        assert re.search(qb + r": to=<bob@test.example>, relay=local, .*status=sent", log), log
 
 
 def test_pipelined_malformed_request_ends_the_connection():

@@ -1,0 +1,190 @@
+/*
+ * local_sync.c - group commit of Maildir deliveries over pipelined requests.
+ *
+ * Why: a Maildir delivery is durable only once new/ is fsynced (the file
+ * itself is fsynced before its link).  When qmgr pipelines several
+ * requests on one connection (local_destination_pipeline_limit), most of
+ * them go to the same mailbox, and one fsync of new/ after all their
+ * links makes them all durable: one directory fsync per batch instead of
+ * one per message.
+ *
+ * Interface (local.h):
+ *   local_sync_enable(on)       local_serve() turns it on for a connection;
+ *                               off, everything below is a pass-through
+ *                               (maildir_write fsyncs new/ itself).
+ *   local_sync_later(dir, path) maildir_write: new/ (dir) must be fsynced
+ *                               before the delivery that linked path
+ *                               counts; path is removed if that fails.
+ *   local_hold_answer(...)      one recipient's result, held;
+ *   local_hold_done()           the request's {done=1}, held;
+ *   local_held_requests()       requests whose answers are held;
+ *   local_release_answers(dr)   fsync every directory registered since
+ *                               the last release (each once), then log
+ *                               and send the held answers in order on
+ *                               dr's connection.
+ *
+ * Contract: nothing that depends on a directory is logged or answered
+ * "sent" before that directory's fsync returned.  A recipient's answer
+ * depends on the directories registered between the previous held answer
+ * and its own (its deliveries).  When one of them fails, every file it
+ * linked there is unlinked and the answer becomes deferred ("cannot
+ * update MAILDIR: ERROR", 4.2.0, or 4.2.2 for a full disk), as an
+ * unbatched fsync failure is; answers that did not depend on it stand.  The log line's delay ends at the release.
+ */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "local.h"
+#include "log.h"
+#include "mem.h"
+#include "queue.h"
+
+struct sync_item {
+    char *dir;
+    char *path;
+    int err;                    /* set by the release: 0 or the fsync's errno */
+};
+
+struct held_answer {
+    char *qid;                  /* NULL: the request's {done=1} */
+    struct delivery_times times;
+    char *rcpt, *orcpt, *dsn, *status, *reason;
+    int first, last;            /* its sync items: [first, last) */
+};
+
+static int sync_on;
+static struct sync_item *items;
+static int nitems, items_cap;
+static struct held_answer *held;
+static int nheld, held_cap, held_requests;
+static int answered_upto;       /* items before this belong to earlier answers */
+
+void local_sync_enable(int on)
+{
+    sync_on = on;
+}
+
+int local_sync_enabled(void)
+{
+    return sync_on;
+}
+
+void local_sync_later(const char *dir, const char *path)
+{
+    if (nitems == items_cap) {
+        items_cap = items_cap ? 2 * items_cap : 16;
+        items = xrealloc(items, (size_t)items_cap * sizeof(*items));
+    }
+    items[nitems].dir = xstrdup(dir);
+    items[nitems].path = xstrdup(path);
+    items[nitems].err = 0;
+    nitems++;
+}
+
+static struct held_answer *held_new(void)
+{
+    if (nheld == held_cap) {
+        held_cap = held_cap ? 2 * held_cap : 16;
+        held = xrealloc(held, (size_t)held_cap * sizeof(*held));
+    }
+    struct held_answer *h = &held[nheld++];
+    memset(h, 0, sizeof(*h));
+    h->first = answered_upto;
+    h->last = nitems;
+    answered_upto = nitems;
+    return h;
+}
+
+void local_hold_answer(const char *qid, const struct delivery_times *times, const char *rcpt,
+                       const char *orcpt, const char *dsn, const char *status,
+                       const char *reason)
+{
+    struct held_answer *h = held_new();
+    h->qid = xstrdup(qid);
+    h->times = *times;
+    h->rcpt = xstrdup(rcpt);
+    h->orcpt = orcpt ? xstrdup(orcpt) : NULL;
+    h->dsn = xstrdup(dsn);
+    h->status = xstrdup(status);
+    h->reason = xstrdup(reason);
+}
+
+void local_hold_done(void)
+{
+    (void)held_new();
+    held_requests++;
+}
+
+int local_held_requests(void)
+{
+    return held_requests;
+}
+
+/* fsync each distinct directory once; record the outcome in every item. */
+static void sync_directories(void)
+{
+    for (int i = 0; i < nitems; i++) {
+        int done = 0;
+        for (int j = 0; j < i && !done; j++)
+            if (strcmp(items[j].dir, items[i].dir) == 0) {
+                items[i].err = items[j].err;
+                done = 1;
+            }
+        if (done)
+            continue;
+        if (fsync_dir(items[i].dir) < 0)
+            items[i].err = errno ? errno : EIO;
+    }
+    for (int i = 0; i < nitems; i++)
+        if (items[i].err != 0)
+            unlink(items[i].path);
+}
+
+void local_release_answers(struct delivery_request *dr)
+{
+    sync_directories();
+    double end = delivery_now();
+    strbuf why;
+    strbuf_init(&why);
+    for (int k = 0; k < nheld; k++) {
+        struct held_answer *h = &held[k];
+        if (h->qid == NULL) {
+            delivery_request_done(dr);
+            continue;
+        }
+        const char *dsn = h->dsn, *status = h->status, *reason = h->reason;
+        for (int i = h->first; i < h->last; i++)
+            if (items[i].err != 0 && strcmp(status, "sent") == 0) {
+                /* as maildir_write says it: the Maildir, not its new/ */
+                const char *d = items[i].dir;
+                size_t n = strlen(d);
+                if (n > 4 && strcmp(d + n - 4, "/new") == 0)
+                    n -= 4;
+                strbuf_printf(&why, "cannot update %.*s: %s", (int)n, d,
+                              strerror(items[i].err));
+                int full = items[i].err == ENOSPC || items[i].err == EDQUOT;
+                dsn = full ? "4.2.2" : "4.2.0";
+                status = "deferred";
+                reason = strbuf_str(&why);
+                break;
+            }
+        delivery_request_reply_for(dr, h->qid, h->rcpt, h->orcpt, "local", &h->times, end,
+                                   dsn, status, reason);
+        xfree(h->qid);
+        xfree(h->rcpt);
+        xfree(h->orcpt);
+        xfree(h->dsn);
+        xfree(h->status);
+        xfree(h->reason);
+    }
+    strbuf_release(&why);
+    for (int i = 0; i < nitems; i++) {
+        xfree(items[i].dir);
+        xfree(items[i].path);
+    }
+    nitems = 0;
+    nheld = 0;
+    held_requests = 0;
+    answered_upto = 0;
+}
