@@ -62,6 +62,24 @@ def proc_stopped(pid):
     return state in (None, "T", "t", "Z")
 
 
+def _kill_storm(inst, programs, seconds, seed):
+    """SIGKILL a random running process of `programs` every 0.02-0.15 s for
+    `seconds`; returns how many were killed."""
+    kills = 0
+    rng = random.Random(seed)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        victims = [p for p in inst.pids() if _program(p) in programs]
+        if victims:
+            try:
+                os.kill(rng.choice(victims), signal.SIGKILL)
+                kills += 1
+            except ProcessLookupError:
+                pass
+        time.sleep(rng.uniform(0.02, 0.15))
+    return kills
+
+
 def _queued(inst, queue):
     found = []
     for _, _, files in os.walk(os.path.join(inst.dir, "spool", queue)):
@@ -164,19 +182,8 @@ def test_sigkill_smtpd_and_cleanup_during_data_loses_no_acknowledged_mail():
         threads = [threading.Thread(target=client, args=(k,)) for k in range(3)]
         for t in threads:
             t.start()
-        kills = 0
-        rng = random.Random(4)
-        deadline = time.monotonic() + 5
         try:
-            while time.monotonic() < deadline:
-                victims = [p for p in inst.pids() if _program(p) in ("smtpd", "cleanup")]
-                if victims:
-                    try:
-                        os.kill(rng.choice(victims), signal.SIGKILL)
-                        kills += 1
-                    except ProcessLookupError:
-                        pass
-                time.sleep(rng.uniform(0.02, 0.15))
+            kills = _kill_storm(inst, ("smtpd", "cleanup"), 5, seed=4)
         finally:
             stop.set()
             for t in threads:

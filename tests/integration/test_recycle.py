@@ -8,14 +8,13 @@ file system cannot have handed it to a new file)."""
 import os
 import random
 import re
-import signal
 import smtplib
 import threading
 import time
 
 import harness
 from harness import Instance, wait_for
-from test_durability import _have, _program, _queued, _subjects
+from test_durability import _have, _kill_storm, _queued, _subjects
 
 MSG = "From: s@localhost\r\nTo: alice@localhost\r\nSubject: %s\r\n\r\n%s\r\n"
 CONF = {"local_recipient_maps": ""}
@@ -218,19 +217,8 @@ def test_sigkill_cleanup_during_data_with_reuse_loses_nothing():
         threads = [threading.Thread(target=client, args=(k,)) for k in range(3)]
         for t in threads:
             t.start()
-        kills = 0
-        rng = random.Random(5)
-        deadline = time.monotonic() + 5
         try:
-            while time.monotonic() < deadline:
-                victims = [p for p in inst.pids() if _program(p) == "cleanup"]
-                if victims:
-                    try:
-                        os.kill(rng.choice(victims), signal.SIGKILL)
-                        kills += 1
-                    except ProcessLookupError:
-                        pass
-                time.sleep(rng.uniform(0.02, 0.15))
+            kills = _kill_storm(inst, ("cleanup",), 5, seed=5)
         finally:
             stop.set()
             for t in threads:
