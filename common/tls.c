@@ -17,6 +17,14 @@
  *    come from one small file per period of the session timeout
  *    (ticket_key_file.PERIOD), created atomically by the first process of
  *    the period (older periods' files are removed).
+ *  - Client certificates (ask_ccert): every server context (the default
+ *    one and each SNI one, since OpenSSL verifies with the store of the
+ *    context the connection ends up in) gets the trust anchors, the CA
+ *    names and a verify callback that never fails the handshake but
+ *    remembers the first error, so trust is judged afterwards like the
+ *    client side does.  The session id context differs with and without
+ *    ask_ccert, so a session (ticket) made without a certificate request
+ *    is never resumed where one would have been asked.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -68,6 +76,11 @@ struct tls_conn {
     enum tls_trust trust;
     char *verify_error;
     char *sni;
+    int chain_error;            /* first X509_V_ERR_* the verify callback saw */
+    char *peer_cn;              /* peer certificate facts, NULL without one */
+    char *issuer_cn;
+    char *peer_fprint;
+    char *peer_pkey_fprint;
 };
 
 static int tls_initialized;
@@ -394,6 +407,73 @@ static char *dup_or_empty(const char *s)
     return xstrdup(s ? s : "");
 }
 
+/* Never fail the handshake over the client's chain: remember the first
+ * problem for tls_server_start() to judge. */
+static int record_chain_error(int ok, X509_STORE_CTX *store)
+{
+    if (!ok) {
+        SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
+        tls_conn *c = ssl ? SSL_get_app_data(ssl) : NULL;
+        if (c && c->chain_error == X509_V_OK)
+            c->chain_error = X509_STORE_CTX_get_error(store);
+    }
+    return 1;
+}
+
+static int load_ca(SSL_CTX *ctx, const char *cafile, const char *capath, strbuf *err)
+{
+    const char *file = cafile && *cafile ? cafile : NULL;
+    const char *path = capath && *capath ? capath : NULL;
+    if ((file || path) && SSL_CTX_load_verify_locations(ctx, file, path) != 1) {
+        strbuf_printf(err, "cannot load CA locations %s%s%s", file ? file : "",
+                      file && path ? ", " : "", path ? path : "");
+        drain_errors(err);
+        return -1;
+    }
+    return 0;
+}
+
+int tls_check_ca(const char *cafile, const char *capath, strbuf *err)
+{
+    tls_library_init();
+    ERR_clear_error();
+    if (cafile && *cafile && access(cafile, R_OK) != 0) {
+        strbuf_printf(err, "cannot open %s: %s", cafile, strerror(errno));
+        return -1;
+    }
+    if (capath && *capath && access(capath, R_OK | X_OK) != 0) {
+        strbuf_printf(err, "cannot open %s: %s", capath, strerror(errno));
+        return -1;
+    }
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        strbuf_set_str(err, "cannot create TLS context");
+        drain_errors(err);
+        return -1;
+    }
+    int rc = load_ca(ctx, cafile, capath, err);
+    SSL_CTX_free(ctx);
+    return rc;
+}
+
+/* Request a client certificate: trust anchors, the CA names the request
+ * carries (Postfix sends those of the CAfile), depth, callback. */
+static int ask_client_certificate(SSL_CTX *ctx, const struct tls_server_params *p,
+                                  strbuf *err)
+{
+    if (load_ca(ctx, p->cafile, p->capath, err) < 0)
+        return -1;
+    if (p->cafile && *p->cafile) {
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(p->cafile);
+        if (names != NULL)
+            SSL_CTX_set_client_CA_list(ctx, names);
+        ERR_clear_error();
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_CLIENT_ONCE, record_chain_error);
+    SSL_CTX_set_verify_depth(ctx, p->ccert_verifydepth > 0 ? p->ccert_verifydepth : 9);
+    return 0;
+}
+
 /* Settings shared by the default context and the per-SNI contexts. */
 static SSL_CTX *server_ctx_new(const struct tls_server_params *p, strbuf *err)
 {
@@ -409,6 +489,15 @@ static SSL_CTX *server_ctx_new(const struct tls_server_params *p, strbuf *err)
     SSL_CTX_set_dh_auto(ctx, 1);
     if (apply_protocols_ciphers(ctx, p->protocols, p->cipher_grade, p->cipherlist,
                                 p->exclude_ciphers, err) < 0) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    static const unsigned char sid_plain[] = "postern", sid_ccert[] = "postern-ccert";
+    if (p->ask_ccert)
+        SSL_CTX_set_session_id_context(ctx, sid_ccert, sizeof(sid_ccert) - 1);
+    else
+        SSL_CTX_set_session_id_context(ctx, sid_plain, sizeof(sid_plain) - 1);
+    if (p->ask_ccert && ask_client_certificate(ctx, p, err) < 0) {
         SSL_CTX_free(ctx);
         return NULL;
     }
@@ -568,6 +657,16 @@ tls_server_ctx *tls_server_create(const struct tls_server_params *p, strbuf *err
     sc->params.sni_maps = dup_or_empty(p->sni_maps);
     sc->params.ticket_key_file = dup_or_empty(p->ticket_key_file);
     sc->params.session_timeout = p->session_timeout;
+    sc->params.ask_ccert = p->ask_ccert;
+    sc->params.cafile = dup_or_empty(p->cafile);
+    sc->params.capath = dup_or_empty(p->capath);
+    sc->params.ccert_verifydepth = p->ccert_verifydepth;
+    sc->params.fingerprint_digest = dup_or_empty(p->fingerprint_digest && *p->fingerprint_digest
+                                                 ? p->fingerprint_digest : "sha256");
+    if (EVP_get_digestbyname(sc->params.fingerprint_digest) == NULL) {
+        strbuf_printf(err, "unknown fingerprint digest \"%s\"", sc->params.fingerprint_digest);
+        goto bad;
+    }
 
     if ((sc->ctx = server_ctx_new(p, err)) == NULL)
         goto bad;
@@ -591,8 +690,6 @@ tls_server_ctx *tls_server_create(const struct tls_server_params *p, strbuf *err
                        "smtpd_tls_eccert_file or smtpd_tls_chain_files)");
         goto bad;
     }
-    static const unsigned char sid_ctx[] = "postern";
-    SSL_CTX_set_session_id_context(sc->ctx, sid_ctx, sizeof(sid_ctx) - 1);
     if (p->session_timeout > 0) {
         SSL_CTX_set_timeout(sc->ctx, p->session_timeout);
         SSL_CTX_set_num_tickets(sc->ctx, 1);
@@ -653,6 +750,9 @@ void tls_server_free(tls_server_ctx *sc)
     xfree((char *)sc->params.cipherlist);
     xfree((char *)sc->params.sni_maps);
     xfree((char *)sc->params.ticket_key_file);
+    xfree((char *)sc->params.cafile);
+    xfree((char *)sc->params.capath);
+    xfree((char *)sc->params.fingerprint_digest);
     xfree(sc);
 }
 
@@ -778,7 +878,85 @@ static void conn_release(tls_conn *c)
     SSL_free(c->ssl);
     xfree(c->verify_error);
     xfree(c->sni);
+    xfree(c->peer_cn);
+    xfree(c->issuer_cn);
+    xfree(c->peer_fprint);
+    xfree(c->peer_pkey_fprint);
     xfree(c);
+}
+
+/* Printable text of one name entry (CN, O): bytes outside printable
+ * ASCII become '?' so a certificate cannot forge log lines or headers. */
+static char *name_entry(const X509_NAME *name, int nid)
+{
+    int idx = name ? X509_NAME_get_index_by_NID(name, nid, -1) : -1;
+    if (idx < 0)
+        return NULL;
+    const ASN1_STRING *data = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
+    unsigned char *utf8 = NULL;
+    int len = ASN1_STRING_to_UTF8(&utf8, data);
+    if (len < 0) {
+        ERR_clear_error();
+        return NULL;
+    }
+    char *out = xmalloc((size_t)len + 1);
+    for (int i = 0; i < len; i++)
+        out[i] = utf8[i] >= 0x20 && utf8[i] < 0x7f ? (char)utf8[i] : '?';
+    out[len] = '\0';
+    OPENSSL_free(utf8);
+    return out;
+}
+
+int tls_fingerprint(const unsigned char *data, size_t len, const char *digest, strbuf *out,
+                    strbuf *err)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    tls_library_init();
+    const EVP_MD *type = EVP_get_digestbyname(digest ? digest : "");
+    if (type == NULL || EVP_Digest(data, len, md, &mdlen, type, NULL) != 1) {
+        strbuf_printf(err, "unknown fingerprint digest \"%s\"", digest ? digest : "");
+        ERR_clear_error();
+        return -1;
+    }
+    strbuf_reset(out);
+    for (unsigned int i = 0; i < mdlen; i++)
+        strbuf_appendf(out, "%s%c%c", i ? ":" : "", hex[md[i] >> 4], hex[md[i] & 15]);
+    return 0;
+}
+
+/* The DER encoding's fingerprint, or NULL. */
+static char *der_fingerprint(unsigned char *der, int len, const char *digest)
+{
+    strbuf fp, err;
+    char *result = NULL;
+    strbuf_init(&fp);
+    strbuf_init(&err);
+    if (len > 0 && tls_fingerprint(der, (size_t)len, digest, &fp, &err) == 0)
+        result = strbuf_detach(&fp, NULL);
+    strbuf_release(&fp);
+    strbuf_release(&err);
+    OPENSSL_free(der);
+    return result;
+}
+
+/* What smtpd logs, writes into Received: and looks up. */
+static void peer_facts(tls_conn *c, X509 *peer, const char *digest)
+{
+    unsigned char *der = NULL;
+
+    c->peer_cn = name_entry(X509_get_subject_name(peer), NID_commonName);
+    c->issuer_cn = name_entry(X509_get_issuer_name(peer), NID_commonName);
+    if (c->issuer_cn == NULL)
+        c->issuer_cn = name_entry(X509_get_issuer_name(peer), NID_organizationName);
+    int len = i2d_X509(peer, &der);
+    c->peer_fprint = der_fingerprint(der, len, digest);
+    der = NULL;
+    len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(peer), &der);
+    c->peer_pkey_fprint = der_fingerprint(der, len, digest);
+    ERR_clear_error();
 }
 
 tls_conn *tls_server_start(tls_server_ctx *sc, int fd, int timeout, strbuf *err)
@@ -792,8 +970,20 @@ tls_conn *tls_server_start(tls_server_ctx *sc, int fd, int timeout, strbuf *err)
         conn_release(c);
         return NULL;
     }
-    /* smtpd does not ask for client certificates */
     c->trust = TLS_TRUST_ANONYMOUS;
+    X509 *peer = SSL_get0_peer_certificate(c->ssl);
+    if (peer != NULL) {
+        /* A resumed session ran no callback: its stored result stands. */
+        long v = c->chain_error != X509_V_OK ? c->chain_error : SSL_get_verify_result(c->ssl);
+        if (v == X509_V_OK) {
+            c->trust = TLS_TRUST_TRUSTED;
+        } else {
+            c->trust = TLS_TRUST_UNTRUSTED;
+            c->verify_error = xstrdup(X509_verify_cert_error_string(v));
+        }
+        peer_facts(c, peer, sc->params.fingerprint_digest);
+    }
+    ERR_clear_error();
     return c;
 }
 
@@ -947,6 +1137,26 @@ enum tls_trust tls_conn_trust(const tls_conn *c)
 const char *tls_conn_verify_error(const tls_conn *c)
 {
     return c->verify_error;
+}
+
+const char *tls_conn_peer_cn(const tls_conn *c)
+{
+    return c->peer_cn ? c->peer_cn : "";
+}
+
+const char *tls_conn_issuer_cn(const tls_conn *c)
+{
+    return c->issuer_cn ? c->issuer_cn : "";
+}
+
+const char *tls_conn_peer_fingerprint(const tls_conn *c)
+{
+    return c->peer_fprint;
+}
+
+const char *tls_conn_peer_pkey_fingerprint(const tls_conn *c)
+{
+    return c->peer_pkey_fprint;
 }
 
 const char *tls_trust_name(enum tls_trust t)

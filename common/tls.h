@@ -11,6 +11,11 @@
  *   tls_server_start(ctx, fd, timeout, err)   TLS handshake as a server on
  *       a connected socket (after "220 Ready to start TLS", or at once for
  *       wrapper mode).  NULL + err on failure or timeout.
+ *       With ask_ccert the server sends a certificate request (CA names
+ *       from cafile) and accepts ANY chain the client offers, or none:
+ *       tls_conn_trust() then says Anonymous (no certificate), Untrusted
+ *       (did not verify against cafile/capath within ccert_verifydepth) or
+ *       Trusted; the caller decides (smtpd_tls_req_ccert, restrictions).
  *
  * Client side (the smtp agent):
  *   tls_client_create(params, err)   a client context: protocols, ciphers,
@@ -39,6 +44,14 @@
  *                                     "Verified" (Postfix's log words).
  *   tls_log_established(conn, "from"|"to", namaddr)   Postfix's line
  *       "Anonymous TLS connection established from host[addr]: <summary>".
+ *   tls_conn_peer_cn/issuer_cn(conn)  the peer certificate's subject CN and
+ *       issuer CN (else issuer O), non-printable bytes as '?'; "" when none.
+ *   tls_conn_peer_fingerprint(conn)   the peer certificate's digest and
+ *   tls_conn_peer_pkey_fingerprint(conn)  its public key's (DER of the
+ *       SubjectPublicKeyInfo), by fingerprint_digest, as Postfix writes them
+ *       ("AB:01:..."); NULL when the peer sent no certificate.
+ *   tls_fingerprint(data, len, digest, out, err)  the same format for any
+ *       bytes: 0, or -1 + err for an unknown digest name.
  *
  * Parameter syntax (Postfix's):
  *   protocols  ">=TLSv1.2", "<=TLSv1.2", "!SSLv3, !TLSv1", "TLSv1.2 TLSv1.3"
@@ -82,6 +95,12 @@ struct tls_server_params {
                                  * processes; NULL/"" = per-process keys */
     int session_timeout;        /* smtpd_tls_session_cache_timeout, seconds;
                                  * 0 disables resumption */
+    int ask_ccert;              /* smtpd_tls_ask_ccert (or req_ccert) */
+    const char *cafile;         /* smtpd_tls_CAfile: trust anchors for client
+                                 * certificates, and the CA names sent */
+    const char *capath;         /* smtpd_tls_CApath */
+    int ccert_verifydepth;      /* smtpd_tls_ccert_verifydepth */
+    const char *fingerprint_digest; /* smtpd_tls_fingerprint_digest; "" = sha256 */
 };
 
 struct tls_client_params {
@@ -127,6 +146,12 @@ void tls_conn_summary(const tls_conn *c, strbuf *out);
 enum tls_trust tls_conn_trust(const tls_conn *c);
 const char *tls_conn_verify_error(const tls_conn *c);   /* NULL when none */
 const char *tls_trust_name(enum tls_trust t);
+const char *tls_conn_peer_cn(const tls_conn *c);
+const char *tls_conn_issuer_cn(const tls_conn *c);
+const char *tls_conn_peer_fingerprint(const tls_conn *c);
+const char *tls_conn_peer_pkey_fingerprint(const tls_conn *c);
+int tls_fingerprint(const unsigned char *data, size_t len, const char *digest, strbuf *out,
+                    strbuf *err);
 void tls_log_established(const tls_conn *c, const char *direction, const char *namaddr);
 
 /* Parse a Postfix protocol list into OpenSSL version numbers (0 = no bound)
@@ -147,5 +172,7 @@ int tls_cipher_string(const char *grade, const char *cipherlist, const char *exc
 
 /* Check that a certificate / key pair loads (postern check): 0 or -1 + err. */
 int tls_check_cert_key(const char *cert_file, const char *key_file, strbuf *err);
+/* Check that CA locations load (postern check): 0 or -1 + err. */
+int tls_check_ca(const char *cafile, const char *capath, strbuf *err);
 
 #endif

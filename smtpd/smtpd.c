@@ -14,6 +14,10 @@
  *  - A command line longer than line_length_limit is read to its end and
  *    answered "500 5.5.2 Error: line too long"; a NUL or other control
  *    byte in the verb gets "500 5.5.2 Error: bad syntax".
+ *  - A TLS session without the trusted client certificate that
+ *    smtpd_tls_req_ccert requires answers its first command (wrapper
+ *    mode: instead of the greeting) with "421 4.7.1 HOST Error: REASON"
+ *    and ends (smtpd_tls.c).
  *  - A read or write that waits smtpd_timeout ends the session with
  *    "421 4.4.2 HOST Error: timeout exceeded".
  *  - Log lines follow Postfix: "connect from", "disconnect from ... ehlo=1
@@ -246,6 +250,15 @@ static int smtpd_forbid_bare_lf(struct smtpd_state *st)
     return excluded != 1;
 }
 
+/* smtpd_tls_req_ccert is not met: 421 and the end of the session. */
+static void ccert_refuse(struct smtpd_state *st)
+{
+    smtpd_reply(st, "421 4.7.1 %s Error: %s", smtpd_params.myhostname,
+                smtpd_tls_ccert_refusal(st));
+    smtpd_io_flush(&st->io);
+    st->quit = 1;
+}
+
 static void smtpd_serve(int client_fd)
 {
     struct smtpd_state st;
@@ -270,6 +283,9 @@ static void smtpd_serve(int client_fd)
         st.quit = 1;
         st.io.status = SMTPD_IO_ERROR;
         log_info("lost connection after CONNECT from %s", st.namaddr);
+    } else if (smtpd_tls_ccert_refusal(&st) != NULL) {
+        /* wrapper mode: no greeting for a client smtpd_tls_req_ccert refuses */
+        ccert_refuse(&st);
     } else {
         smtpd_reply(&st, "220 %s", smtpd_params.banner);
     }
@@ -287,6 +303,11 @@ static void smtpd_serve(int client_fd)
         int rc = smtpd_io_get_line(&st.io, &line, limit, &too_long, &bare_lf);
         if (rc <= 0) {
             session_io_failed(&st);
+            break;
+        }
+        if (smtpd_tls_ccert_refusal(&st) != NULL) {
+            /* Postfix reads the command after the handshake, then refuses */
+            ccert_refuse(&st);
             break;
         }
         if (too_long) {

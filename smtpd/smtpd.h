@@ -101,6 +101,7 @@ struct smtpd_state {
     void *sasl_conn;            /* sasl_conn_t, created on first use */
     int tls_active;             /* STARTTLS or wrapper mode handshake done */
     tls_conn *tls;
+    const char *ccert_refusal;  /* smtpd_tls_req_ccert not met: the reason */
     const char *where;          /* last command, for "lost connection after" */
     int error_count;
     int last_reply_code;        /* of the latest smtpd_reply(), for stats */
@@ -185,6 +186,10 @@ int smtpd_tls_wrapper_start(struct smtpd_state *st);
 int smtpd_tls_wrappermode(void);
 void smtpd_tls_end(struct smtpd_state *st);
 void smtpd_tls_received(const struct smtpd_state *st, strbuf *out);
+const char *smtpd_tls_ccert_refusal(const struct smtpd_state *st);
+const char *smtpd_tls_ccert_fingerprint(const struct smtpd_state *st);
+const char *smtpd_tls_ccert_pkey_fingerprint(const struct smtpd_state *st);
+int smtpd_tls_ccert_trusted(const struct smtpd_state *st);
 
 /* smtpd_sasl.c */
 void smtpd_sasl_init(void);

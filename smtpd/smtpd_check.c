@@ -22,6 +22,11 @@
  *
  * Restrictions: permit, reject, defer, permit_mynetworks,
  * permit_sasl_authenticated (after a successful AUTH),
+ * permit_tls_clientcerts (the client certificate's fingerprint, else its
+ * public key's, is in relay_clientcerts; as in Postfix the certificate
+ * need not be trusted: the fingerprint pins it), permit_tls_all_clientcerts
+ * (any trusted client certificate), check_ccert_access TYPE:NAME (the same
+ * two fingerprints as keys; "<CN>: Client certificate rejected: ..."),
  * reject_sender_login_mismatch and its authenticated_/unauthenticated_
  * halves (smtpd_sender_login_maps), reject_unauth_destination,
  * defer_unauth_destination, permit_auth_destination,
@@ -85,7 +90,8 @@ static int is_access_restriction(const char *name)
     return strcasecmp(name, "check_client_access") == 0
         || strcasecmp(name, "check_helo_access") == 0
         || strcasecmp(name, "check_sender_access") == 0
-        || strcasecmp(name, "check_recipient_access") == 0;
+        || strcasecmp(name, "check_recipient_access") == 0
+        || strcasecmp(name, "check_ccert_access") == 0;
 }
 
 static void open_list_tables(const char *list)
@@ -124,6 +130,8 @@ void smtpd_check_init(void)
         table_get(smtpd_params.local_recipient_maps);
     if (*config_str("smtpd_sender_login_maps") != '\0')
         table_get(config_str("smtpd_sender_login_maps"));
+    if (*config_str("relay_clientcerts") != '\0')
+        table_get(config_str("relay_clientcerts"));
     res_init();
 }
 
@@ -393,6 +401,66 @@ static int check_helo_access(struct check_ctx *c, const char *spec)
     return rc;
 }
 
+/* ---- client certificates ----------------------------------------------- */
+
+/* The fingerprints of the client certificate, as lookup keys: the
+ * certificate's, then its public key's (Postfix's search order).  0 keys
+ * without a certificate. */
+static int ccert_keys(struct smtpd_state *st, char ***keys)
+{
+    int n = 0;
+    const char *cert = smtpd_tls_ccert_fingerprint(st);
+    const char *pkey = smtpd_tls_ccert_pkey_fingerprint(st);
+    *keys = NULL;
+    if (cert)
+        push_key(keys, &n, cert, strlen(cert));
+    if (cert && pkey)
+        push_key(keys, &n, pkey, strlen(pkey));
+    return n;
+}
+
+static int check_ccert_access(struct check_ctx *c, const char *spec)
+{
+    char **keys;
+    int n = ccert_keys(c->st, &keys);
+    if (n == 0)
+        return SMTPD_CHECK_DUNNO;
+    const char *cn = tls_conn_peer_cn(c->st->tls);
+    int rc = access_lookup_keys(c, spec, keys, n, *cn ? cn : c->st->namaddr,
+                                "Client certificate");
+    free_keys(keys, n);
+    return rc;
+}
+
+static int permit_tls_clientcerts(struct check_ctx *c)
+{
+    const char *spec = config_str("relay_clientcerts");
+    char **keys;
+    int n, rc = SMTPD_CHECK_DUNNO;
+
+    if (*spec == '\0' || (n = ccert_keys(c->st, &keys)) == 0)
+        return SMTPD_CHECK_DUNNO;
+    maps *t = table_get(spec);
+    if (t == NULL) {
+        free_keys(keys, n);
+        return config_error(c, "relay_clientcerts cannot be opened");
+    }
+    strbuf value;
+    strbuf_init(&value);
+    for (int i = 0; i < n && rc == SMTPD_CHECK_DUNNO; i++) {
+        int found = maps_lookup(t, keys[i], &value);
+        if (found < 0) {
+            strbuf_set_str(c->reply, "451 4.3.0 Temporary lookup failure");
+            rc = SMTPD_CHECK_REJECT;
+        } else if (found == 1) {
+            rc = SMTPD_CHECK_OK;
+        }
+    }
+    strbuf_release(&value);
+    free_keys(keys, n);
+    return rc;
+}
+
 /* ---- DNS --------------------------------------------------------------- */
 
 /* 1 the domain has MX or address records, 0 it does not exist or has none,
@@ -505,6 +573,11 @@ static int eval_list(struct check_ctx *c, const char *list)
         } else if (strcasecmp(w, "permit_sasl_authenticated") == 0) {
             if (st->sasl_username != NULL)
                 rc = SMTPD_CHECK_OK;
+        } else if (strcasecmp(w, "permit_tls_clientcerts") == 0) {
+            rc = permit_tls_clientcerts(c);
+        } else if (strcasecmp(w, "permit_tls_all_clientcerts") == 0) {
+            if (smtpd_tls_ccert_trusted(st))
+                rc = SMTPD_CHECK_OK;
         } else if (strcasecmp(w, "reject_sender_login_mismatch") == 0) {
             rc = sender_login_mismatch(c, 1, 1);
         } else if (strcasecmp(w, "reject_authenticated_sender_login_mismatch") == 0) {
@@ -554,6 +627,8 @@ static int eval_list(struct check_ctx *c, const char *list)
             const char *spec = words[++i];
             if (strcasecmp(w, "check_client_access") == 0)
                 rc = check_client_access(c, spec);
+            else if (strcasecmp(w, "check_ccert_access") == 0)
+                rc = check_ccert_access(c, spec);
             else if (strcasecmp(w, "check_helo_access") == 0)
                 rc = check_helo_access(c, spec);
             else if (strcasecmp(w, "check_sender_access") == 0)

@@ -13,7 +13,15 @@
  *   smtpd_tls_wrapper_start(st)   wrapper mode: handshake before the greeting;
  *                             -1 ends the session.
  *   smtpd_tls_end(st)         close_notify and free at session end.
- *   smtpd_tls_received(st, out)   the "(using ...)" comment for Received:.
+ *   smtpd_tls_received(st, out)   the "(using ...)" comment for Received:,
+ *                             then the client certificate comment.
+ *   smtpd_tls_ccert_refusal(st)   after a handshake without the trusted
+ *                             client certificate smtpd_tls_req_ccert wants:
+ *                             the reason ("No client certificate presented",
+ *                             "Client certificate not trusted"), else NULL.
+ *   smtpd_tls_ccert_fingerprint(st), _pkey_fingerprint(st), _trusted(st)
+ *                             the client certificate as the restrictions
+ *                             see it (NULL / 0 without one).
  *
  * Contract:
  *  - After "220 2.0.0 Ready to start TLS" every byte the client sent ahead
@@ -21,6 +29,15 @@
  *    handshake is ever executed inside TLS.
  *  - After the handshake the session starts over (RFC 3207 4.2): HELO
  *    name, ESMTP, SASL login and the transaction are forgotten.
+ *  - Client certificates (Postfix's semantics): smtpd_tls_ask_ccert asks
+ *    for one and accepts any; the log says Anonymous / Untrusted / Trusted
+ *    and, with a certificate, "host[addr]: Trusted: subject_CN=..,
+ *    issuer=.., fingerprint=.., pkey_fingerprint=..".  smtpd_tls_req_ccert
+ *    applies only when TLS is enforced (level encrypt, wrapper mode; else a
+ *    warning and it is ignored) and implies asking: without a trusted
+ *    certificate the session is logged "NOQUEUE: abort: TLS from
+ *    host[addr]: REASON" and its next command (in wrapper mode: at once,
+ *    instead of the greeting) gets "421 4.7.1 HOST Error: REASON".
  *  - A certificate that cannot be loaded disables TLS with a warning at
  *    level may; at level encrypt (and in wrapper mode) the service keeps
  *    refusing mail (STARTTLS gets 454 4.7.0, MAIL 530 5.7.0, a wrapper-mode
@@ -38,6 +55,7 @@
 static tls_server_ctx *server_ctx;
 static int tls_level;           /* SMTPD_TLS_NONE / MAY / ENCRYPT */
 static int wrappermode;
+static int require_ccert;       /* smtpd_tls_req_ccert in force */
 
 static ssize_t tls_transport_read(void *ctx, void *buf, size_t n, int timeout)
 {
@@ -84,6 +102,13 @@ void smtpd_tls_server_params(struct tls_server_params *p, int mandatory)
     p->cipherlist = list_param ? config_str(list_param) : "";
     p->sni_maps = config_str("tls_server_sni_maps");
     p->session_timeout = (int)config_time("smtpd_tls_session_cache_timeout");
+    /* req_ccert implies asking, where it applies (enforced TLS) */
+    p->ask_ccert = config_bool("smtpd_tls_ask_ccert")
+        || (mandatory && config_bool("smtpd_tls_req_ccert"));
+    p->cafile = config_str("smtpd_tls_CAfile");
+    p->capath = config_str("smtpd_tls_CApath");
+    p->ccert_verifydepth = (int)config_int("smtpd_tls_ccert_verifydepth");
+    p->fingerprint_digest = config_str("smtpd_tls_fingerprint_digest");
 }
 
 void smtpd_tls_init(void)
@@ -101,6 +126,13 @@ void smtpd_tls_init(void)
     }
     if (wrappermode)
         tls_level = SMTPD_TLS_ENCRYPT;
+    if (config_bool("smtpd_tls_req_ccert")) {
+        if (tls_level == SMTPD_TLS_ENCRYPT)
+            require_ccert = 1;
+        else
+            log_warning("smtpd_tls_req_ccert = yes is ignored: it needs enforced TLS "
+                        "(smtpd_tls_security_level = encrypt)");
+    }
     if (tls_level == SMTPD_TLS_NONE)
         return;
     smtpd_tls_server_params(&p, tls_level == SMTPD_TLS_ENCRYPT);
@@ -152,8 +184,41 @@ static int start_tls(struct smtpd_state *st)
     st->tls = c;
     st->tls_active = 1;
     smtpd_io_set_transport(&st->io, &tls_transport, c);
+    enum tls_trust trust = tls_conn_trust(c);
+    if (tls_conn_peer_fingerprint(c) != NULL)
+        log_info("%s: %s: subject_CN=%s, issuer=%s, fingerprint=%s, pkey_fingerprint=%s",
+                 st->namaddr, tls_trust_name(trust), tls_conn_peer_cn(c),
+                 tls_conn_issuer_cn(c), tls_conn_peer_fingerprint(c),
+                 tls_conn_peer_pkey_fingerprint(c) ? tls_conn_peer_pkey_fingerprint(c) : "");
     tls_log_established(c, "from", st->namaddr);
+    if (require_ccert && trust < TLS_TRUST_TRUSTED) {
+        st->ccert_refusal = trust == TLS_TRUST_ANONYMOUS ? "No client certificate presented"
+                                                         : "Client certificate not trusted";
+        log_info("NOQUEUE: abort: TLS from %s: %s", st->namaddr, st->ccert_refusal);
+    }
     return 0;
+}
+
+const char *smtpd_tls_ccert_refusal(const struct smtpd_state *st)
+{
+    return st->ccert_refusal;
+}
+
+/* Postfix's permit_tls_clientcerts / permit_tls_all_clientcerts /
+ * check_ccert_access need these; NULL without a client certificate. */
+const char *smtpd_tls_ccert_fingerprint(const struct smtpd_state *st)
+{
+    return st->tls ? tls_conn_peer_fingerprint(st->tls) : NULL;
+}
+
+const char *smtpd_tls_ccert_pkey_fingerprint(const struct smtpd_state *st)
+{
+    return st->tls ? tls_conn_peer_pkey_fingerprint(st->tls) : NULL;
+}
+
+int smtpd_tls_ccert_trusted(const struct smtpd_state *st)
+{
+    return st->tls != NULL && tls_conn_trust(st->tls) >= TLS_TRUST_TRUSTED;
 }
 
 void smtpd_cmd_starttls(struct smtpd_state *st, const char *arg)
@@ -243,6 +308,29 @@ void smtpd_tls_received(const struct smtpd_state *st, strbuf *out)
     } else {
         strbuf_appendf(out, "\t(using %s)\n", strbuf_str(&summary));
     }
-    strbuf_append_str(out, "\t(No client certificate requested)\n");
+    if (tls_conn_peer_fingerprint(st->tls) != NULL) {
+        /* the names come sanitized (printable ASCII); '"' and '(' ')' would
+         * still break the comment */
+        strbuf cn, issuer;
+        strbuf_init(&cn);
+        strbuf_init(&issuer);
+        strbuf_set_str(&cn, tls_conn_peer_cn(st->tls));
+        strbuf_set_str(&issuer, tls_conn_issuer_cn(st->tls));
+        for (char *p = cn.data; p && *p; p++)
+            if (*p == '"' || *p == '(' || *p == ')' || *p == '\\')
+                *p = '?';
+        for (char *p = issuer.data; p && *p; p++)
+            if (*p == '"' || *p == '(' || *p == ')' || *p == '\\')
+                *p = '?';
+        strbuf_appendf(out, "\t(Client CN \"%s\", Issuer \"%s\" (%s))\n", strbuf_str(&cn),
+                       strbuf_str(&issuer), tls_conn_trust(st->tls) >= TLS_TRUST_TRUSTED
+                       ? "verified OK" : "not verified");
+        strbuf_release(&cn);
+        strbuf_release(&issuer);
+    } else if (config_bool("smtpd_tls_ask_ccert") || require_ccert) {
+        strbuf_append_str(out, "\t(Client did not present a certificate)\n");
+    } else {
+        strbuf_append_str(out, "\t(No client certificate requested)\n");
+    }
     strbuf_release(&summary);
 }

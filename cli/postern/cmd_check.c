@@ -22,7 +22,9 @@
  *   - each smtpd service, with its -o overrides: smtpd_tls_security_level,
  *     protocol lists and cipher grades parse; every configured certificate
  *     and key file loads and the key matches (missing, unreadable or
- *     mismatched: an error); a service that requires TLS (encrypt, wrapper
+ *     mismatched: an error), so do smtpd_tls_CAfile / smtpd_tls_CApath
+ *     (client certificate trust anchors) and smtpd_tls_fingerprint_digest
+ *     must name a digest; a service that requires TLS (encrypt, wrapper
  *     mode) without any certificate is a warning (it refuses mail); with
  *     smtpd_sasl_auth_enable, a missing SMTPD_SASL_PATH.conf in
  *     cyrus_sasl_config_path is a warning;
@@ -316,6 +318,18 @@ static void check_tls(const struct master_service *list)
         for (int i = 0; i < n; i++)
             check_cert(name, files[i], files[i]);
         config_list_free(files);
+        const char *cafile = svc_param(list, "smtpd_tls_CAfile");
+        const char *capath = svc_param(list, "smtpd_tls_CApath");
+        strbuf_reset(&err);
+        if ((*cafile || *capath) && tls_check_ca(cafile, capath, &err) < 0)
+            check_error("service %s: smtpd_tls_CAfile/CApath: %s", name, strbuf_str(&err));
+        const char *digest = svc_param(list, "smtpd_tls_fingerprint_digest");
+        strbuf_reset(&err);
+        strbuf fp;
+        strbuf_init(&fp);
+        if (*digest && tls_fingerprint((const unsigned char *)"", 0, digest, &fp, &err) < 0)
+            check_error("service %s: smtpd_tls_fingerprint_digest: %s", name, strbuf_str(&err));
+        strbuf_release(&fp);
         if (!*cert && !*eccert && n == 0)
             postern_warning("service %s: TLS is %s but no certificate is configured "
                             "(smtpd_tls_cert_file): %s", name,

@@ -7,7 +7,9 @@ instance's account can read.
     certs = make_certs(workdir)        # dict of paths
     conf = tls_conf(certs)             # main.cf settings for smtpd TLS
     sasl_setup(inst, {"alice@example.org": "secret"})  # smtpd.conf + sasldb
+    make_client_certs(certs)           # client certificates, CA-signed and not
 """
+import hashlib
 import os
 import shutil
 import ssl
@@ -61,6 +63,37 @@ def make_certs(directory):
     for p in os.listdir(d):
         os.chmod(os.path.join(d, p), 0o644)     # test keys: readable by the instance
     return paths
+
+
+def make_client_certs(certs):
+    """Client certificates next to make_certs()'s files: client.crt/.key
+    (CN client.example) and client2.crt/.key (CN other-client.example),
+    both signed by the test CA, and selfsigned.crt/.key (CN
+    rogue.example).  Adds their paths and SHA-256 fingerprints as openssl
+    prints them ("AB:CD:...": fp_client, fp_client2, fp_selfsigned, and
+    pkeyfp_client2 for the public key's) to certs and returns it."""
+    d = os.path.dirname(certs["ca.pem"])
+    for name, cn in (("client", "client.example"), ("client2", "other-client.example")):
+        _run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key",
+              "-out", name + ".csr", "-subj", "/CN=" + cn], d)
+        _run(["openssl", "x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey",
+              "ca.key", "-CAcreateserial", "-days", "2", "-out", name + ".crt"], d)
+    _run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+          "selfsigned.key", "-out", "selfsigned.crt", "-days", "2", "-subj",
+          "/CN=rogue.example"], d)
+    for name in ("client", "client2", "selfsigned"):
+        for ext in ("crt", "key"):
+            certs["%s.%s" % (name, ext)] = os.path.join(d, "%s.%s" % (name, ext))
+            os.chmod(certs["%s.%s" % (name, ext)], 0o644)
+        out = _run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in",
+                    name + ".crt"], d).stdout
+        certs["fp_" + name] = out.strip().split("=", 1)[1]
+    # the public key's fingerprint: SHA-256 of the DER SubjectPublicKeyInfo
+    der = subprocess.run(["openssl", "pkey", "-in", certs["client2.key"], "-pubout",
+                          "-outform", "DER"], capture_output=True, check=True).stdout
+    digest = hashlib.sha256(der).hexdigest().upper()
+    certs["pkeyfp_client2"] = ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+    return certs
 
 
 def tls_conf(certs, level="may"):

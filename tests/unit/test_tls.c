@@ -6,7 +6,10 @@
  * RSA and ECDSA certificates in one context, peer trust classification
  * (Untrusted without a CA, Verified with the CA and the right name,
  * Trusted with the wrong name), SNI selecting another certificate, data
- * both ways, and a handshake timeout against a silent peer.  Certificates
+ * both ways, and a handshake timeout against a silent peer; client
+ * certificates (ask_ccert: none, one signed by the CA, a self-signed one,
+ * the CA names in the request, fingerprints equal to openssl's) and the
+ * fingerprint format itself.  Certificates
  * are made with the openssl command in a fresh directory per test.
  */
 #include <check.h>
@@ -193,11 +196,19 @@ static void serve_child(tls_server_ctx *sc, int fd)
     tls_conn_summary(c, &sum);
     strbuf_appendf(&err, "echo: %s|%s|%s", buf, strbuf_str(&sum),
                    tls_conn_sni(c) ? tls_conn_sni(c) : "-");
+    /* what the server learnt of the client's certificate */
+    strbuf_appendf(&err, "|ccert %s|%s|%s|%s|%s", tls_trust_name(tls_conn_trust(c)),
+                   tls_conn_peer_cn(c), tls_conn_issuer_cn(c),
+                   tls_conn_peer_fingerprint(c) ? tls_conn_peer_fingerprint(c) : "-",
+                   tls_conn_peer_pkey_fingerprint(c) ? tls_conn_peer_pkey_fingerprint(c) : "-");
     if (tls_write(c, err.data, err.len, 10) != (ssize_t)err.len)
         _exit(4);
     tls_conn_free(c, 5);
     _exit(0);
 }
+
+/* the certificate the next handshake() presents; NULL: none */
+static const char *client_cert, *client_key;
 
 struct client_result {
     enum tls_trust trust;
@@ -223,6 +234,7 @@ static int handshake(tls_server_ctx *sc, const char *cafile, const char *sni,
     struct tls_client_params cp = {
         .cafile = cafile, .protocols = client_ciphers_tls12 ? "TLSv1.2" : "",
         .cipher_grade = "high", .cipherlist = client_ciphers_tls12 ? client_ciphers_tls12 : "HIGH",
+        .cert_file = client_cert, .key_file = client_key,
     };
     strbuf_init(&err);
     tls_client_ctx *cc = tls_client_create(&cp, &err);
@@ -415,6 +427,131 @@ START_TEST(ticket_key_file)
 }
 END_TEST
 
+/* openssl's own "sha256 Fingerprint=AB:..." of a certificate file */
+static void openssl_fingerprint(const char *file, char *out, size_t size)
+{
+    strbuf cmd;
+    strbuf_init(&cmd);
+    strbuf_printf(&cmd, "openssl x509 -noout -fingerprint -sha256 -in '%s'", file);
+    FILE *f = popen(strbuf_str(&cmd), "r");
+    ck_assert_ptr_nonnull(f);
+    char line[256] = "";
+    ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+    pclose(f);
+    char *eq = strchr(line, '=');
+    ck_assert_ptr_nonnull(eq);
+    snprintf(out, size, "%.*s", (int)strcspn(eq + 1, "\r\n"), eq + 1);
+    strbuf_release(&cmd);
+}
+
+START_TEST(fingerprint_format)
+{
+    strbuf fp, err;
+    strbuf_init(&fp);
+    strbuf_init(&err);
+    /* colon-separated upper-case hex pairs, as Postfix writes them */
+    ck_assert_int_eq(tls_fingerprint((const unsigned char *)"abc", 3, "sha256", &fp, &err), 0);
+    ck_assert_str_eq(strbuf_str(&fp), "BA:78:16:BF:8F:01:CF:EA:41:41:40:DE:5D:AE:22:23:B0:03:"
+                     "61:A3:96:17:7A:9C:B4:10:FF:61:F2:00:15:AD");
+    ck_assert_int_eq(tls_fingerprint((const unsigned char *)"abc", 3, "md5", &fp, &err), 0);
+    ck_assert_str_eq(strbuf_str(&fp), "90:01:50:98:3C:D2:4F:B0:D6:96:3F:7D:28:E1:7F:72");
+    /* nothing at all still has a digest; the output is replaced, not appended to */
+    ck_assert_int_eq(tls_fingerprint((const unsigned char *)"", 0, "SHA1", &fp, &err), 0);
+    ck_assert_str_eq(strbuf_str(&fp), "DA:39:A3:EE:5E:6B:4B:0D:32:55:BF:EF:95:60:18:90:AF:D8:07:09");
+    /* unknown or empty digest names */
+    ck_assert_int_eq(tls_fingerprint((const unsigned char *)"abc", 3, "sha257", &fp, &err), -1);
+    ck_assert_msg(strstr(strbuf_str(&err), "unknown fingerprint digest \"sha257\"") != NULL,
+                  "%s", strbuf_str(&err));
+    ck_assert_int_eq(tls_fingerprint((const unsigned char *)"abc", 3, "", &fp, &err), -1);
+    ck_assert_int_eq(tls_fingerprint((const unsigned char *)"abc", 3, NULL, &fp, &err), -1);
+    strbuf_release(&fp);
+    strbuf_release(&err);
+}
+END_TEST
+
+START_TEST(client_certificates)
+{
+    char *rsa = path("rsa.pem"), *rsakey = path("rsa.key"), *ca = path("ca.pem");
+    char *rsacrt = path("rsa.crt"), *other = path("other.crt"), *otherkey = path("other.key");
+    char *missing = path("missing.pem");
+    char expect[256], line[512];
+    strbuf err;
+    struct client_result res;
+
+    strbuf_init(&err);
+    struct tls_server_params sp = {
+        .cert_file = rsa, .key_file = rsakey, .protocols = ">=TLSv1.2",
+        .cipher_grade = "medium", .cipherlist = "aNULL:-aNULL:HIGH:MEDIUM:+RC4:@STRENGTH",
+        .ask_ccert = 1, .cafile = ca, .ccert_verifydepth = 9,
+    };
+    tls_server_ctx *sc = tls_server_create(&sp, &err);
+    ck_assert_msg(sc != NULL, "%s", strbuf_str(&err));
+
+    /* no certificate: Anonymous, no fingerprint */
+    client_cert = client_key = NULL;
+    ck_assert_int_eq(handshake(sc, ca, NULL, NULL, NULL, &res), 0);
+    ck_assert_msg(strstr(res.reply, "|ccert Anonymous|||-|-") != NULL, "%s", res.reply);
+
+    /* signed by the CA: Trusted, names, openssl's fingerprint */
+    client_cert = rsa;
+    client_key = rsakey;
+    openssl_fingerprint(rsacrt, expect, sizeof(expect));
+    ck_assert_int_eq(handshake(sc, ca, NULL, NULL, NULL, &res), 0);
+    snprintf(line, sizeof(line), "|ccert Trusted|mx.example.org|Test-CA|%s|", expect);
+    ck_assert_msg(strstr(res.reply, line) != NULL, "%s\nwant %s", res.reply, line);
+    /* the same over TLS 1.2 (the certificate request differs) */
+    ck_assert_int_eq(handshake(sc, ca, NULL, NULL, "ECDHE-RSA-AES256-GCM-SHA384", &res), 0);
+    ck_assert_msg(strstr(res.reply, line) != NULL, "%s\nwant %s", res.reply, line);
+
+    /* self-signed: accepted, but Untrusted */
+    client_cert = other;
+    client_key = otherkey;
+    openssl_fingerprint(other, expect, sizeof(expect));
+    ck_assert_int_eq(handshake(sc, ca, NULL, NULL, NULL, &res), 0);
+    snprintf(line, sizeof(line), "|ccert Untrusted|other.example.net|other.example.net|%s|",
+             expect);
+    ck_assert_msg(strstr(res.reply, line) != NULL, "%s\nwant %s", res.reply, line);
+    tls_server_free(sc);
+
+    /* without ask_ccert a client certificate is never requested */
+    sp.ask_ccert = 0;
+    sc = tls_server_create(&sp, &err);
+    ck_assert_msg(sc != NULL, "%s", strbuf_str(&err));
+    client_cert = rsa;
+    client_key = rsakey;
+    ck_assert_int_eq(handshake(sc, ca, NULL, NULL, NULL, &res), 0);
+    ck_assert_msg(strstr(res.reply, "|ccert Anonymous|||-|-") != NULL, "%s", res.reply);
+    tls_server_free(sc);
+    client_cert = client_key = NULL;
+
+    /* a missing CA file, a garbage one, an unknown digest: no context */
+    sp.ask_ccert = 1;
+    sp.cafile = missing;
+    strbuf_reset(&err);
+    ck_assert_ptr_null(tls_server_create(&sp, &err));
+    ck_assert_msg(strstr(strbuf_str(&err), "cannot load CA locations") != NULL, "%s",
+                  strbuf_str(&err));
+    strbuf_reset(&err);
+    ck_assert_int_eq(tls_check_ca(missing, "", &err), -1);
+    ck_assert_msg(strstr(strbuf_str(&err), "No such file") != NULL, "%s", strbuf_str(&err));
+    char *garbage = path("garbage.pem");
+    strbuf_reset(&err);
+    ck_assert_int_eq(tls_check_ca(garbage, "", &err), -1);
+    strbuf_reset(&err);
+    ck_assert_int_eq(tls_check_ca(ca, "", &err), 0);
+    sp.cafile = ca;
+    sp.fingerprint_digest = "nosuchdigest";
+    strbuf_reset(&err);
+    ck_assert_ptr_null(tls_server_create(&sp, &err));
+    ck_assert_msg(strstr(strbuf_str(&err), "unknown fingerprint digest") != NULL, "%s",
+                  strbuf_str(&err));
+
+    strbuf_release(&err);
+    xfree(rsa); xfree(rsakey); xfree(ca); xfree(rsacrt); xfree(other); xfree(otherkey);
+    xfree(missing); xfree(garbage);
+}
+END_TEST
+
 Suite *tls_suite(void)
 {
     Suite *s = suite_create("tls");
@@ -427,6 +564,8 @@ Suite *tls_suite(void)
     tcase_add_test(tc, handshakes);
     tcase_add_test(tc, handshake_timeout_and_garbage);
     tcase_add_test(tc, ticket_key_file);
+    tcase_add_test(tc, fingerprint_format);
+    tcase_add_test(tc, client_certificates);
     suite_add_tcase(s, tc);
     return s;
 }
