@@ -147,13 +147,13 @@ do_install() {
     # start; the directories a submission needs exist from the start.
     install -d -m 0755 "$D$SPOOLDIR" "$D$SPOOLDIR/pid"
     install -d -m 0700 "$D$DATADIR_VAR"
-    for q in incoming active deferred hold requeue corrupt defer bounce trace private; do
+    for q in incoming active deferred hold requeue recycle corrupt defer bounce trace private; do
         install -d -m 0700 "$D$SPOOLDIR/$q"
     done
     install -d -m 01730 "$D$SPOOLDIR/maildrop"
     install -d -m 0710 "$D$SPOOLDIR/public"
     if [ "$root" = yes ] && have_accounts; then
-        for q in incoming active deferred hold requeue corrupt defer bounce trace private; do
+        for q in incoming active deferred hold requeue recycle corrupt defer bounce trace private; do
             chown postern: "$D$SPOOLDIR/$q"     # postern and its own group
         done
         chown postern: "$D$DATADIR_VAR"
