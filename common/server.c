@@ -30,6 +30,9 @@
  *
  * SIGTERM: an idle child exits at once; a busy one finishes its client
  * first.  SIGPIPE is ignored so a vanished peer is an EPIPE, not a death.
+ * Watchdog: a POSIX timer (CLOCK_MONOTONIC, SERVER_WATCHDOG_SIGNAL),
+ * made after the jail, armed for daemon_timeout around each client and
+ * around run(); server_watchdog_pat() re-arms it (server.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -58,6 +61,54 @@ static char *server_queue_directory;
 static int server_is_chrooted;
 static int server_has_status_fd;
 static int server_listener_is_unix;     /* wakeups come over UNIX sockets */
+
+/* The watchdog timer (daemon_timeout); POSIX timers are neither inherited
+ * by fork() nor kept across execve(), so commands local runs never get it. */
+static timer_t server_watchdog_timer;
+static int server_watchdog_ready;
+static long long server_watchdog_seconds;
+
+static void server_watchdog_init(void)
+{
+    server_watchdog_seconds = config_time("daemon_timeout");
+    if (server_watchdog_seconds <= 0)
+        return;
+    signal(SERVER_WATCHDOG_SIGNAL, SIG_DFL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SERVER_WATCHDOG_SIGNAL);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    struct sigevent sev;
+    memset(&sev, 0, sizeof(sev));
+    sev.sigev_notify = SIGEV_SIGNAL;
+    sev.sigev_signo = SERVER_WATCHDOG_SIGNAL;
+    if (timer_create(CLOCK_MONOTONIC, &sev, &server_watchdog_timer) < 0) {
+        log_warning("watchdog: timer_create: %m -- running without one");
+        return;
+    }
+    server_watchdog_ready = 1;
+}
+
+static void server_watchdog_set(long long seconds)
+{
+    if (!server_watchdog_ready)
+        return;
+    struct itimerspec its;
+    memset(&its, 0, sizeof(its));
+    its.it_value.tv_sec = (time_t)seconds;
+    if (timer_settime(server_watchdog_timer, 0, &its, NULL) < 0)
+        log_warning("watchdog: timer_settime: %m");
+}
+
+void server_watchdog_pat(void)
+{
+    server_watchdog_set(server_watchdog_seconds);
+}
+
+void server_watchdog_pause(void)
+{
+    server_watchdog_set(0);
+}
 
 /* Signal state: the handler exits at once while we wait idle in poll(). */
 static volatile sig_atomic_t server_terminate;
@@ -165,12 +216,14 @@ static int server_is_wakeup(int fd)
 
 static void server_handle_client(const struct server_spec *spec, int fd)
 {
+    server_watchdog_pat();
     if (spec->wakeup && server_listener_is_unix && server_is_wakeup(fd)) {
         log_debug("wakeup request");
         spec->wakeup();
-        return;
+    } else {
+        spec->serve(fd);
     }
-    spec->serve(fd);
+    server_watchdog_pause();
 }
 
 /* Accept one client at a time until max_use, max_idle or SIGTERM. */
@@ -460,6 +513,7 @@ int server_main(int argc, char **argv, const struct server_spec *spec)
     server_jail(want_chroot, want_unpriv);
     if (spec->post_jail)
         spec->post_jail(xargc, xargv);
+    server_watchdog_init();
 
     if (standalone) {
         if (spec->mode != SERVER_SINGLE || !spec->serve)
@@ -470,6 +524,7 @@ int server_main(int argc, char **argv, const struct server_spec *spec)
         if (!spec->run)
             log_panic("SERVER_EVENT daemon without run()");
         server_report(SERVER_STATUS_IDLE);
+        server_watchdog_pat();
         spec->run(SERVER_LISTEN_FD);
         exit(0);
     }

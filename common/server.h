@@ -44,6 +44,7 @@
 #ifndef POSTERN_SERVER_H
 #define POSTERN_SERVER_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #define SERVER_LISTEN_FD 3
@@ -88,5 +89,20 @@ void server_report_idle(void);
 int server_master_fd(void);
 /* Non-blocking check of the same: 1 when the master is gone. */
 int server_master_gone(void);
+/*
+ * The watchdog (daemon_timeout, as Postfix's): the skeleton arms it before
+ * each client (SERVER_SINGLE) or before run() (SERVER_EVENT) and disarms
+ * it after; a process still busy when it expires is ended by
+ * SERVER_WATCHDOG_SIGNAL (default action: terminate), and the master logs
+ * that.  A daemon whose one client may rightly last long re-arms it on
+ * each sign of progress with server_watchdog_pat() (smtpd per command,
+ * local per request, qmgr per loop turn).  No-op when daemon_timeout is 0
+ * or the timer could not be made.
+ */
+#define SERVER_WATCHDOG_SIGNAL SIGVTALRM
+void server_watchdog_pat(void);
+/* Disarm it while waiting for work that may rightly take long to come
+ * (qmgr's poll); the next server_watchdog_pat() arms it again. */
+void server_watchdog_pause(void);
 
 #endif

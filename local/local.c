@@ -230,6 +230,7 @@ static void local_serve(int client_fd)
     local_sync_enable(1);
     int more = delivery_request_receive(&dr, client_fd, 0);
     while (more > 0) {
+        server_watchdog_pat();          /* each request gets daemon_timeout */
         local_deliver(&dr);
         if (local_held_requests() >= LOCAL_GROUP_COMMIT_MAX || !delivery_request_waiting(&dr))
             local_release_answers(&dr);

@@ -18,6 +18,8 @@
  * Abnormal deaths are logged as Postfix does:
  *   warning: process /path/smtpd pid 123 exit status 1
  *   warning: process /path/smtpd pid 123 killed by signal 9
+ * and a child ended by its watchdog (server.h, daemon_timeout) as
+ *   warning: process /path/smtpd pid 123 killed by its watchdog: busy longer than daemon_timeout
  * except the SIGTERM the master itself sent to a retiring child.
  *
  * The child's environment is cleaned: only import_environment names (NAME
@@ -202,6 +204,9 @@ void master_child_reap(void)
         if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
             log_warning("process %s pid %ld exit status %d", c->program,
                         (long)pid, WEXITSTATUS(status));
+        else if (WIFSIGNALED(status) && WTERMSIG(status) == SERVER_WATCHDOG_SIGNAL)
+            log_warning("process %s pid %ld killed by its watchdog: busy longer than "
+                        "daemon_timeout", c->program, (long)pid);
         else if (WIFSIGNALED(status) && !(c->retiring && WTERMSIG(status) == SIGTERM))
             log_warning("process %s pid %ld killed by signal %d", c->program,
                         (long)pid, WTERMSIG(status));

@@ -564,6 +564,7 @@ static void qmgr_run(int listen_fd)
     int cap = 0;
     for (;;) {
         int more = 0;
+        server_watchdog_pat();          /* each loop turn's work gets daemon_timeout */
         /* Checked before any new delivery is started: with the master gone
          * the agents' sockets go too, and a request now would only defer
          * the mail (with backoff) instead of leaving it for the next qmgr. */
@@ -659,6 +660,7 @@ static void qmgr_run(int listen_fd)
         for (int i = 0; i < n; i++)
             pfd[i].revents = 0;
         struct timespec ts = { timeout_ms / 1000, (long) (timeout_ms % 1000) * 1000000L };
+        server_watchdog_pause();        /* waiting for work is not being stuck */
         int rc = ppoll(pfd, (nfds_t) n, &ts, &qmgr_run_mask);
         if (rc < 0 && errno != EINTR)
             log_fatal("poll: %s", strerror(errno));

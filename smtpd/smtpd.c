@@ -305,6 +305,7 @@ static void smtpd_serve(int client_fd)
             session_io_failed(&st);
             break;
         }
+        server_watchdog_pat();          /* a command: the session makes progress */
         if (smtpd_tls_ccert_refusal(&st) != NULL) {
             /* Postfix reads the command after the handshake, then refuses */
             ccert_refuse(&st);

@@ -4,7 +4,9 @@
  * the build's libpostern.a.  Not part of the product.
  *
  * serve(): greets "220 echo-daemon PID uid=UID root=ROOT", answers each
- * line with "250 LINE", "QUIT" with "221 bye".  wakeup(): logs "wakeup
+ * line with "250 LINE" (and pats the watchdog, as smtpd does per command),
+ * "QUIT" with "221 bye", and "HANG" with nothing: it waits forever, for
+ * the watchdog (daemon_timeout) to end it.  wakeup(): logs "wakeup
  * received".  post_jail(): logs "ready uid=U chrooted=C".
  */
 #include <stdio.h>
@@ -42,6 +44,10 @@ static void echo_serve(int fd)
             dprintf(fd, "221 bye\r\n");
             break;
         }
+        if (strcasecmp(line, "HANG") == 0)
+            for (;;)
+                pause();
+        server_watchdog_pat();
         dprintf(fd, "250 %s\r\n", line);
     }
     fclose(in);

@@ -13,6 +13,7 @@ import subprocess
 import time
 
 import harness
+from faults import daemon_name
 from harness import Instance, wait_for
 
 ECHO = os.path.join(harness.HERE, "echo_service.py")
@@ -595,3 +596,63 @@ def test_config_dir_from_the_environment():
         r = postern("stop")
         assert r.returncode == 0, r.stderr
         assert inst.master_pid() == 0
+
+
+def test_watchdog_ends_a_stuck_child_and_spares_a_busy_one():
+    """daemon_timeout: a child that makes progress (a line every 0.5 s,
+    each one patting the watchdog) outlives the timeout; one stuck in a
+    request ("HANG") is ended by its watchdog, the master says so, and
+    the next client gets a new child at once (no throttling)."""
+    with Instance(start=False) as inst:
+        daemon = harness.build_echo_daemon(os.path.join(inst.tmp, "echo-daemon"))
+        eport = harness.free_port()
+        inst.append_master_cf("127.0.0.1:%d inet n - n - 1 %s -o daemon_timeout=2s\n"
+                              % (eport, daemon))
+        r = inst.postern("start")
+        assert r.returncode == 0, r.stderr
+        c = Client(eport)
+        first = c.greeting()
+        started = time.monotonic()
+        n = 0
+        while time.monotonic() - started < 4.5:         # more than twice the timeout
+            assert c.say("ping %d" % n) == "250 ping %d" % n
+            n += 1
+            time.sleep(0.5)
+        c.sock.sendall(b"HANG\r\n")
+        c.sock.settimeout(30)
+        t0 = time.monotonic()
+        assert c.file.readline() == b"", "the stuck child must be ended"
+        assert time.monotonic() - t0 < 25
+        c.close()
+        inst.wait_log(r"warning: process \S*echo-daemon pid %s killed by its watchdog: "
+                      r"busy longer than daemon_timeout" % first)
+        c = Client(eport)
+        second = c.greeting()
+        assert second != first
+        assert c.say("QUIT") == "221 bye"
+        c.close()
+        assert "throttling" not in inst.log()
+
+
+def test_watchdog_spares_an_idle_qmgr_and_a_talking_smtpd():
+    """With daemon_timeout = 2s for the whole instance, qmgr waiting for
+    work for longer than that is not ended (its watchdog is off while it
+    polls), and an SMTP session of 5 s that sends a command every 0.5 s
+    (each one patting smtpd's watchdog) delivers its message."""
+    if not os.access(os.path.join(harness.BUILD, "libexec", "qmgr"), os.X_OK):
+        return
+    with Instance(conf={"daemon_timeout": "2s", "local_recipient_maps": ""}) as inst:
+        def qmgrs():
+            return [p for p in inst.pids() if daemon_name(p) == "qmgr"]
+        qmgr = wait_for(qmgrs, 20, what="qmgr")
+        time.sleep(5)       # shows that nothing happens: qmgr idle past its timeout
+        assert qmgrs() == qmgr
+        with inst.smtp() as s:
+            started = time.monotonic()
+            while time.monotonic() - started < 5:
+                assert s.noop()[0] == 250
+                time.sleep(0.5)
+            s.sendmail("a@localhost", ["alice@localhost"],
+                       "Subject: watchdog\r\n\r\nstill here\r\n")
+        inst.wait_log(r"to=<alice@localhost>, relay=local, .*status=sent")
+        assert "watchdog" not in inst.log()
