@@ -260,6 +260,7 @@ void master_child_stop_all(int grace_ms, int drain_ms, int sigfd)
     long long deadline = start + grace_ms;
     long long drain_deadline = start + (drain_ms > grace_ms ? drain_ms : grace_ms);
     int told = 0;
+    long long unlocked_at = 0;
     for (;;) {
         if (!master_children)
             break;
@@ -270,10 +271,15 @@ void master_child_stop_all(int grace_ms, int drain_ms, int sigfd)
             /* Past the short grace, everyone still running is waited for
              * only while a qmgr drains: it waits for the delivery agents'
              * results, and killing them now would repeat those deliveries
-             * after the next start. */
-            if (!master_queue_in_use())
-                break;
-            if (!told) {
+             * after the next start.  The lock goes when the drained qmgr
+             * exits, a moment before we can reap it: allow a second for
+             * that before anyone is said not to have stopped. */
+            if (!master_queue_in_use()) {
+                if (unlocked_at == 0)
+                    unlocked_at = now;
+                if (now - unlocked_at >= 1000)
+                    break;
+            } else if (!told) {
                 log_info("waiting up to %lld seconds for the queue manager to "
                          "finish running deliveries", (drain_deadline - now + 999) / 1000);
                 told = 1;
