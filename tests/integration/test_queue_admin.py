@@ -386,6 +386,42 @@ def test_delete_active_message_cancels_waiting_delivery():
         assert not re.search(qid + r": .*status=deferred", rig.log())
 
 
+def test_delete_of_messages_whose_requests_are_already_pipelined():
+    """local_destination_pipeline_limit 2, concurrency 1, three messages
+    for one mailbox: qmgr writes two requests on the first connection and
+    the third waits.  Deleting all three while the agent still works on
+    the first: the two written requests count as running (nothing is
+    withdrawn from the agent; each delete is applied when its result
+    comes in), the third is cancelled at once and never asked for, and
+    nothing is deferred."""
+    cf = "local_destination_pipeline_limit = 2\nlocal_destination_concurrency_limit = 1\n"
+    with QmgrRig(cf) as rig:
+        gate = threading.Event()
+        agent = FakeAgent(rig, "local",
+                          lambda rcpt, req: ("sent", "2.0.0", "local", "delivered to maildir"),
+                          gate=gate)
+        qids = [rig.write_message("a@far.example", ["bob@mx.test.example"]) for _ in range(3)]
+        rig.start()
+        harness.wait_for(lambda: agent.active == 1, 20, what="the first request in the agent")
+        r = rig_postern(rig, "queue", "delete", *qids)
+        assert r.returncode == 0, r.stderr
+        # the waiting one goes at once; the two in the agent's hands stay
+        harness.wait_for(lambda: [rig.where(q) for q in qids].count(None) == 1, 20,
+                         what="the message not yet asked for to be deleted")
+        [gone] = [q for q in qids if rig.where(q) is None]
+        assert sorted(rig.where(q) for q in qids if q != gone) == ["active", "active"]
+        gate.set()
+        for q in qids:
+            rig.wait_log(q + r": removed", timeout=20)
+            assert rig.where(q) is None
+        assert len(agent.conns) == 1 and len(agent.conns[0]) == 2, agent.conns
+        assert gone not in agent.conns[0]
+        assert len(agent.requests) == 2
+        assert "status=deferred" not in rig.log()
+        for q in qids:
+            assert not os.path.exists(rig.path("defer", q))
+
+
 def test_hold_active_message_lands_in_hold():
     with QmgrRig(transports=("local", "relay"),
                  master_extra="smtp unix - - n - 1 smtp\n") as rig:
