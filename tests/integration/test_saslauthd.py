@@ -9,7 +9,9 @@ wrong one or an unknown user 535 5.7.8, a stopped (or killed) saslauthd
 454 4.7.0 Temporary authentication failure with the session going on,
 and a chrooted smtpd of a root instance reaches a socket placed inside
 the spool.  saslauthd -a shadow reads /etc/shadow and the account must be
-created: these tests need root and are skipped without it.
+created: these tests need root and are skipped without it -- except the
+last one, where a socket that accepts and never answers stands in for a
+hung saslauthd and smtpd's watchdog (daemon_timeout) must end the wait.
 """
 import base64
 import contextlib
@@ -22,6 +24,7 @@ import signal
 import smtplib
 import socket
 import subprocess
+import threading
 
 import harness
 import tls_helpers
@@ -357,3 +360,59 @@ def test_root_instance_chrooted_smtpd_reaches_saslauthd_socket_in_the_spool():
                 s.close()
             assert re.search(r"auth success: \[user=%s\] \[service=smtp\]" % login, sasld.log()), \
                 sasld.log()
+
+
+def test_silent_saslauthd_is_bounded_by_the_watchdog():
+    """A "saslauthd" that accepts the connection and never answers: Cyrus
+    waits for it without a timeout, so the smtpd process would hang in
+    AUTH for good.  With daemon_timeout = 3s its watchdog ends it: the
+    client sees the connection close, the master logs why, and the next
+    client is served by a new smtpd.  (No root needed: nothing here reads
+    /etc/shadow.)"""
+    with harness.Instance(start=False) as inst:
+        rundir = os.path.join(inst.tmp, "silent")
+        os.mkdir(rundir)
+        os.chmod(rundir, 0o755)
+        mux = os.path.join(rundir, "mux")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(mux)
+        os.chmod(mux, 0o777)
+        listener.listen(16)
+        held = []
+
+        def accept_and_say_nothing():
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                held.append(conn)
+        threading.Thread(target=accept_and_say_nothing, daemon=True).start()
+        try:
+            settings = write_smtpd_conf(inst, mux, inst.user)
+            settings.update({"daemon_timeout": "3s", "local_recipient_maps": ""})
+            inst.edit_main_cf(settings)
+            r = inst.postern("start")
+            assert r.returncode == 0, "postern start failed: " + r.stderr + inst.log()
+            harness.wait_for(lambda: harness.port_accepts(inst.port), 10, what="the smtp port")
+            s = socket.create_connection(("127.0.0.1", inst.port), timeout=30)
+            f = s.makefile("rb")
+            assert f.readline().startswith(b"220 ")
+            s.sendall(b"EHLO client.example\r\n")
+            while True:
+                line = f.readline()
+                assert line.startswith(b"250"), line
+                if line[3:4] == b" ":
+                    break
+            s.sendall(b"AUTH PLAIN " + plain("someone", "secret").encode() + b"\r\n")
+            harness.wait_for(lambda: held, 20, what="smtpd to ask the silent saslauthd")
+            assert f.readline() == b"", "smtpd must be ended by its watchdog"
+            s.close()
+            inst.wait_log(r"warning: process \S*/smtpd pid \d+ killed by its watchdog: "
+                          r"busy longer than daemon_timeout")
+            with inst.smtp() as c:
+                assert c.ehlo()[0] == 250
+        finally:
+            listener.close()
+            for conn in held:
+                conn.close()
