@@ -36,14 +36,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cleanup_submit.h"
 #include "ipc.h"
 #include "log.h"
 #include "pickup.h"
 #include "queue.h"
 #include "queue_admin.h"
 #include "strbuf.h"
-
-#define REQUEUE_CHUNK 65536
 
 enum { RQ_DONE, RQ_RETRY };
 
@@ -67,24 +66,10 @@ static void requeue_move(const char *qid, const char *to, const char *why)
 static int requeue_submit(int fd, const struct queue_message *msg, strbuf *new_qid,
                           strbuf *why)
 {
-    int cfd = ipc_connect_unix("private/cleanup", requeue_timeout);
-    if (cfd < 0) {
-        strbuf_printf(why, "connect to private/cleanup: %s", strerror(errno));
+    cleanup_submit *cs = cleanup_submit_open(requeue_timeout, why);
+    if (cs == NULL)
         return -1;
-    }
-    ipc_stream *s = ipc_stream_open(cfd, requeue_timeout);
-    ipc_record *r = ipc_record_new();
-    strbuf line, chunk, err;
-    strbuf_init(&line);
-    strbuf_init(&chunk);
-    strbuf_init(&err);
-    queue_content_reader *cr = NULL;
-    int rc = -1;
-    if (ipc_recv(s, r) != 0 || !ipc_record_get_str(r, "queue_id")) {
-        const char *reason = ipc_record_get_str(r, "reason");
-        strbuf_printf(why, "cleanup: %s", reason ? reason : ipc_error(s));
-        goto out;
-    }
+    ipc_record *r = cleanup_submit_envelope(cs);
     ipc_build(r, "request", "enqueue", "sender", msg->sender, (char *) NULL);
     for (int i = 0; passed_attrs[i]; i++) {
         const char *v = queue_message_attr(msg, passed_attrs[i]);
@@ -92,64 +77,44 @@ static int requeue_submit(int fd, const struct queue_message *msg, strbuf *new_q
             ipc_record_add_str(r, passed_attrs[i], v);
     }
     for (int i = 0; i < msg->nrcpt; i++) {
-        const struct queue_rcpt *rc_i = &msg->rcpts[i];
-        if (rc_i->status != RCPT_PENDING)
+        const struct queue_rcpt *rcpt = &msg->rcpts[i];
+        if (rcpt->status != RCPT_PENDING)
             continue;
-        if (rc_i->notify)
-            ipc_record_add_str(r, "notify", rc_i->notify);
-        if (rc_i->orcpt)
-            ipc_record_add_str(r, "orcpt", rc_i->orcpt);
-        ipc_record_add_str(r, "rcpt", rc_i->address);
+        if (rcpt->notify)
+            ipc_record_add_str(r, "notify", rcpt->notify);
+        if (rcpt->orcpt)
+            ipc_record_add_str(r, "orcpt", rcpt->orcpt);
+        ipc_record_add_str(r, "rcpt", rcpt->address);
     }
-    if (ipc_send(s, r) != 0)
-        goto ioerr;
-    cr = queue_content_open(fd, msg);
-    int got;
-    while ((got = queue_content_next(cr, &line, &err)) == 1) {
+    int rc = cleanup_submit_send(cs, why);
+    strbuf line, chunk, err;
+    strbuf_init(&line);
+    strbuf_init(&chunk);
+    strbuf_init(&err);
+    queue_content_reader *cr = queue_content_open(fd, msg);
+    int got = 0;
+    while (rc == 0 && (got = queue_content_next(cr, &line, &err)) == 1) {
         strbuf_append(&chunk, line.data, line.len);
         strbuf_append_char(&chunk, '\n');
-        if (chunk.len >= REQUEUE_CHUNK) {
-            ipc_record_reset(r);
-            ipc_record_add(r, "data", chunk.data, chunk.len);
+        if (chunk.len >= CLEANUP_SUBMIT_CHUNK) {
+            rc = cleanup_submit_data(cs, chunk.data, chunk.len, why);
             strbuf_reset(&chunk);
-            if (ipc_send(s, r) != 0)
-                goto ioerr;
         }
     }
-    if (got < 0) {
+    if (rc == 0 && got < 0) {
         /* The file was checked by queue_message_load: a read error now. */
         strbuf_printf(why, "reading the content: %s", strbuf_str(&err));
-        goto out;
+        rc = -1;
     }
-    if (chunk.len) {
-        ipc_record_reset(r);
-        ipc_record_add(r, "data", chunk.data, chunk.len);
-        if (ipc_send(s, r) != 0)
-            goto ioerr;
+    if (rc == 0 && chunk.len)
+        rc = cleanup_submit_data(cs, chunk.data, chunk.len, why);
+    if (rc == 0) {
+        rc = cleanup_submit_end(cs, new_qid, why);
+        if (rc == 4)
+            rc = -1;                    /* cleanup's temporary refusal: later */
     }
-    ipc_build(r, "end", "1", (char *) NULL);
-    if (ipc_send(s, r) != 0 || ipc_recv(s, r) != 0)
-        goto ioerr;
-    long long status = -1;
-    if (ipc_record_get_int(r, "status", &status) != 0 || status != 0) {
-        const char *reason = ipc_record_get_str(r, "reason");
-        const char *dsn = ipc_record_get_str(r, "dsn");
-        strbuf_printf(why, "cleanup status %lld: %s%s%s", status, dsn ? dsn : "",
-                      dsn ? " " : "", reason ? reason : "no reason");
-        rc = status == 5 ? 5 : -1;
-        goto out;
-    }
-    const char *q = ipc_record_get_str(r, "queue_id");
-    strbuf_set_str(new_qid, q ? q : "?");
-    rc = 0;
-    goto out;
-ioerr:
-    strbuf_printf(why, "cleanup: %s", ipc_error(s));
-out:
-    if (cr)
-        queue_content_close(cr);
-    ipc_record_free(r);
-    ipc_stream_close(s);
+    queue_content_close(cr);
+    cleanup_submit_close(cs);
     strbuf_release(&line);
     strbuf_release(&chunk);
     strbuf_release(&err);
