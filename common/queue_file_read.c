@@ -50,6 +50,7 @@ struct qf_src {
     FILE *fp;
     off_t base;                 /* file offset of chunk[0] */
     size_t len, pos;            /* valid bytes in chunk, next one to use */
+    off_t eof_at;               /* where a short pread ended the file, or -1 */
     char *chunk;                /* QF_CHUNK bytes; fd sources only */
     int io_errno;
 };
@@ -60,6 +61,7 @@ static void qf_src_fd(struct qf_src *in, int fd, off_t offset)
     in->fp = NULL;
     in->base = offset;
     in->len = in->pos = 0;
+    in->eof_at = -1;
     in->io_errno = 0;
     in->chunk = xmalloc(QF_CHUNK);
 }
@@ -75,17 +77,30 @@ static off_t qf_tell(const struct qf_src *in)
     return in->base + (off_t)in->pos;
 }
 
+/* A target inside the bytes already read needs no new pread (the X
+ * record of a small file is in the first chunk). */
 static void qf_seek(struct qf_src *in, off_t offset)
 {
+    if (offset >= in->base && offset <= in->base + (off_t)in->len) {
+        in->pos = (size_t)(offset - in->base);
+        return;
+    }
     in->base = offset;
     in->len = in->pos = 0;
 }
 
-/* Refill the chunk from the fd.  1 got bytes, 0 EOF, -1 error. */
+/* Refill the chunk from the fd.  1 got bytes, 0 EOF, -1 error.  Queue
+ * files are regular files, where a short pread means end of file: the
+ * next refill from there answers EOF without asking the kernel again
+ * (a committed queue file changes only in place, its status bytes; one
+ * recycled and rewritten meanwhile is what queue_message_unchanged()
+ * catches, with or without this). */
 static int qf_refill(struct qf_src *in)
 {
     in->base += (off_t)in->len;
     in->len = in->pos = 0;
+    if (in->eof_at >= 0 && in->base >= in->eof_at)
+        return 0;
     ssize_t n;
     do
         n = pread(in->fd, in->chunk, QF_CHUNK, in->base);
@@ -95,6 +110,8 @@ static int qf_refill(struct qf_src *in)
         return -1;
     }
     in->len = (size_t)n;
+    if (n < QF_CHUNK)
+        in->eof_at = in->base + n;
     return n > 0;
 }
 
