@@ -29,7 +29,9 @@ into one graveyard and removed only after the last scenario: on ext4
 without a journal, thousands of files deleted make every file created in
 that block group for the next 1-6 minutes slower (doc/performance.md), so
 removing one scenario's tree right before the next would charge that cost
-to whichever MTA runs next.  --keep-deletes restores removal at once.
+to whichever MTA runs next.  --keep-deletes restores removal at once;
+--graveyard DIR leaves the trees in DIR for the caller to remove later
+(several invocations, e.g. two builds in turn, sharing one graveyard).
 --rounds N runs the chosen scenarios N times in turn (A B A B ...), one
 row each, for comparisons on a noisy machine.
 """
@@ -596,9 +598,14 @@ class DeferredRemoval:
     """Replace shutil.rmtree while the scenarios run: rename the tree into a
     graveyard directory (no inode is freed) and remove them all at exit."""
 
-    def __init__(self):
+    def __init__(self, keep_in=None):
         self.real_rmtree = shutil.rmtree
-        self.graveyard = tempfile.mkdtemp(prefix="postern-bench-graveyard-")
+        self.keep = keep_in is not None
+        if self.keep:
+            os.makedirs(keep_in, mode=0o755, exist_ok=True)
+            self.graveyard = tempfile.mkdtemp(prefix="run-", dir=keep_in)
+        else:
+            self.graveyard = tempfile.mkdtemp(prefix="postern-bench-graveyard-")
         os.chmod(self.graveyard, 0o755)
         self.count = 0
 
@@ -617,7 +624,8 @@ class DeferredRemoval:
 
     def __exit__(self, *exc):
         shutil.rmtree = self.real_rmtree
-        shutil.rmtree(self.graveyard, ignore_errors=True)
+        if not self.keep:
+            shutil.rmtree(self.graveyard, ignore_errors=True)
         return False
 
 
@@ -640,6 +648,10 @@ def main():
                     help="run the scenarios this many times in turn, one row each")
     ap.add_argument("--keep-deletes", action="store_true",
                     help="remove each scenario's files at once (default: at the end)")
+    ap.add_argument("--graveyard", metavar="DIR",
+                    help="move finished scenarios' trees under DIR and leave them there "
+                    "(to compare builds in several invocations without one's deletions "
+                    "slowing the next; remove DIR when done)")
     ap.add_argument("--timeout", type=float, default=300,
                     help="seconds to wait for delivery to finish")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
@@ -668,7 +680,9 @@ def main():
     # Side by side: each postern row right before its Postfix row.
     order = ["relay", "pf-relay", "local", "pf-local", "accept", "pf-accept", "sendmail"]
     chosen = [s for s in sorted(scenarios, key=lambda s: order.index(s[0])) if s[0] in wanted]
-    removal = DeferredRemoval() if not args.keep_deletes else None
+    if args.keep_deletes and args.graveyard:
+        ap.error("--keep-deletes and --graveyard exclude each other")
+    removal = DeferredRemoval(args.graveyard) if not args.keep_deletes else None
     if removal:
         removal.__enter__()
         out["graveyard"] = removal.graveyard
