@@ -13,8 +13,11 @@
  *      reply {status=0, queue_id=QID} [held=1 | discarded=1]; or throw the
  *      file away and reply {status=4|5, dsn=, reason=}.  ENOSPC/EDQUOT
  *      gives 4.3.1 "Insufficient system storage".
- *   5. after the reply, wake qmgr ({request=wakeup} to public/qmgr; a qmgr
- *      that is down is not an error: it scans incoming/ when it starts).
+ *   5. nothing more with qmgr_watch_incoming = yes (the default): qmgr
+ *      watches incoming/ and sees the commit itself.  With no, after the
+ *      reply, wake qmgr ({request=wakeup} to public/qmgr, not waiting for
+ *      its reply; a qmgr that is down is not an error: it scans incoming/
+ *      when it starts).
  * A client that goes away before {end=1}, or breaks the protocol, leaves
  * nothing in the queue.
  *
@@ -200,6 +203,9 @@ static void cleanup_post_jail(int argc, char **argv)
     /* qmgr fills recycle/ only when the limit is above 0; then a new
      * queue file is preferably a recycled one (no inode allocation). */
     cleanup_cfg.reuse_files = config_int("queue_file_reuse_limit") > 0;
+    /* qmgr watches incoming/ itself (same main.cf): no connection to
+     * public/qmgr per message. */
+    cleanup_cfg.wake_qmgr = !config_bool("qmgr_watch_incoming");
 
     /* Temporary files of a cleanup that crashed mid-message: a live writer
      * is never silent for longer than one ipc_timeout, so twice that is
@@ -524,8 +530,9 @@ static void cleanup_serve(int client_fd)
         log_warning("%s: queued, but the client went away before the reply: %s",
                     st.qid, ipc_error(client));
 
-    /* 5. tell qmgr (a held message is none of its business) */
-    if (!held)
+    /* 5. tell qmgr unless it watches incoming/ (a held message is none
+     * of its business) */
+    if (!held && cleanup_cfg.wake_qmgr)
         wake_qmgr();
 
 done:

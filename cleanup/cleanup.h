@@ -8,7 +8,7 @@
  *
  * Pieces:
  *   cleanup.c           main(), configuration, the conversation, the reply,
- *                       the qmgr wakeup.
+ *                       the qmgr wakeup (only with qmgr_watch_incoming = no).
  *   cleanup_envelope.c  sender/recipient rewriting (myorigin, canonical,
  *                       virtual aliases), duplicate elimination, R records.
  *   cleanup_message.c   content: line splitting, header section, added
@@ -70,6 +70,7 @@ struct cleanup_config {
     const char *undisclosed_header;
     int ipc_timeout;
     int reuse_files;            /* queue_file_reuse_limit > 0: reuse recycle/ */
+    int wake_qmgr;              /* qmgr_watch_incoming = no: qmgr needs a wakeup */
     char *config_error;         /* non-NULL: refuse every message (4.3.5) */
 };
 

@@ -1,19 +1,28 @@
 /*
  * qmgr.c - the queue manager: main(), settings, and the poll() loop.
  *
- * One long-running SERVER_EVENT process.  Its loop watches the public/qmgr
- * listener (clients send {request=wakeup} after queueing new mail, or
- * {request=flush} to retry deferred mail now; each gets {status=0}; root
- * and mail_owner may send {request=admin} for queue surgery on active
- * mail, doc/internals.md), the
- * running delivery requests (qmgr_sched.c), and the notice children
+ * One long-running SERVER_EVENT process.  Its loop watches incoming/
+ * (an inotify watch, with qmgr_watch_incoming = yes: a queue file
+ * committed there is new mail), the public/qmgr listener (clients send
+ * {request=wakeup} after queueing new mail -- cleanup only with
+ * qmgr_watch_incoming = no -- or {request=flush} to retry deferred mail
+ * now; each gets {status=0}, sent without waiting or SIGPIPE since most
+ * wakeup clients close without reading it; root and mail_owner may send
+ * {request=admin} for queue surgery on active mail, doc/internals.md),
+ * the running delivery requests (qmgr_sched.c), and the notice children
  * (qmgr_bounce.c).
  *
  * Everything qmgr knows it rebuilds from the queue at start: files left in
  * active/ by a crash are loaded again (their deliveries are retried), then
  * incoming/ is moved to active/, and deferred/ is scanned.  After that:
- * incoming/ is scanned after every loop turn that got wakeups (one scan
- * however many arrived; it is small); deferred/ every
+ * incoming/ is scanned after every loop turn that got wakeups or watch
+ * events for a queue file (one scan however many arrived; it is small;
+ * dot-files are writers' temporary files and no reason to scan).  The
+ * watch is set before the start-up scan of incoming/: what was committed
+ * before it is found by that scan, what comes after makes an event.  A
+ * watch that cannot be set (inotify limits) or is lost is logged once and
+ * replaced by a scan of incoming/ every second, with a retry of the watch
+ * each time (then a scan again covers the gap); deferred/ every
  * queue_run_delay and on flush, taking the messages whose mtime (their
  * next attempt time) has come - all of them on flush.  hold/ is never
  * scheduled.
@@ -45,6 +54,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -248,8 +258,8 @@ void qmgr_sync_dirs(void)
 }
 
 /* Move backlog into the active queue while there is room, at most
- * LOADS_PER_TURN messages so the loop keeps answering wakeups (cleanup
- * waits for that reply).  Returns 1 when more could be loaded now. */
+ * LOADS_PER_TURN messages so the loop keeps serving its other events
+ * (delivery results, new mail).  Returns 1 when more could be loaded now. */
 #define LOADS_PER_TURN 200
 static int feed_active_queue(void)
 {
@@ -324,6 +334,19 @@ static void client_close(struct client *c)
     xfree(c);
 }
 
+/* Replies are small (at most a request's size) and go to a fresh socket
+ * whose buffer takes them: never wait.  Most wakeup clients (master's
+ * timer, cleanup) close right after sending, so EPIPE is normal: no
+ * SIGPIPE for it, and no log. */
+static void client_send(struct client *c, const strbuf *out)
+{
+    ssize_t n = send(c->fd, out->data, out->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno != EPIPE && errno != ECONNRESET)
+        log_debug("reply to client: %s", strerror(errno));
+    else if (n >= 0 && (size_t) n != out->len)
+        log_warning("reply to client: short write");
+}
+
 static void client_reply(struct client *c, int status, const char *reason)
 {
     ipc_record *r = ipc_record_new();
@@ -333,10 +356,7 @@ static void client_reply(struct client *c, int status, const char *reason)
     if (reason)
         ipc_record_add_str(r, "reason", reason);
     ipc_encode(r, &out);
-    /* Tiny reply on a fresh socket: it fits the buffer; a client that went
-     * away just loses it. */
-    if (write(c->fd, out.data, out.len) < 0)
-        log_debug("reply to client: %s", strerror(errno));
+    client_send(c, &out);
     strbuf_release(&out);
     ipc_record_free(r);
 }
@@ -402,11 +422,7 @@ static void handle_admin(struct client *c, const ipc_record *r)
     strbuf out;
     strbuf_init(&out);
     ipc_encode(reply, &out);
-    /* A blocking write with the client's timeout would stall the loop;
-     * the reply is small (at most the request's size) and the socket
-     * buffer takes it. */
-    if (write(c->fd, out.data, out.len) != (ssize_t) out.len)
-        log_warning("admin reply to client: short write");
+    client_send(c, &out);
     strbuf_release(&out);
     ipc_record_free(reply);
 }
@@ -476,6 +492,97 @@ static void accept_clients(int listen_fd)
     }
 }
 
+/* ---- the watch on incoming/ ---- */
+
+static int watch_fd = -1;           /* inotify; -1 when off or missing */
+static int watch_warned;            /* the missing watch was logged */
+static time_t watch_retry_at;       /* next scan + retry while it is missing */
+
+/* Set the watch on incoming/ (relative: the cwd is the queue directory,
+ * also under a chroot).  A commit is a rename (IN_MOVED_TO) or a link of
+ * an O_TMPFILE file (IN_CREATE).  0 ok, -1 with errno set. */
+static int watch_open(void)
+{
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (inotify_add_watch(fd, "incoming", IN_MOVED_TO | IN_CREATE | IN_ONLYDIR) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    watch_fd = fd;
+    return 0;
+}
+
+/* Without a watch incoming/ is scanned every second; one warning per
+ * time the watch goes missing, not one per retry. */
+static void watch_missing(const char *why)
+{
+    if (watch_fd >= 0) {
+        close(watch_fd);
+        watch_fd = -1;
+    }
+    if (!watch_warned)
+        log_warning("cannot watch incoming/ (%s): scanning it every second until the watch "
+                    "can be set", why);
+    watch_warned = 1;
+    watch_retry_at = time(NULL) + 1;
+}
+
+/* Set the watch; callers scan incoming/ after this (see the header). */
+static void watch_start(void)
+{
+    if (watch_open() < 0) {
+        watch_missing(strerror(errno));
+        return;
+    }
+    if (watch_warned)
+        log_info("watching incoming/ again");
+    watch_warned = 0;
+}
+
+static int watch_is_missing(void)
+{
+    return qmgr_var.watch_incoming && watch_fd < 0;
+}
+
+/* Drain the watch in a few reads (events queued meanwhile keep the fd
+ * readable for the next turn): any queue file committed, or an
+ * overflowed event queue (events were lost), asks for one scan of
+ * incoming/ this turn. */
+static void watch_event(void)
+{
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    for (int reads = 0; reads < 16; reads++) {
+        ssize_t n = read(watch_fd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        if (n <= 0) {
+            watch_missing(n < 0 ? strerror(errno) : "end of file");
+            incoming_scan_wanted = 1;
+            return;
+        }
+        for (ssize_t off = 0; off + (ssize_t) sizeof(struct inotify_event) <= n;) {
+            const struct inotify_event *ev = (const void *) (buf + off);
+            off += (ssize_t) sizeof(*ev) + ev->len;
+            if (ev->mask & IN_Q_OVERFLOW) {
+                incoming_scan_wanted = 1;
+            } else if (ev->mask & IN_IGNORED) {
+                /* incoming/ went away or its file system was unmounted */
+                watch_missing("the watch was removed");
+                incoming_scan_wanted = 1;
+                return;
+            } else if (ev->len > 0 && ev->name[0] != '.') {
+                incoming_scan_wanted = 1;
+            }
+        }
+    }
+}
+
 /* ---- one qmgr per queue, and draining on SIGTERM ---- */
 
 static int qmgr_lock_fd = -1;
@@ -532,13 +639,16 @@ void qmgr_forked_child(void)
 {
     if (qmgr_lock_fd >= 0)
         close(qmgr_lock_fd);            /* the lock is the parent's alone */
+    if (watch_fd >= 0)
+        close(watch_fd);
     signal(SIGTERM, SIG_DFL);
     sigprocmask(SIG_SETMASK, &qmgr_run_mask, NULL);
 }
 
 /* ---- the loop ---- */
 
-enum owner_kind { OWN_LISTEN, OWN_CLIENT, OWN_JOB, OWN_BOUNCE, OWN_MASTER, OWN_REMOVE };
+enum owner_kind { OWN_LISTEN, OWN_CLIENT, OWN_JOB, OWN_BOUNCE, OWN_MASTER, OWN_REMOVE,
+                  OWN_WATCH };
 
 static void qmgr_run(int listen_fd)
 {
@@ -550,6 +660,11 @@ static void qmgr_run(int listen_fd)
     qmgr_catch_sigterm();
     qmgr_remove_start(qmgr_var.reuse_limit);
     time_t drain_deadline = 0;
+
+    /* Watch before the scan of incoming/: nothing committed in between
+     * is missed (it is either in the scan or an event). */
+    if (qmgr_var.watch_incoming)
+        watch_start();
 
     /* Crash leftovers first, then new mail, then what is due. */
     scan_queue(FROM_ACTIVE, 0);
@@ -608,7 +723,7 @@ static void qmgr_run(int listen_fd)
         int nclients = 0;
         for (struct client *c = clients; c; c = c->next)
             nclients++;
-        int need = 3 + nclients + qmgr_sched_running() + qmgr_bounce_running();
+        int need = 4 + nclients + qmgr_sched_running() + qmgr_bounce_running();
         if (need > cap) {
             cap = need * 2;
             pfd = xrealloc(pfd, (size_t) cap * sizeof(*pfd));
@@ -631,6 +746,10 @@ static void qmgr_run(int listen_fd)
         pfd[n].events = POLLIN;
         kinds[n] = OWN_REMOVE;
         owners[n++] = NULL;
+        pfd[n].fd = qmgr_terminating ? -1 : watch_fd;
+        pfd[n].events = POLLIN;
+        kinds[n] = OWN_WATCH;
+        owners[n++] = NULL;
         for (struct client *c = clients; c; c = c->next) {
             pfd[n].fd = c->fd;
             pfd[n].events = POLLIN;
@@ -652,6 +771,8 @@ static void qmgr_run(int listen_fd)
         for (struct client *c = clients; c; c = c->next)
             if (c->deadline < wake)
                 wake = c->deadline;
+        if (watch_is_missing() && watch_retry_at < wake)
+            wake = watch_retry_at;
         int timeout_ms = wake > now && !more ? (int) ((wake - now) * 1000) : 0;
         if (timeout_ms > 60000)
             timeout_ms = 60000;
@@ -686,6 +807,9 @@ static void qmgr_run(int listen_fd)
             case OWN_REMOVE:
                 qmgr_remove_collect();
                 break;
+            case OWN_WATCH:
+                watch_event();
+                break;
             case OWN_MASTER:
                 if (!qmgr_terminating) {
                     log_info("master is gone -- exiting");
@@ -695,6 +819,11 @@ static void qmgr_run(int listen_fd)
             }
         }
 
+        /* No watch: scan every second, and try to set it again first. */
+        if (watch_is_missing() && !qmgr_terminating && time(NULL) >= watch_retry_at) {
+            watch_start();              /* a failure sets the next retry */
+            incoming_scan_wanted = 1;
+        }
         if (incoming_scan_wanted && !qmgr_terminating) {
             incoming_scan_wanted = 0;
             scan_queue(FROM_INCOMING, 0);
@@ -751,6 +880,7 @@ static void qmgr_post_jail(int argc, char **argv)
     qmgr_var.bounce_size_limit = config_int("bounce_size_limit");
     qmgr_var.initial_concurrency = (int) config_int("initial_destination_concurrency");
     qmgr_var.reuse_limit = config_int("queue_file_reuse_limit");
+    qmgr_var.watch_incoming = config_bool("qmgr_watch_incoming");
     qmgr_var.bounce_notice_recipient = config_str("2bounce_notice_recipient");
     const char *d = config_str("double_bounce_sender");
     if (strchr(d, '@'))

@@ -3,8 +3,9 @@
  *
  * Pieces:
  *   qmgr.c          main(), configuration, the poll() loop, the public/qmgr
- *                   listener (wakeup, flush), queue scans and the backlog
- *                   that feeds the bounded active queue.
+ *                   listener (wakeup, flush, admin), the inotify watch on
+ *                   incoming/, queue scans and the backlog that feeds the
+ *                   bounded active queue.
  *   qmgr_message.c  one message in the active queue: load, resolve its
  *                   recipients into delivery jobs, record results, and end
  *                   the delivery round (bounce, defer with backoff, remove).
@@ -161,6 +162,7 @@ struct qmgr_settings {
     long long bounce_size_limit;
     int initial_concurrency;
     long long reuse_limit;      /* queue_file_reuse_limit */
+    int watch_incoming;         /* qmgr_watch_incoming: inotify, no wakeups from cleanup */
     const char *bounce_notice_recipient;    /* 2bounce_notice_recipient */
     char *double_bounce_sender;             /* double_bounce_sender@myhostname */
 };

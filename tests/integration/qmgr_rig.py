@@ -173,7 +173,7 @@ class QmgrRig:
         self.seq = 0
 
     # -- process --
-    def start(self, nofile=None):
+    def start(self, nofile=None, env_extra=None):
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(os.path.join(self.spool, "public", "qmgr"))
         self.listener.listen(64)
@@ -190,6 +190,7 @@ class QmgrRig:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
         env = dict(os.environ, POSTERN_CONFIG_DIR=self.conf)
+        env.update(env_extra or {})
         self.proc = subprocess.Popen(
             [os.path.join(build_dir(), "libexec", "qmgr"), "-n", "qmgr", "-t", "unix",
              "-c", self.conf],
@@ -245,7 +246,11 @@ class QmgrRig:
 
     # -- queue --
     def write_message(self, sender, rcpts, body="hello\n", headers=None, attrs=(),
-                      arrival=None, queue="incoming"):
+                      arrival=None, queue="incoming", commit="rename"):
+        """commit="rename": written as incoming/.tmp-* and renamed into
+        place (as cleanup does); "link": written outside incoming/ and
+        linked in (the directory sees a new name, as with an O_TMPFILE file
+        committed by linkat)."""
         self.seq += 1
         hdrs = headers or ["From: <%s>" % (sender or "MAILER-DAEMON"),
                            "To: <%s>" % (rcpts[0] if isinstance(rcpts[0], str) else rcpts[0]["addr"]),
@@ -253,13 +258,17 @@ class QmgrRig:
                            "Message-Id: <%d.%f@test>" % (self.seq, time.time())]
         lines = hdrs + [""] + body.rstrip("\n").split("\n")
         data, sec = queue_file_bytes(sender, rcpts, lines, attrs, arrival)
-        tmp = os.path.join(self.spool, "incoming", ".tmp-test-%d" % self.seq)
+        tmp_dir = self.spool if commit == "link" else os.path.join(self.spool, "incoming")
+        tmp = os.path.join(tmp_dir, ".tmp-test-%d" % self.seq)
         with open(tmp, "wb") as f:
             f.write(data)
         ino = os.stat(tmp).st_ino
         usec = int((time.time() % 1) * 1e6)
         qid = "%09X%05X%X" % (sec, usec, ino)
-        if queue == "incoming":
+        if queue == "incoming" and commit == "link":
+            os.link(tmp, os.path.join(self.spool, "incoming", qid))
+            os.unlink(tmp)
+        elif queue == "incoming":
             os.rename(tmp, os.path.join(self.spool, "incoming", qid))
         else:
             os.rename(tmp, self.path(queue, qid))
@@ -276,6 +285,17 @@ class QmgrRig:
             if os.path.exists(self.path(q, qid)):
                 return q
         return None
+
+    def inotify_fds(self):
+        """How many inotify instances the running qmgr holds."""
+        fd_dir = "/proc/%d/fd" % self.proc.pid
+        n = 0
+        for name in os.listdir(fd_dir):
+            try:
+                n += os.readlink(os.path.join(fd_dir, name)) == "anon_inode:inotify"
+            except OSError:
+                pass
+        return n
 
     def wakeup(self):
         return ipc_call(os.path.join(self.spool, "public", "qmgr"), [("request", "wakeup")])

@@ -279,6 +279,20 @@ class Spool:
             assert proc.wait(timeout=20) == 0, "cleanup exited %s; log:\n%s" % (
                 proc.returncode, self.log())
 
+    def qmgr_requests_so_far(self):
+        """What the fake qmgr received from connections made until now: a
+        marker connection of our own, accepted after every earlier one
+        (one listen queue, accepted in order), closes the list."""
+        marker = [("request", "marker-%d" % time.monotonic_ns())]
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(os.path.join(self.spool, "public", "qmgr"))
+        s.sendall(ipc_encode(marker))
+        s.close()
+        assert self.wait_for(lambda: marker in self.qmgr.requests)
+        got = list(self.qmgr.requests)
+        self.qmgr.requests.clear()
+        return got[:got.index(marker)]
+
     def wait_for(self, fn, timeout=10):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -336,8 +350,15 @@ def test_basic_message_is_queued_with_added_headers():
         # nothing else left in incoming/ (no temp files)
         assert sp.files("incoming") == [qf.path]
         assert sp.wait_for(lambda: "%s: message-id=<%s@mx.example.org>" % (qid, qid) in sp.log())
-        # qmgr was woken
-        assert sp.wait_for(lambda: [("request", "wakeup")] in sp.qmgr.requests)
+        # qmgr watches incoming/ (qmgr_watch_incoming = yes): no wakeup
+        assert sp.qmgr_requests_so_far() == []
+
+
+def test_wakeup_sent_when_qmgr_does_not_watch_incoming():
+    with Spool(conf={"qmgr_watch_incoming": "no"}) as sp:
+        qid = ok(sp.enqueue(SMTP_ENV, "Subject: x\n\nbody\n")[1])
+        assert sp.files("incoming")[0].endswith("/" + qid)
+        assert sp.qmgr_requests_so_far() == [[("request", "wakeup")]]
 
 
 def test_existing_message_id_and_date_are_kept():
@@ -555,9 +576,9 @@ HEADER_CHECKS = (
 )
 
 
-def checks_spool():
-    return Spool(conf={"header_checks": "regexp:DIR/header_checks",
-                       "body_checks": "regexp:DIR/body_checks"},
+def checks_spool(**conf):
+    return Spool(conf=dict({"header_checks": "regexp:DIR/header_checks",
+                            "body_checks": "regexp:DIR/body_checks"}, **conf),
                  files={"header_checks": HEADER_CHECKS,
                         "body_checks": "/^bad body line$/ REJECT 5.7.2 body says no\n"
                                        "/^drop this line$/ IGNORE\n"})
@@ -602,7 +623,8 @@ def test_header_checks_discard():
 
 
 def test_header_checks_hold():
-    with checks_spool() as sp:
+    # qmgr not watching incoming/: cleanup would wake it for a queued message
+    with checks_spool(qmgr_watch_incoming="no") as sp:
         _, final = sp.enqueue(SMTP_ENV, "Subject: hold me\n\nbody\n")
         qid = ok(final)
         assert rec_get(final, "held") == "1"
@@ -611,8 +633,7 @@ def test_header_checks_hold():
         assert "/hold/" in qf.path
         assert sp.wait_for(lambda: re.search(r"%s: hold: header Subject: hold me from "
                                              r".*: needs review" % qid, sp.log()))
-        time.sleep(0.3)   # a wakeup would have been sent before the reply returned
-        assert sp.qmgr.requests == []
+        assert sp.qmgr_requests_so_far() == []
 
 
 def test_header_checks_ignore_warn_prepend():
@@ -910,7 +931,8 @@ def test_random_content_is_stored_exactly():
 
 
 def test_qmgr_down_is_not_an_error():
-    with Spool(qmgr=False) as sp:
+    # the wakeup (sent only when qmgr does not watch incoming/) fails
+    with Spool(conf={"qmgr_watch_incoming": "no"}, qmgr=False) as sp:
         _, final = sp.enqueue(SMTP_ENV, "Subject: s\n\nbody\n")
         sp.queue_file(ok(final))
 

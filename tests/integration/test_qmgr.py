@@ -452,14 +452,107 @@ def test_agent_protocol_error_and_crash_defer():
 
 
 def test_wakeup_picks_up_new_mail():
-    with QmgrRig() as rig:
+    """qmgr_watch_incoming = no: no watch, new mail waits for a wakeup
+    (as before the watch; the protocol is the same either way)."""
+    with QmgrRig("qmgr_watch_incoming = no\n") as rig:
         agent = FakeAgent(rig, "smtp", sent("ok", "mx[192.0.2.1]"))
         rig.start()
         rig.wakeup()
+        assert rig.inotify_fds() == 0
         qid = rig.write_message("a@mx.test.example", ["x@a.example"])
         assert rec_get(rig.wakeup(), "status") == "0"
         rig.wait_log(qid + r": removed")
         assert agent.rcpts() == ["x@a.example"]
+
+
+def deliver_without_wakeup(rig, rcpt, commit="rename", within=5.0):
+    """Commit a message to incoming/ and wait for its delivery, sending no
+    wakeup; returns the seconds it took."""
+    qid = rig.write_message("a@mx.test.example", [rcpt], commit=commit)
+    t0 = time.monotonic()
+    rig.wait_log(qid + r": removed", timeout=within)
+    return time.monotonic() - t0
+
+
+def test_watch_picks_up_new_mail_without_wakeup():
+    """Default qmgr_watch_incoming = yes: mail committed to incoming/ is
+    delivered with no wakeup at all.  The rig has no master timer and
+    queue_run_delay is an hour, so only the inotify watch explains it;
+    each message is committed after the previous one is gone, long after
+    any start-up scan.  Both commit styles: rename of a dot-file and a
+    new link (as for an O_TMPFILE file)."""
+    with QmgrRig("queue_run_delay = 3600s\n") as rig:
+        agent = FakeAgent(rig, "smtp", sent("ok", "mx[192.0.2.1]"))
+        rig.start()
+        wait_for(lambda: rig.inotify_fds() == 1, 10, "qmgr's watch")
+        deliver_without_wakeup(rig, "x1@a.example")
+        deliver_without_wakeup(rig, "x2@a.example")
+        deliver_without_wakeup(rig, "x3@a.example", commit="link")
+        assert agent.rcpts() == ["x1@a.example", "x2@a.example", "x3@a.example"]
+        # a writer's temporary file is not mail
+        with open(os.path.join(rig.spool, "incoming", ".tmp-writer"), "w") as f:
+            f.write("half")
+        deliver_without_wakeup(rig, "x4@a.example")
+        assert os.path.exists(os.path.join(rig.spool, "incoming", ".tmp-writer"))
+        assert "warning" not in rig.log(), rig.log()
+
+
+def test_watch_that_cannot_be_set_falls_back_to_a_scan_every_second():
+    """inotify_add_watch fails (ENOSPC, as when fs.inotify.max_user_watches
+    is used up; an LD_PRELOAD shim, fail_inotify.c): qmgr says so once,
+    scans incoming/ every second meanwhile (mail never waits for the
+    deferred queue run), and sets the watch as soon as it can."""
+    with QmgrRig("queue_run_delay = 3600s\n") as rig:
+        shim = os.path.join(rig.dir, "fail_inotify.so")
+        subprocess.run(["cc", "-shared", "-fPIC", "-o", shim,
+                        os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                     "fail_inotify.c"), "-ldl"], check=True)
+        full = os.path.join(rig.dir, "inotify-full")
+        open(full, "w").close()
+        agent = FakeAgent(rig, "smtp", sent("ok", "mx[192.0.2.1]"))
+        rig.start(env_extra={"LD_PRELOAD": shim, "FAIL_INOTIFY_WHILE": full})
+        rig.wait_log(r"warning: cannot watch incoming/ \(No space left on device\): "
+                     r"scanning it every second until the watch can be set")
+        for i in range(3):
+            took = deliver_without_wakeup(rig, "x%d@a.example" % i)
+            assert took < 3.5, took
+        assert rig.inotify_fds() == 0
+        assert len(re.findall(r"cannot watch incoming", rig.log())) == 1, rig.log()
+        # room again: the next retry sets the watch
+        os.unlink(full)
+        rig.wait_log(r"postern/qmgr\[\d+\]: watching incoming/ again", timeout=5)
+        assert rig.inotify_fds() == 1
+        deliver_without_wakeup(rig, "y@a.example")
+        assert len(agent.rcpts()) == 4
+        assert len(re.findall(r"cannot watch incoming", rig.log())) == 1, rig.log()
+
+
+def test_wakeup_reply_to_a_client_gone_raises_no_sigpipe():
+    """cleanup (qmgr_watch_incoming = no) and master's timer send
+    {request=wakeup} and close without reading the reply: qmgr's reply then
+    fails with EPIPE, quietly (MSG_NOSIGNAL), and without waiting."""
+    with QmgrRig() as rig:
+        FakeAgent(rig, "smtp", sent("ok", "mx[192.0.2.1]"))
+        rig.start()
+        rig.wakeup()
+        trace = os.path.join(rig.dir, "strace")
+        st = subprocess.Popen(["strace", "-o", trace, "-e", "trace=sendto,write",
+                               "-p", str(rig.proc.pid)], stderr=subprocess.PIPE)
+        try:
+            assert b"attached" in st.stderr.readline()
+            for _ in range(3):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(os.path.join(rig.spool, "public", "qmgr"))
+                s.sendall(b"request 6\nwakeup\n\n")
+                s.close()
+            assert rec_get(rig.wakeup(), "status") == "0"     # in order: after those 3
+            wait_for(lambda: open(trace).read().count("EPIPE") >= 3, 10, "3 EPIPE replies")
+        finally:
+            st.terminate()
+            st.wait()
+        text = open(trace).read()
+        assert "SIGPIPE" not in text, text
+        assert text.count("MSG_DONTWAIT|MSG_NOSIGNAL, NULL, 0) = -1 EPIPE") == 3, text
 
 
 def test_active_queue_limit():

@@ -7,6 +7,7 @@ import email
 import email.policy
 import os
 import re
+import subprocess
 
 import harness
 from qmgr_rig import ipc_call, rec_get
@@ -153,3 +154,95 @@ def test_null_sender_bounce_goes_to_postmaster_once():
         assert groups[1]["Final-Recipient"] == "rfc822; bob@bad.example"
     finally:
         inst.__exit__(None, None, None)
+
+
+def qmgr_connects_while_delivering(watch):
+    """Three messages by SMTP to a local Maildir, one after the other, in
+    an instance with queue_run_delay = 1h (master's qmgr timer, 300 s,
+    fired at start): each must arrive within seconds.  strace follows
+    the master's new children meanwhile (cleanup is started for the
+    first message); returns their connect() calls to public/qmgr and the
+    number of cleanup processes started (traced)."""
+    conf = {"local_recipient_maps": "", "queue_run_delay": "3600s"}
+    if not watch:
+        conf["qmgr_watch_incoming"] = "no"
+    with harness.Instance(conf=conf) as inst:
+        trace = os.path.join(inst.tmp, "strace")
+        st = subprocess.Popen(["strace", "-f", "-o", trace, "-e", "trace=connect,execve",
+                               "-p", str(inst.master_pid())], stderr=subprocess.PIPE)
+        try:
+            assert b"attached" in st.stderr.readline()
+            for i in range(3):
+                with inst.smtp() as s:
+                    s.sendmail("sender@localhost", ["alice@localhost"],
+                               "From: sender@localhost\r\nSubject: %d\r\n\r\nbody\r\n" % i)
+                inst.wait_for(lambda: len(inst.mailbox("alice")) == i + 1, 10,
+                              what="message %d in alice's Maildir" % i)
+        finally:
+            st.terminate()
+            st.wait()
+        text = open(trace).read()
+        return (len(re.findall(r'connect\(\d+, \{sa_family=AF_UNIX, sun_path="[^"]*public/qmgr"',
+                               text)),
+                len(re.findall(r'execve\("[^"]*/libexec/cleanup"', text)))
+
+
+def test_new_mail_reaches_qmgr_through_its_watch_not_a_wakeup():
+    """Default qmgr_watch_incoming = yes: qmgr sees each commit in
+    incoming/ itself; no cleanup connects to public/qmgr."""
+    to_qmgr, cleanups = qmgr_connects_while_delivering(watch=True)
+    assert cleanups >= 1, cleanups              # cleanup ran under the trace
+    assert to_qmgr == 0, to_qmgr
+
+
+def test_new_mail_reaches_qmgr_through_wakeups_without_the_watch():
+    """qmgr_watch_incoming = no: as before, cleanup wakes qmgr per message."""
+    to_qmgr, cleanups = qmgr_connects_while_delivering(watch=False)
+    assert cleanups >= 1, cleanups
+    assert to_qmgr == 3, to_qmgr
+
+
+def test_chrooted_qmgr_watches_incoming():
+    """A root instance whose qmgr is chrooted (master.cf chroot column y):
+    the watch is set on incoming/ relative to the spool, inside the jail;
+    new mail is taken at once (defer_transports keeps it from delivery:
+    it is deferred promptly, with queue_run_delay = 1h)."""
+    if not harness.is_root():
+        print("skipped: needs root")
+        return
+    conf = {"local_recipient_maps": "", "defer_transports": "local",
+            "queue_run_delay": "3600s"}
+    with harness.Instance(as_root=True, conf=conf, start=False) as inst:
+        path = os.path.join(inst.dir, "master.cf")
+        text = open(path).read()
+        text, n = re.subn(r"(?m)^qmgr(\s+unix\s+\S+\s+\S+\s+)n(\s)", r"qmgr\1y\2", text)
+        assert n == 1, text
+        open(path, "w").write(text)
+        r = inst.postern("start")
+        assert r.returncode == 0, r.stderr + inst.log()
+        harness.wait_for(lambda: harness.port_accepts(inst.port), 10, what="smtp port")
+        spool = os.path.realpath(os.path.join(inst.dir, "spool"))
+
+        def chrooted_qmgr_with_watch():
+            for pid in inst.pids():
+                try:
+                    if open("/proc/%d/comm" % pid).read().strip() != "qmgr" \
+                            or os.readlink("/proc/%d/root" % pid) != spool:
+                        continue
+                    fd_dir = "/proc/%d/fd" % pid
+                    if "anon_inode:inotify" in [os.readlink(os.path.join(fd_dir, fd))
+                                                for fd in os.listdir(fd_dir)]:
+                        return pid
+                except OSError:
+                    pass
+            return None
+        harness.wait_for(chrooted_qmgr_with_watch, what="a chrooted qmgr with its watch")
+        # the second message comes long after any start-up scan
+        for i in range(2):
+            with inst.smtp() as s:
+                s.sendmail("sender@localhost", ["root@localhost"],
+                           "From: sender@localhost\r\nSubject: %d\r\n\r\nbody\r\n" % i)
+            harness.wait_for(lambda: len(re.findall(r"to=<root@localhost>, .*status=deferred "
+                                                    r"\(deferred transport\)", inst.log())) == i + 1,
+                             10, what="message %d deferred" % i)
+        assert "cannot watch" not in inst.log()
