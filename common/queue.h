@@ -118,7 +118,8 @@ int queue_purge_temp(const char *queue_name, long max_age);
 #define QUEUE_RECYCLE_DIR "recycle"
 
 typedef struct queue_writer queue_writer;
-/* Create incoming/.tmp-* and learn the queue id.  NULL + err on failure. */
+/* Open an unnamed file in the queue (or, without O_TMPFILE, create
+ * QUEUE/.tmp-*) and learn the queue id.  NULL + err on failure. */
 queue_writer *queue_writer_create(const char *queue_name, strbuf *err);
 /* Options for queue_writer_create_opts. */
 #define QUEUE_WRITER_REUSE 1    /* take a file from recycle/ when it has one */

@@ -1,20 +1,25 @@
 /*
  * queue_file_write.c - the queue file writer (used by cleanup and postdrop).
  *
- * What it does: creates QUEUE/.tmp-PID-N exclusively (mode 0600), or with
- * QUEUE_WRITER_REUSE first tries to take a finished queue file from
- * recycle/ under that name; derives the queue id from the arrival time
- * and the file's inode, buffers records in the format of queue.h, and on
- * commit appends E, cuts a reused file to the new length, fsyncs the
- * file, renames it to its final name and fsyncs the directory.
+ * What it does: opens an unnamed file (O_TMPFILE, mode 0600) in QUEUE
+ * (tmpfile_link.c), or where that is not available creates
+ * QUEUE/.tmp-PID-N exclusively (mode 0600); with QUEUE_WRITER_REUSE it
+ * first tries to take a finished queue file from recycle/ under such a
+ * .tmp name.  It derives the queue id from the arrival time and the
+ * file's inode, buffers records in the format of queue.h, and on commit
+ * appends E, cuts a reused file to the new length, fsyncs the file, gives
+ * it its final name -- an unnamed file by linkat (then fsynced again for
+ * its link count), a .tmp file by rename -- and fsyncs the directory.
  *
  * Interface (queue.h): queue_writer_create, _create_opts, _reused, _id,
  * _record, _record_str, _content_begin, _line, _content_end, _commit,
  * _commit_to, _abort, _content_size.
  *
  * Contract:
- *   - Nothing is visible under a queue id before commit succeeds: readers
- *     (qmgr) ignore dot-files, and the rename is the last step.
+ *   - Nothing is visible under a queue id before commit succeeds: an
+ *     unnamed file has no name until the linkat after its fsync, readers
+ *     (qmgr) ignore dot-files, and the link or rename is the last step
+ *     before the directory fsync.
  *   - commit_to puts the file straight into another queue of the same
  *     spool (cleanup: hold/), so it is never seen in the first one: a
  *     commit to incoming/ and a move to hold/ after it would let a qmgr
@@ -22,7 +27,8 @@
  *   - Write errors are sticky: the first one is remembered (errno kept),
  *     later writes are skipped, and commit reports it, so callers check
  *     once.  On a commit error the temporary (or final) file is removed
- *     and errno is the original cause (ENOSPC/EDQUOT => disk full).
+ *     (an unnamed one vanishes with its close) and errno is the original
+ *     cause (ENOSPC/EDQUOT => disk full).
  *   - The M record holds a 20-digit placeholder written at content_begin
  *     and patched in place (in the buffer, or with pwrite once flushed) by
  *     content_end with the offset of the X record.
@@ -64,9 +70,18 @@
  *   - Readers that open queue files by path (showq, postern queue) check
  *     with queue_message_unchanged() after reading: the first write of
  *     a writer that took a file over covers offset 0 (the T record).
- *   - Crash safety is as before: a writer killed after its claim leaves
- *     a .tmp file (removed by queue_purge_temp); one killed before it
- *     leaves the file in recycle/, which is never delivered.
+ *   - Fallback: when the unnamed file cannot be linked (tmpfile_link says
+ *     EOPNOTSUPP: an old kernel that wants CAP_DAC_READ_SEARCH for
+ *     AT_EMPTY_PATH and no /proc, e.g. a chrooted cleanup), commit copies
+ *     it to a .tmp file and renames that; the process then creates .tmp
+ *     files from the start (tmpfile_link.c remembers).  The id keeps the
+ *     unnamed file's inode: its arrival time was taken while that inode
+ *     was live, so no other writer's id can equal it unless the clock
+ *     steps back, and the NOREPLACE rename refuses a clash anyway.
+ *   - Crash safety: a writer killed with an unnamed file leaves nothing;
+ *     one killed with a .tmp file (fallback, or after a reuse claim)
+ *     leaves it for queue_purge_temp; one killed before a claim leaves
+ *     the file in recycle/, which is never delivered.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -81,6 +96,7 @@
 #include "log.h"
 #include "mem.h"
 #include "queue.h"
+#include "tmpfile_link.h"
 
 #define QUEUE_WRITE_CHUNK   65536
 #define QUEUE_RECORD_MAXLEN 999999999UL
@@ -89,8 +105,9 @@
 struct queue_writer {
     char *queue_name;
     char qid[QUEUE_ID_MAX];
-    strbuf tmp_path;
+    strbuf tmp_path;            /* "" while the file is unnamed */
     int fd;
+    int unnamed;                /* an O_TMPFILE: named by linkat at commit */
     strbuf buf;                 /* bytes not yet written to fd */
     off_t flushed;              /* bytes already written to fd */
     off_t mark_offset;          /* offset of the M placeholder digits, or -1 */
@@ -293,6 +310,18 @@ queue_writer *queue_writer_create_opts(const char *queue_name, int options,
     struct stat st;
     if ((options & QUEUE_WRITER_REUSE) && recycle_claim(w, &st) == 0)
         goto have_file;
+    /* An unnamed file, linked to its final name at commit.  O_RDWR: the
+     * fallback at commit copies it to a named file.  Any failure here
+     * sends us to the named file, which reports its own error. */
+    w->fd = tmpfile_open(queue_name, O_RDWR, 0600);
+    if (w->fd >= 0) {
+        if (fstat(w->fd, &st) == 0) {
+            w->unnamed = 1;
+            goto have_file;
+        }
+        close(w->fd);
+        w->fd = -1;
+    }
     /* A stale temp file of an earlier process with our pid may exist:
      * step the counter past it rather than reuse it. */
     for (int attempt = 0; attempt < 100; attempt++) {
@@ -456,6 +485,57 @@ size_t queue_writer_content_size(const queue_writer *w)
     return w->content_size;
 }
 
+/*
+ * The unnamed file cannot be linked in this process (tmpfile_link said
+ * EOPNOTSUPP; later writers will not try): copy what was written into
+ * QUEUE/.tmp-PID-N, fsync it and continue with that file as if it had
+ * been created named.  Errors go to w->error.
+ */
+static void queue_writer_copy_to_named(queue_writer *w)
+{
+    int to = -1;
+    for (int attempt = 0; attempt < 100; attempt++) {
+        strbuf_printf(&w->tmp_path, "%s/.tmp-%ld-%lu", w->queue_name,
+                      (long)getpid(), queue_tmp_counter++);
+        to = open(w->tmp_path.data, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (to >= 0 || errno != EEXIST)
+            break;
+    }
+    if (to < 0) {
+        queue_writer_fail(w, "create", errno);
+        return;
+    }
+    w->unnamed = 0;             /* from now on tmp_path is the file */
+    char chunk[QUEUE_WRITE_CHUNK];
+    off_t off = 0;
+    while (!w->error && off < w->flushed) {
+        size_t want = (size_t)(w->flushed - off) < sizeof(chunk)
+                      ? (size_t)(w->flushed - off) : sizeof(chunk);
+        ssize_t n = pread(w->fd, chunk, want, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            queue_writer_fail(w, "read", n < 0 ? errno : EIO);
+            break;
+        }
+        for (ssize_t done = 0; !w->error && done < n;) {
+            ssize_t m = write(to, chunk + done, (size_t)(n - done));
+            if (m < 0 && errno == EINTR)
+                continue;
+            if (m < 0)
+                queue_writer_fail(w, "write", errno);
+            else
+                done += m;
+        }
+        off += n;
+    }
+    if (!w->error && fsync(to) < 0)
+        queue_writer_fail(w, "fsync", errno);
+    /* The unnamed file goes with this close. */
+    close(w->fd);
+    w->fd = to;
+}
+
 int queue_writer_commit(queue_writer *w, strbuf *err)
 {
     return queue_writer_commit_to(w, w->queue_name, err);
@@ -479,17 +559,28 @@ int queue_writer_commit_to(queue_writer *w, const char *queue_name, strbuf *err)
         queue_writer_fail(w, "ftruncate", errno);
     if (!w->error && fsync(w->fd) < 0)
         queue_writer_fail(w, "fsync", errno);
+
+    strbuf final;
+    strbuf_init(&final);
+    queue_path(&final, queue_name, w->qid);
+    int renamed = 0;            /* final names the file */
+    if (!w->error && w->unnamed) {
+        /* Straight to the final name (tmpfile_link also fsyncs the new
+         * link count); where no way of naming an unnamed file works, copy
+         * it into a named temporary file and rename that as before. */
+        if (tmpfile_link(w->fd, final.data) == 0)
+            renamed = 1;
+        else if (errno == EOPNOTSUPP)
+            queue_writer_copy_to_named(w);
+        else
+            queue_writer_fail(w, "link", errno);
+    }
     /* close() can report a delayed write error on some filesystems. */
     if (close(w->fd) < 0)
         queue_writer_fail(w, "close", errno);
     w->fd = -1;
     w->committed = 1;
-
-    strbuf final;
-    strbuf_init(&final);
-    queue_path(&final, queue_name, w->qid);
-    int renamed = 0;
-    if (!w->error) {
+    if (!w->error && !renamed) {
         /* NOREPLACE: never overwrite an existing message, however unlikely
          * an id collision is.  Fall back where the filesystem lacks it. */
         int rc = renameat2(AT_FDCWD, w->tmp_path.data, AT_FDCWD, final.data,
@@ -511,8 +602,12 @@ int queue_writer_commit_to(queue_writer *w, const char *queue_name, strbuf *err)
         strbuf_release(&dir);
     }
     if (w->error) {
-        /* Leave nothing behind: the client will be told to try again. */
-        unlink(renamed ? final.data : w->tmp_path.data);
+        /* Leave nothing behind: the client will be told to try again.
+         * (An unnamed file vanished with its close.) */
+        if (renamed)
+            unlink(final.data);
+        else if (!w->unnamed)
+            unlink(w->tmp_path.data);
         if (err)
             strbuf_printf(err, "queue file %s: %s: %s", w->qid, w->error_op,
                           strerror(w->error));
@@ -531,7 +626,8 @@ void queue_writer_abort(queue_writer *w)
     if (!w->committed) {
         if (w->fd >= 0)
             close(w->fd);
-        unlink(w->tmp_path.data);
+        if (!w->unnamed)
+            unlink(w->tmp_path.data);
     }
     strbuf_release(&w->tmp_path);
     strbuf_release(&w->buf);

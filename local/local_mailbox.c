@@ -21,10 +21,15 @@
  * and an fcntl write lock, each retried deliver_lock_attempts times
  * deliver_lock_delay apart; the copy is fsynced; on any failure the file is
  * truncated back to its old size, so a mailbox never holds half a message.
- * Maildir contract: tmp/NAME written and fsynced, linked to new/NAME, tmp/
- * entry removed, new/ fsynced -- here, or, while local_sync_enabled(), by
- * local_release_answers() before the result is logged or answered
- * (local_sync.c: one fsync of new/ for a batch of pipelined requests).
+ * Maildir contract: the copy is written into an unnamed file (O_TMPFILE)
+ * in new/, fsynced, linked to new/NAME and fsynced again (its link count,
+ * tmpfile_link.c); where O_TMPFILE or the link is not available, tmp/NAME
+ * is written and fsynced, linked to new/NAME and the tmp/ entry removed.
+ * Either way the file is on disk before it has a name, a failed copy
+ * leaves nothing, and new/ is fsynced before the result counts -- here,
+ * or, while local_sync_enabled(), by local_release_answers() before the
+ * result is logged or answered (local_sync.c: one fsync of new/ for a
+ * batch of pipelined requests).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +45,7 @@
 #include "mailbox_format.h"
 #include "mem.h"
 #include "queue.h"
+#include "tmpfile_link.h"
 
 /* How a delivery failed, for the reply. */
 struct failure {
@@ -298,23 +304,43 @@ static void maildir_write(struct local_attempt *a, const char *dir, struct failu
     gettimeofday(&tv, NULL);
     maildir_unique_name(&name, (long long)tv.tv_sec, (long)tv.tv_usec, (long)getpid(),
                         maildir_counter++, host);
-    strbuf_printf(&tmp_path, "%s/tmp/%s", dir, strbuf_str(&name));
     strbuf_printf(&new_path, "%s/new/%s", dir, strbuf_str(&name));
-    int fd = open(strbuf_str(&tmp_path), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        fail_set(f, LOCAL_DEFER, "4.2.0", "cannot create maildir file %s", strbuf_str(&tmp_path), errno);
-        goto out;
+    strbuf_printf(&sub, "%s/new", dir);
+    long long limit = config_size("mailbox_size_limit");
+    /* An unnamed file in new/, linked to its name once written and
+     * fsynced: no tmp/ entry to create, sync and remove.  A failed copy
+     * leaves nothing (the file vanishes with its close). */
+    int err = -1;               /* -1: not written this way (yet) */
+    int fd = tmpfile_open(strbuf_str(&sub), O_WRONLY, 0600);
+    if (fd >= 0) {
+        err = local_copy_message(a, fd, COPY_RETURN_PATH, limit, &why);
+        if (err == 0 && fsync(fd) < 0)
+            err = errno;
+        if (err == 0 && tmpfile_link(fd, strbuf_str(&new_path)) < 0)
+            err = errno == EOPNOTSUPP ? -1 : errno;     /* -1: redo it named */
+        if (close(fd) < 0 && err == 0)
+            err = errno;
+        if (err == -1)
+            strbuf_reset(&why);
     }
-    int err = local_copy_message(a, fd, COPY_RETURN_PATH, config_size("mailbox_size_limit"), &why);
-    if (err == 0 && fsync(fd) < 0)
-        err = errno;
-    if (close(fd) < 0 && err == 0)
-        err = errno;
-    if (err == 0 && link(strbuf_str(&tmp_path), strbuf_str(&new_path)) < 0)
-        err = errno;
-    unlink(strbuf_str(&tmp_path));
+    if (err == -1) {
+        /* No O_TMPFILE here, or no way to name such a file: tmp/NAME. */
+        strbuf_printf(&tmp_path, "%s/tmp/%s", dir, strbuf_str(&name));
+        fd = open(strbuf_str(&tmp_path), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            fail_set(f, LOCAL_DEFER, "4.2.0", "cannot create maildir file %s", strbuf_str(&tmp_path), errno);
+            goto out;
+        }
+        err = local_copy_message(a, fd, COPY_RETURN_PATH, limit, &why);
+        if (err == 0 && fsync(fd) < 0)
+            err = errno;
+        if (close(fd) < 0 && err == 0)
+            err = errno;
+        if (err == 0 && link(strbuf_str(&tmp_path), strbuf_str(&new_path)) < 0)
+            err = errno;
+        unlink(strbuf_str(&tmp_path));
+    }
     if (err == 0) {
-        strbuf_printf(&sub, "%s/new", dir);
         if (local_sync_enabled())       /* one fsync of new/ for the batch */
             local_sync_later(strbuf_str(&sub), strbuf_str(&new_path));
         else if (fsync_dir(strbuf_str(&sub)) < 0)

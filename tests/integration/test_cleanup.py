@@ -819,48 +819,88 @@ def test_stale_temporary_files_are_purged_at_start():
         assert os.path.exists(fresh)
 
 
+def _enqueue_traced(sp, env_extra=None):
+    """One enqueue through cleanup under strace; returns (qid, trace lines)."""
+    trace = os.path.join(sp.dir, "trace")
+    parent, child = socket.socketpair()
+    env = dict(os.environ)
+    env.update(env_extra or {})
+    proc = subprocess.Popen(["strace", "-f", "-s", "256", "-o", trace,
+                             "-e", "trace=fsync,fdatasync,rename,renameat,renameat2,"
+                             "link,linkat,openat,open,sendto,sendmsg,write",
+                             CLEANUP, "-S", "-c", sp.dir], stdin=child,
+                            stdout=subprocess.DEVNULL, env=env)
+    child.close()
+    reader = IpcReader(parent)
+    try:
+        qid = rec_get(reader.record(), "queue_id")
+        parent.sendall(ipc_encode([("request", "enqueue")] + SMTP_ENV))
+        parent.sendall(ipc_encode([("data", "Subject: s\n\nbody\n")]))
+        parent.sendall(ipc_encode([("end", "1")]))
+        assert rec_get(reader.record(), "status") == "0"
+    finally:
+        parent.close()
+        assert proc.wait(timeout=30) == 0
+    return qid, open(trace).read().splitlines()
+
+
+def _first(lines, pattern, after=-1):
+    for i, line in enumerate(lines):
+        if i > after and re.search(pattern, line):
+            return i
+    raise AssertionError("no %s after line %d in:\n%s" % (pattern, after, "\n".join(lines)))
+
+
+def _reply_after_dir_sync(lines, renamed):
+    dir_open = _first(lines, r'open(at)?\(.*"incoming"', renamed)
+    dir_fd = re.search(r"= (\d+)$", lines[dir_open]).group(1)
+    dir_synced = _first(lines, r"f(data)?sync\(%s\)" % dir_fd, dir_open)
+    replied = _first(lines, r"(sendto|sendmsg|write)\(.*status 1\\n0\\n", 0)
+    assert replied > dir_synced, "\n".join(lines)
+
+
 def test_reply_only_after_file_and_directory_are_synced():
-    """The durability contract, seen in the system calls: fsync of the
-    queue file, rename into incoming/, fsync of incoming/, and only then the
+    """The durability contract, seen in the system calls: the queue file is
+    an unnamed file (O_TMPFILE) in incoming/ -- no .tmp file is ever
+    created --; fsync of it, linkat straight to incoming/QID, fsync of it
+    again (its link count), fsync of incoming/, and only then the
     status=0 reply."""
     if not shutil.which("strace"):
         print("  (skipped: strace not installed)")
         return
     with Spool() as sp:
-        trace = os.path.join(sp.dir, "trace")
-        parent, child = socket.socketpair()
-        proc = subprocess.Popen(["strace", "-f", "-s", "256", "-o", trace,
-                                 "-e", "trace=fsync,fdatasync,rename,renameat,renameat2,"
-                                 "openat,open,sendto,sendmsg,write",
-                                 CLEANUP, "-S", "-c", sp.dir], stdin=child,
-                                stdout=subprocess.DEVNULL)
-        child.close()
-        reader = IpcReader(parent)
-        try:
-            qid = rec_get(reader.record(), "queue_id")
-            parent.sendall(ipc_encode([("request", "enqueue")] + SMTP_ENV))
-            parent.sendall(ipc_encode([("data", "Subject: s\n\nbody\n")]))
-            parent.sendall(ipc_encode([("end", "1")]))
-            assert rec_get(reader.record(), "status") == "0"
-        finally:
-            parent.close()
-            assert proc.wait(timeout=30) == 0
-        lines = open(trace).read().splitlines()
+        qid, lines = _enqueue_traced(sp)
+        assert not [l for l in lines if ".tmp-" in l], "\n".join(lines)
+        fd = re.search(r"= (\d+)$",
+                       lines[_first(lines, r'open(at)?\(.*"incoming", O_RDWR\|.*O_TMPFILE')]).group(1)
+        synced = _first(lines, r"f(data)?sync\(%s\)" % fd)
+        linked = _first(lines, r'linkat\(%s, "", AT_FDCWD, "incoming/%s", AT_EMPTY_PATH\) = 0'
+                        % (fd, qid), synced)
+        _first(lines, r"f(data)?sync\(%s\) += 0" % fd, linked)
+        _reply_after_dir_sync(lines, linked)
+        sp.queue_file(qid)
 
-        def first(pattern, after=-1):
-            for i, line in enumerate(lines):
-                if i > after and re.search(pattern, line):
-                    return i
-            raise AssertionError("no %s after line %d in:\n%s" % (pattern, after,
-                                                                  "\n".join(lines)))
-        fd = re.search(r"= (\d+)$", lines[first(r'open(at)?\(.*"incoming/\.tmp-')]).group(1)
-        synced = first(r"f(data)?sync\(%s\)" % fd)
-        renamed = first(r'rename.*"incoming/\.tmp-[^"]*".*"incoming/%s"' % qid, synced)
-        dir_open = first(r'open(at)?\(.*"incoming"', renamed)
-        dir_fd = re.search(r"= (\d+)$", lines[dir_open]).group(1)
-        dir_synced = first(r"f(data)?sync\(%s\)" % dir_fd, dir_open)
-        replied = first(r"(sendto|sendmsg|write)\(.*status 1\\n0\\n", 0)
-        assert replied > dir_synced, "\n".join(lines)
+
+def test_queue_file_without_o_tmpfile_uses_tmp_and_rename():
+    """Without O_TMPFILE (an LD_PRELOAD shim, fail_tmpfile.c, makes the open
+    fail with EOPNOTSUPP) cleanup writes incoming/.tmp-PID-N, fsyncs it,
+    renames it to its id and fsyncs incoming/ before the reply."""
+    if not shutil.which("strace"):
+        print("  (skipped: strace not installed)")
+        return
+    with Spool() as sp:
+        shim = os.path.join(sp.dir, "fail_tmpfile.so")
+        subprocess.run(["cc", "-shared", "-fPIC", "-o", shim,
+                        os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                     "fail_tmpfile.c"), "-ldl"], check=True)
+        qid, lines = _enqueue_traced(sp, {"LD_PRELOAD": shim, "FAIL_TMPFILE": "open"})
+        assert not [l for l in lines if "O_TMPFILE" in l], "\n".join(lines)  # the shim said no
+        fd = re.search(r"= (\d+)$", lines[_first(lines, r'open(at)?\(.*"incoming/\.tmp-')]).group(1)
+        synced = _first(lines, r"f(data)?sync\(%s\)" % fd)
+        renamed = _first(lines, r'rename.*"incoming/\.tmp-[^"]*".*"incoming/%s"' % qid, synced)
+        _reply_after_dir_sync(lines, renamed)
+        sp.queue_file(qid)
+        assert [n for n in os.listdir(os.path.join(sp.spool, "incoming"))] == [qid]
 
 
 def _random_message(rng):

@@ -552,10 +552,13 @@ def test_pipelined_requests_answered_in_order_until_eof():
 
 
 def test_pipelined_maildir_deliveries_share_one_directory_fsync():
-    """Group commit (local/local_sync.c): three pipelined requests for one
-    Maildir.  Each file is fsynced before its link, new/ is fsynced once
-    for the three, and no answer (log line or reply) goes out before that
-    fsync.  Watched with strace: -y names each descriptor's path."""
+    """Group commit (local/local_sync.c) with unnamed files: three
+    pipelined requests for one Maildir.  Each copy is written into an
+    unnamed file (O_TMPFILE) in new/ -- nothing is created in tmp/ --,
+    fsynced, linked to its name and fsynced again (its link count), new/
+    is fsynced once for the three, and no answer (log line or reply) goes
+    out before that fsync.  Watched with strace: -y names each
+    descriptor's path."""
     with LocalDir() as ld:
         qids = [ld.queue("s@remote.example", ["alice@test.example"],
                          ["Subject: m%d" % i, "", str(i)]) for i in range(3)]
@@ -563,23 +566,126 @@ def test_pipelined_maildir_deliveries_share_one_directory_fsync():
         trace = ld.path("strace.out")
         started = start_local(ld, reqs[0], more=reqs[1:],
                               wrapper=["strace", "-f", "-y", "-qq", "-s", "400", "-o", trace,
-                                       "-e", "trace=fsync,link,sendto,write"])
+                                       "-e", "trace=open,openat,fsync,link,linkat,rename,"
+                                       "unlink,unlinkat,sendto,write"])
         records, err = finish_local(started)
         got = [r.get("status") or "done" for r in map(dict, records)]
         assert got == ["sent", "done"] * 3, (got, err)
         assert len(maildir_messages(ld.path("mail", "alice"))) == 3
         calls = [l for l in read(trace).splitlines() if "resumed>" not in l]
         new_dir = os.path.realpath(ld.path("mail", "alice", "new"))
+        tmp_dir = os.path.realpath(ld.path("mail", "alice", "tmp"))
+        assert not [l for l in calls if tmp_dir + "/" in l], calls   # tmp/ untouched
+        assert not [l for l in calls if re.search(r"\b(link|rename|unlink|unlinkat)\(", l)], calls
         dir_syncs = [i for i, l in enumerate(calls) if re.search(r"fsync\(\d+<%s>" % new_dir, l)]
-        file_syncs = [i for i, l in enumerate(calls) if re.search(r"fsync\(\d+<.*/alice/tmp/", l)]
-        links = [i for i, l in enumerate(calls) if re.search(r"\blink\(", l)]
+        # strace -y shows an unnamed file as new/#INODE, also after its link
+        unnamed = r"%s/#(\d+)>\(deleted\)" % re.escape(new_dir)
+        file_syncs, links = {}, {}
+        for i, l in enumerate(calls):
+            m = re.search(r"fsync\(\d+<" + unnamed, l)
+            if m:
+                file_syncs.setdefault(m.group(1), []).append(i)
+            m = re.search(r"linkat\(\d+<" + unnamed + r", \"\", AT_FDCWD<[^>]*>, \"%s/"
+                          % re.escape(new_dir), l)
+            if m:
+                links.setdefault(m.group(1), []).append(i)
         answers = [i for i, l in enumerate(calls)
                    if re.search(r"(sendto|write)\(\d+<(socket|UNIX)", l) and "rcpt" in l]
         logs = [i for i, l in enumerate(calls) if "status=sent" in l]
-        assert len(file_syncs) == 3 and len(links) == 3, calls
+        assert len(links) == 3 and sorted(file_syncs) == sorted(links), calls
+        for ino, (link,) in links.items():
+            before, after = file_syncs[ino]
+            assert before < link < after, calls      # data, name, link count
         assert len(dir_syncs) == 1, calls
-        assert max(links) < dir_syncs[0] < min(answers + logs), calls
+        assert max(max(v) for v in file_syncs.values()) < dir_syncs[0] < min(answers + logs), calls
         assert len(answers) == 3 and len(logs) == 3, calls
+
+
+def _build_shim(ld, name):
+    shim = ld.path(name + ".so")
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", shim,
+                    os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".c"),
+                    "-ldl"], check=True)
+    os.chmod(shim, 0o755)
+    return shim
+
+
+def _maildir_fallback(mode):
+    """Two pipelined Maildir deliveries with the unnamed files taken away
+    (fail_tmpfile.c, FAIL_TMPFILE=mode): both are delivered through
+    tmp/NAME + link, tmp/ is empty afterwards.  Returns the strace lines."""
+    with LocalDir() as ld:
+        shim = _build_shim(ld, "fail_tmpfile")
+        qa = ld.queue("s@remote.example", ["alice@test.example"], ["Subject: a", "", "a"])
+        qb = ld.queue("s@remote.example", ["alice@test.example"], ["Subject: b", "", "b"])
+        trace = ld.path("strace.out")
+        started = start_local(ld, delivery_request(qa, "s@remote.example", ["alice@test.example"]),
+                              more=[delivery_request(qb, "s@remote.example",
+                                                     ["alice@test.example"])],
+                              wrapper=["strace", "-f", "-y", "-qq", "-s", "400", "-o", trace,
+                                       "-e", "trace=openat,link,linkat,fsync"],
+                              env_extra={"LD_PRELOAD": shim, "FAIL_TMPFILE": mode})
+        records, err = finish_local(started)
+        got = [r.get("status") or "done" for r in map(dict, records)]
+        assert got == ["sent", "done"] * 2, (got, err)
+        alice = ld.path("mail", "alice")
+        assert [m.split("\n")[2] for m in maildir_messages(alice)] == ["Subject: a", "Subject: b"]
+        assert os.listdir(os.path.join(alice, "tmp")) == []
+        calls = read(trace).splitlines()
+        tmp_dir = os.path.realpath(os.path.join(alice, "tmp"))
+        new_dir = os.path.realpath(os.path.join(alice, "new"))
+        created = [l for l in calls if re.search(r'openat\(.*"%s/[^"]+", O_WRONLY\|O_CREAT\|O_EXCL'
+                                                 % re.escape(tmp_dir), l)]
+        linked = [l for l in calls if re.search(r'\blink\("%s/.*", "%s/' % (tmp_dir, new_dir), l)]
+        assert len(created) == 2 and len(linked) == 2, calls
+        return calls
+
+
+def test_maildir_without_o_tmpfile_uses_tmp():
+    """A file system without O_TMPFILE: open says EOPNOTSUPP (the shim), and
+    local writes tmp/NAME, links it into new/ and removes it, as before."""
+    calls = _maildir_fallback("open")
+    assert not [l for l in calls if "O_TMPFILE" in l], calls   # the shim answered
+
+
+def test_maildir_unlinkable_unnamed_file_falls_back_once():
+    """O_TMPFILE works but neither linkat(AT_EMPTY_PATH) nor /proc can name
+    the file (an old kernel in a chroot): the first copy is redone through
+    tmp/, and the process does not open unnamed files again."""
+    calls = _maildir_fallback("link")
+    tmpfile_opens = [l for l in calls if "O_TMPFILE" in l]
+    assert len(tmpfile_opens) == 1, calls
+
+
+def test_maildir_size_limit_leaves_nothing():
+    """A copy over mailbox_size_limit is bounced and leaves no file, named
+    or not, in new/ or tmp/."""
+    with LocalDir() as ld:
+        big = ["Subject: big", ""] + ["x" * 100] * 100
+        replies = deliver(ld, "s@x.example", ["alice@t.example"], big,
+                          overrides=["mailbox_size_limit=2000"])
+        r = one(replies, "alice@t.example")
+        assert (r["status"], r["dsn"]) == ("bounced", "5.2.2"), r
+        for sub in ("new", "tmp"):
+            assert os.listdir(ld.path("mail", "alice", sub)) == []
+
+
+def test_root_instance_maildir_file_belongs_to_the_user():
+    """Root instance, Maildir spool: the copy is created while local runs as
+    the user, so it is the user's, mode 0600, like the directories."""
+    if os.geteuid() != 0:
+        return
+    with LocalDir() as ld:
+        replies = deliver(ld, "s@x.example", ["nobody@t.example"], MSG, as_nobody=False)
+        assert one(replies, "nobody@t.example")["status"] == "sent", replies
+        new = ld.path("mail", "nobody", "new")
+        names = os.listdir(new)
+        assert len(names) == 1, names
+        st = os.stat(os.path.join(new, names[0]))
+        assert (st.st_uid, st.st_gid) == (NOBODY.pw_uid, NOBODY.pw_gid), st
+        assert stat.S_IMODE(st.st_mode) == 0o600
+        assert st.st_nlink == 1
+        assert os.listdir(ld.path("mail", "nobody", "tmp")) == []
 
 
 def test_group_commit_fsync_failure_defers_only_what_depended_on_it():
@@ -588,11 +694,7 @@ def test_group_commit_fsync_failure_defers_only_what_depended_on_it():
     fail_fsync.c), so alice's copy is removed again and her answer is
     deferred with the reason; bob's stands (sent, and his copy is there)."""
     with LocalDir() as ld:
-        shim = ld.path("fail_fsync.so")
-        subprocess.run(["cc", "-shared", "-fPIC", "-o", shim,
-                        os.path.join(os.path.dirname(os.path.abspath(__file__)), "fail_fsync.c"),
-                        "-ldl"], check=True)
-        os.chmod(shim, 0o755)
+        shim = _build_shim(ld, "fail_fsync")
         qa = ld.queue("s@remote.example", ["alice@test.example"], ["Subject: a", "", "a"])
         qb = ld.queue("s@remote.example", ["bob@test.example"], ["Subject: b", "", "b"])
         started = start_local(ld, delivery_request(qa, "s@remote.example", ["alice@test.example"]),

@@ -24,6 +24,7 @@
 #include "mem.h"
 #include "queue.h"
 #include "strbuf.h"
+#include "tmpfile_link.h"
 
 static char spool[64];
 static char old_cwd[4096];
@@ -626,9 +627,20 @@ START_TEST(abort_leaves_nothing)
 {
     strbuf err;
     strbuf_init(&err);
+    /* A named temp file (no O_TMPFILE) and an unnamed one (none to see). */
+    tmpfile_method_set(TMPFILE_NONE);
     queue_writer *w = queue_writer_create("incoming", &err);
     ck_assert_ptr_nonnull(w);
     ck_assert_int_eq(count_entries("incoming"), 1);     /* the temp file */
+    queue_writer_record_str(w, QREC_VERSION, "1");
+    queue_writer_content_begin(w);
+    queue_writer_line(w, "x", 1);
+    queue_writer_abort(w);
+    ck_assert_int_eq(count_entries("incoming"), 0);
+    tmpfile_method_set(TMPFILE_UNKNOWN);
+    w = queue_writer_create("incoming", &err);
+    ck_assert_ptr_nonnull(w);
+    ck_assert_int_eq(count_entries("incoming"), 0);
     queue_writer_record_str(w, QREC_VERSION, "1");
     queue_writer_content_begin(w);
     queue_writer_line(w, "x", 1);
@@ -1355,6 +1367,80 @@ START_TEST(reader_sees_rewrite_of_recycled_file)
 }
 END_TEST
 
+/* Write a one-line message into incoming/ with the current tmpfile
+ * method, checking how many names incoming/ holds while it is written
+ * (entries_while_writing); then set method_at_commit and commit to
+ * to_queue.  Returns the id. */
+static char *write_small(const char *to_queue, int entries_while_writing,
+                         enum tmpfile_method method_at_commit)
+{
+    strbuf err;
+    strbuf_init(&err);
+    queue_writer *w = queue_writer_create("incoming", &err);
+    ck_assert_msg(w != NULL, "create: %s", strbuf_str(&err));
+    queue_writer_record_str(w, QREC_VERSION, "1");
+    queue_writer_record_str(w, QREC_TIME, "1 0");
+    queue_writer_record_str(w, QREC_SENDER, "u");
+    queue_writer_record_str(w, QREC_RCPT, "-r@example.org");
+    queue_writer_content_begin(w);
+    queue_writer_line(w, "body", 4);
+    queue_writer_content_end(w);
+    ck_assert_int_eq(count_entries("incoming"), entries_while_writing);
+    tmpfile_method_set(method_at_commit);
+    char *qid = xstrdup(queue_writer_id(w));
+    ck_assert_msg(queue_writer_commit_to(w, to_queue, &err) == 0, "commit: %s", strbuf_str(&err));
+    queue_writer_abort(w);
+    strbuf_release(&err);
+    strbuf path;
+    strbuf_init(&path);
+    queue_path(&path, to_queue, qid);
+    struct queue_message msg;
+    int fd;
+    open_and_load(path.data, qid, &msg, &fd);
+    ck_assert_int_eq(msg.nrcpt, 1);
+    ck_assert_int_eq(msg.size, 6);
+    struct stat st;
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    ck_assert_int_eq(st.st_mode & 07777, 0600);
+    ck_assert_int_eq(st.st_nlink, 1);
+    queue_message_free(&msg);
+    close(fd);
+    strbuf_release(&path);
+    return qid;
+}
+
+/* The fresh file is unnamed until commit links it straight to its id
+ * (no .tmp file at any time), in incoming/ and with commit_to in hold/;
+ * without O_TMPFILE a .tmp file is used; and a process that finds at
+ * commit that it cannot link copies to a .tmp file and renames that. */
+START_TEST(writer_unnamed_file_linked_at_commit)
+{
+    char *qid = write_small("incoming", 0, TMPFILE_UNKNOWN);
+    ck_assert_int_ne(tmpfile_method(), TMPFILE_NONE);
+    ck_assert_int_eq(count_entries("incoming"), 1);
+    xfree(qid);
+    qid = write_small("hold", 1, tmpfile_method());
+    ck_assert_int_eq(count_entries("incoming"), 1);
+    ck_assert_int_eq(count_entries("hold"), 1);
+    xfree(qid);
+    /* The /proc way of naming. */
+    tmpfile_method_set(TMPFILE_PROC);
+    qid = write_small("hold", 1, TMPFILE_PROC);
+    ck_assert_int_eq(count_entries("hold"), 2);
+    xfree(qid);
+    /* Unnamed while writing, no way to link at commit: copied, renamed. */
+    tmpfile_method_set(TMPFILE_UNKNOWN);
+    qid = write_small("incoming", 1, TMPFILE_NONE);
+    ck_assert_int_eq(count_entries("incoming"), 2);
+    xfree(qid);
+    /* From then on: a .tmp file from the start (2 messages + it). */
+    qid = write_small("incoming", 3, TMPFILE_NONE);
+    ck_assert_int_eq(count_entries("incoming"), 3);
+    xfree(qid);
+    tmpfile_method_set(TMPFILE_UNKNOWN);
+}
+END_TEST
+
 Suite *queue_suite(void)
 {
     Suite *s = suite_create("queue");
@@ -1379,6 +1465,7 @@ Suite *queue_suite(void)
     tcase_add_test(tc, abort_leaves_nothing);
     tcase_add_test(tc, writer_into_maildrop);
     tcase_add_test(tc, writer_commit_to_other_queue);
+    tcase_add_test(tc, writer_unnamed_file_linked_at_commit);
     tcase_add_test(tc, malformed_files);
     tcase_add_test(tc, nul_in_sender_rejected);
     tcase_add_test(tc, content_reader_rejects_bad_content);
