@@ -506,29 +506,8 @@ static void queue_writer_copy_to_named(queue_writer *w)
         return;
     }
     w->unnamed = 0;             /* from now on tmp_path is the file */
-    char chunk[QUEUE_WRITE_CHUNK];
-    off_t off = 0;
-    while (!w->error && off < w->flushed) {
-        size_t want = (size_t)(w->flushed - off) < sizeof(chunk)
-                      ? (size_t)(w->flushed - off) : sizeof(chunk);
-        ssize_t n = pread(w->fd, chunk, want, off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            queue_writer_fail(w, "read", n < 0 ? errno : EIO);
-            break;
-        }
-        for (ssize_t done = 0; !w->error && done < n;) {
-            ssize_t m = write(to, chunk + done, (size_t)(n - done));
-            if (m < 0 && errno == EINTR)
-                continue;
-            if (m < 0)
-                queue_writer_fail(w, "write", errno);
-            else
-                done += m;
-        }
-        off += n;
-    }
+    if (tmpfile_copy(w->fd, to, w->flushed) < 0)
+        queue_writer_fail(w, "copy", errno);
     if (!w->error && fsync(to) < 0)
         queue_writer_fail(w, "fsync", errno);
     /* The unnamed file goes with this close. */

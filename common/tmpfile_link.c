@@ -123,6 +123,33 @@ static int link_fd(int fd, const char *path)
     return -1;
 }
 
+int tmpfile_copy(int from, int to, off_t len)
+{
+    char chunk[65536];
+    off_t off = 0;
+    while (off < len) {
+        size_t want = (size_t)(len - off) < sizeof(chunk) ? (size_t)(len - off) : sizeof(chunk);
+        ssize_t n = pread(from, chunk, want, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;
+            return -1;
+        }
+        for (ssize_t done = 0; done < n;) {
+            ssize_t m = write(to, chunk + done, (size_t)(n - done));
+            if (m < 0 && errno == EINTR)
+                continue;
+            if (m < 0)
+                return -1;
+            done += m;
+        }
+        off += n;
+    }
+    return 0;
+}
+
 int tmpfile_link(int fd, const char *path)
 {
     if (link_fd(fd, path) < 0)

@@ -17,6 +17,10 @@
  *       caller falls back; the unnamed file vanishes on close), else the
  *       link's or fsync's error (EEXIST, ENOSPC, EDQUOT, EIO, ...), and
  *       then path does not name the file.
+ *   tmpfile_copy(from, to, len)
+ *       for the fallback after tmpfile_link() said EOPNOTSUPP: copy the
+ *       first len bytes of from (opened O_RDWR) to to's current offset.
+ *       0, or -1 with errno (EIO: from is shorter than len).
  *   tmpfile_method() / tmpfile_method_set(m)
  *       what this process has learned (for tests and diagnostics).
  */
@@ -34,6 +38,7 @@ enum tmpfile_method {
 
 int tmpfile_open(const char *dir, int access, mode_t mode);
 int tmpfile_link(int fd, const char *path);
+int tmpfile_copy(int from, int to, off_t len);
 enum tmpfile_method tmpfile_method(void);
 void tmpfile_method_set(enum tmpfile_method m);
 

@@ -17,9 +17,13 @@
  *
  * Output: maildrop/QID, mode 0444 (pickup, mail_owner without
  * setgid_group, reads it as "other"), owned by the caller (the owner uid is
- * how pickup knows who submitted it).  Written as
- * maildrop/.tmp-PID-N (O_EXCL), fsynced, renamed to its queue id (made
- * from the arrival time and inode, queue_id_make) and the directory
+ * how pickup knows who submitted it).  Written as an unnamed file in
+ * maildrop/ (O_TMPFILE, common/tmpfile_link.c), fsynced, linked to its
+ * queue id (made from the arrival time and inode, queue_id_make) and
+ * fsynced again for its link count; where that is not available, as
+ * maildrop/.tmp-PID-N (O_EXCL), fsynced and renamed to its queue id (an
+ * unnamed file that turns out not linkable is copied into such a file
+ * first).  Then the directory is
  * fsynced; when maildrop/ cannot be opened for reading (1730: the group
  * may not list it) the whole file system is synced instead (syncfs).  Then
  * pickup is woken through public/pickup ({request=wakeup}; failure to wake
@@ -27,7 +31,8 @@
  *
  * Contract: exit 0 only after the file and its name are on disk; then
  * "postdrop: queued as maildrop/QID" with -v.  Any failure removes the
- * temporary file (also on SIGINT/SIGTERM/SIGHUP/SIGPIPE) and exits with a
+ * temporary file (also on SIGINT/SIGTERM/SIGHUP/SIGPIPE; an unnamed file
+ * vanishes by itself) and exits with a
  * sysexits.h status and one line "postdrop: fatal: TEXT" on stderr:
  * EX_USAGE bad arguments, EX_DATAERR malformed or oversized input,
  * EX_NOPERM a configuration directory not allowed for a setgid run,
@@ -59,6 +64,7 @@
 #include "mem.h"
 #include "queue.h"
 #include "strbuf.h"
+#include "tmpfile_link.h"
 
 #define ENVELOPE_MAX (16 * 1024 * 1024)
 #define WAKEUP_TIMEOUT 2
@@ -77,6 +83,23 @@ static void remove_temp(void)
 
 static void postdrop_fatal(int status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn));
+
+/* Create maildrop/.tmp-PID-N as temp_path (removed on failure and on
+ * the signals); exits on error. */
+static int create_temp(const char *qdir)
+{
+    int fd = -1;
+    for (int n = 0; fd < 0 && n < 100; n++) {
+        snprintf(temp_path, sizeof(temp_path), "maildrop/.tmp-%ld-%d", (long) getpid(), n);
+        fd = open(temp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+        if (fd < 0 && errno != EEXIST)
+            postdrop_fatal(EX_TEMPFAIL, "create %s/%s: %s", qdir, temp_path, strerror(errno));
+    }
+    if (fd < 0)
+        postdrop_fatal(EX_TEMPFAIL, "cannot create a file in %s/maildrop", qdir);
+    temp_live = 1;
+    return fd;
+}
 
 static void postdrop_fatal(int status, const char *fmt, ...)
 {
@@ -225,23 +248,19 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
         signal(sigs[i], on_signal);
 
-    int fd = -1;
-    for (int n = 0; fd < 0 && n < 100; n++) {
-        snprintf(temp_path, sizeof(temp_path), "maildrop/.tmp-%ld-%d", (long) getpid(), n);
-        fd = open(temp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
-        if (fd < 0 && errno != EEXIST)
-            postdrop_fatal(EX_TEMPFAIL, "create %s/%s: %s", qdir, temp_path, strerror(errno));
-    }
-    if (fd < 0)
-        postdrop_fatal(EX_TEMPFAIL, "cannot create a file in %s/maildrop", qdir);
-    temp_live = 1;
+    /* An unnamed file (O_RDWR: the fallback below copies it), else a
+     * named temporary file, which also reports any error. */
+    int fd = tmpfile_open("maildrop", O_RDWR, 0640);
+    int unnamed = fd >= 0;
+    if (!unnamed)
+        fd = create_temp(qdir);
     /* pickup runs as mail_owner with its own group, not setgid_group, so
      * it reads the file through the "other" bits (Postfix's postdrop makes
      * maildrop files 0444 too).  Nobody else can reach it: maildrop/ 1730
      * lets only mail_owner and setgid_group in, and the group cannot list
      * it. */
     if (fchmod(fd, 0444) < 0)
-        postdrop_fatal(EX_TEMPFAIL, "chmod %s: %s", temp_path, strerror(errno));
+        postdrop_fatal(EX_TEMPFAIL, "chmod %s/maildrop file: %s", qdir, strerror(errno));
     FILE *out = fdopen(fd, "w");
     if (!out)
         postdrop_fatal(EX_TEMPFAIL, "fdopen: %s", strerror(errno));
@@ -249,7 +268,7 @@ int main(int argc, char **argv)
     copy_records(stdin, out, limit);
 
     if (fflush(out) != 0 || ferror(out) || fsync(fd) < 0)
-        postdrop_fatal(EX_TEMPFAIL, "write %s/%s: %s", qdir, temp_path, strerror(errno));
+        postdrop_fatal(EX_TEMPFAIL, "write %s/maildrop file: %s", qdir, strerror(errno));
     struct stat st;
     struct timeval tv;
     if (fstat(fd, &st) < 0)
@@ -260,7 +279,23 @@ int main(int argc, char **argv)
     strbuf final;
     strbuf_init(&final);
     queue_path(&final, "maildrop", qid);
-    if (renameat2(AT_FDCWD, temp_path, AT_FDCWD, strbuf_str(&final), RENAME_NOREPLACE) < 0)
+    int named = 0;              /* final names the file */
+    if (unnamed) {
+        /* Straight to its name (tmpfile_link fsyncs the new link count). */
+        if (tmpfile_link(fd, strbuf_str(&final)) == 0)
+            named = 1;
+        else if (errno != EOPNOTSUPP)
+            postdrop_fatal(EX_TEMPFAIL, "link to %s: %s", strbuf_str(&final), strerror(errno));
+        else {
+            /* This process cannot name it: copy it into a named one. */
+            int to = create_temp(qdir);
+            if (fchmod(to, 0444) < 0 || tmpfile_copy(fd, to, st.st_size) < 0 || fsync(to) < 0)
+                postdrop_fatal(EX_TEMPFAIL, "write %s/%s: %s", qdir, temp_path, strerror(errno));
+            close(to);
+        }
+    }
+    if (!named
+        && renameat2(AT_FDCWD, temp_path, AT_FDCWD, strbuf_str(&final), RENAME_NOREPLACE) < 0)
         postdrop_fatal(EX_TEMPFAIL, "rename to %s: %s", strbuf_str(&final), strerror(errno));
     temp_live = 0;
     if (fsync_dir("maildrop") < 0 && syncfs(fd) < 0) {

@@ -135,6 +135,26 @@ def test_postdrop_refuses_malformed_streams_and_leaves_nothing():
         inst.wait_log(r"uid=\d+ from=<someone@example.org>")
 
 
+def _holds_unnamed_file(pid, directory):
+    """Does pid or one of its descendants have an unnamed file of
+    directory open (/proc/PID/fd/N -> DIR/#INODE (deleted))?"""
+    real = os.path.realpath(directory)
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for fd in os.listdir("/proc/%d/fd" % p):
+                target = os.readlink("/proc/%d/fd/%s" % (p, fd))
+                if target.startswith(real + "/#") and target.endswith("(deleted)"):
+                    return True
+            for task in os.listdir("/proc/%d/task" % p):
+                with open("/proc/%d/task/%s/children" % (p, task)) as f:
+                    todo += [int(c) for c in f.read().split()]
+        except OSError:
+            continue
+    return False
+
+
 def test_postdrop_killed_mid_message_leaves_nothing():
     with harness.Instance(conf=CONF) as inst:
         pd = os.path.join(inst.build, "bin", "postdrop")
@@ -143,8 +163,10 @@ def test_postdrop_killed_mid_message_leaves_nothing():
                              stderr=subprocess.PIPE)
         p.stdin.write(good_stream()[:40])
         p.stdin.flush()
-        harness.wait_for(lambda: any(n.startswith(".tmp-") for n in os.listdir(maildrop)),
-                         10, what="postdrop's temporary file")
+        # The file is unnamed (O_TMPFILE) until it is complete: wait until
+        # postdrop (p or a child of it) holds it open.
+        harness.wait_for(lambda: _holds_unnamed_file(p.pid, maildrop), 10,
+                         what="postdrop's unnamed file")
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=10)
         p.stdin.close()

@@ -423,3 +423,41 @@ def test_bd_starts_the_mail_system():
         r = sendmail(inst, ["-bd"], "")
         assert r.returncode == 0, r.stderr
         harness.wait_for(inst.master_pid, 10, what="the master")
+
+
+def test_maildrop_file_mode_owner_and_no_temporary_name():
+    """postdrop's maildrop file is 0444, owned by the submitting user, under
+    its queue id -- written as an unnamed file and linked (no .tmp name),
+    and the same through both fallbacks of an LD_PRELOAD shim
+    (fail_tmpfile.c): no O_TMPFILE (.tmp + rename), and an unnamed file
+    that cannot be linked (copied into a .tmp file, renamed).  The
+    instance is not started, so pickup leaves the files alone."""
+    with harness.Instance(conf=CONF, start=False) as inst:
+        shim = os.path.join(inst.tmp, "fail_tmpfile.so")
+        subprocess.run(["cc", "-shared", "-fPIC", "-o", shim,
+                        os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                     "fail_tmpfile.c"), "-ldl"], check=True)
+        os.chmod(shim, 0o755)
+        os.chmod(inst.tmp, 0o755)
+        maildrop = os.path.join(inst.dir, "spool", "maildrop")
+        seen = set()
+        for mode in ("", "open", "link"):
+            env = {"LD_PRELOAD": shim, "FAIL_TMPFILE": mode} if mode else None
+            r = sendmail(inst, ["alice"], "Subject: %s\n\nbody\n" % mode, env=env)
+            assert r.returncode == 0, (mode, r.stderr)
+            names = set(maildrop_files(inst)) - seen
+            assert len(names) == 1, (mode, names)
+            name = names.pop()
+            seen.add(name)
+            assert re.match(r"^[0-9A-F]{15,30}$", name), name
+            st = os.stat(os.path.join(maildrop, name))
+            # The id holds the inode the file had when it was made: a copy
+            # (the "link" fallback) has another, which shows the shim acted.
+            assert (int(name[14:], 16) == st.st_ino) == (mode != "link"), (mode, name, st.st_ino)
+            assert st.st_mode & 0o7777 == 0o444, (mode, oct(st.st_mode))
+            assert st.st_uid == uid_of(inst), (mode, st.st_uid)
+            assert st.st_nlink == 1
+            with open(os.path.join(maildrop, name), "rb") as f:
+                data = f.read()
+            assert data.startswith(b"V1:1\n") and data.endswith(b"E0:\n"), data
+            assert (b"Subject: %s" % mode.encode()) in data, data

@@ -2,8 +2,9 @@
  * test_tmpfile_link.c - unit tests for common/tmpfile_link.c: an unnamed
  * file gets its name with both ways of linking, leaves nothing when
  * closed unnamed, never replaces an existing name, reports a missing
- * target directory as ENOENT without giving up on the method, and a
- * process that knows it cannot link gets EOPNOTSUPP at once.
+ * target directory as ENOENT without giving up on the method, a
+ * process that knows it cannot link gets EOPNOTSUPP at once, and the
+ * fallback copy copies exactly what was asked.
  */
 #include <check.h>
 #include <dirent.h>
@@ -180,6 +181,26 @@ START_TEST(open_missing_dir_fails_plainly)
 }
 END_TEST
 
+START_TEST(copy_to_named_file)
+{
+    int fd = tmpfile_open(dir, O_RDWR, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, "copied\n", 7), 7);
+    snprintf(path, sizeof(path), "%s/copy", dir);
+    int to = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    ck_assert_int_ge(to, 0);
+    ck_assert_int_eq(tmpfile_copy(fd, to, 7), 0);
+    /* Asked for more than there is: EIO, not a short file passed as whole. */
+    errno = 0;
+    ck_assert_int_eq(tmpfile_copy(fd, to, 100), -1);
+    ck_assert_int_eq(errno, EIO);
+    ck_assert_int_eq(ftruncate(to, 7), 0);
+    close(to);
+    close(fd);
+    check_file(path, "copied\n");
+}
+END_TEST
+
 Suite *tmpfile_link_suite(void)
 {
     Suite *s = suite_create("tmpfile_link");
@@ -192,6 +213,7 @@ Suite *tmpfile_link_suite(void)
     tcase_add_test(tc, missing_directory_is_enoent);
     tcase_add_test(tc, known_unusable_is_eopnotsupp);
     tcase_add_test(tc, open_missing_dir_fails_plainly);
+    tcase_add_test(tc, copy_to_named_file);
     suite_add_tcase(s, tc);
     return s;
 }
