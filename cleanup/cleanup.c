@@ -2,14 +2,17 @@
  * cleanup.c - the cleanup daemon: main(), settings, the enqueue conversation.
  *
  * Conversation (doc/internals.md, "enqueue"), one per connection:
- *   1. create incoming/.tmp-* (or take a finished file from recycle/ under
- *      that name when queue_file_reuse_limit > 0) and send {queue_id=QID}, or {status=4
+ *   1. open an unnamed file in incoming/ (O_TMPFILE; incoming/.tmp-* where
+ *      that is not available), or take a finished file from recycle/ as
+ *      incoming/.tmp-* when queue_file_reuse_limit > 0, and send
+ *      {queue_id=QID}, or {status=4
  *      dsn=4.3.0|4.3.1 reason=...} when no queue file can be created;
  *   2. read the envelope {request=enqueue, sender=, rcpt=..., ...}, write
  *      V T S A... and the envelope recipients (rewritten, expanded,
  *      de-duplicated: cleanup_envelope.c);
  *   3. read {data=...} records (cleanup_message.c) until {end=1};
- *   4. commit (fsync file, rename to incoming/QID, fsync incoming/) and
+ *   4. commit (fsync file, link -- then fsync it again -- or rename it to
+ *      incoming/QID, fsync incoming/) and
  *      reply {status=0, queue_id=QID} [held=1 | discarded=1]; or throw the
  *      file away and reply {status=4|5, dsn=, reason=}.  ENOSPC/EDQUOT
  *      gives 4.3.1 "Insufficient system storage".
@@ -21,14 +24,15 @@
  * A client that goes away before {end=1}, or breaks the protocol, leaves
  * nothing in the queue.
  *
- * HOLD (header/body_checks): the commit renames the temporary file from
+ * HOLD (header/body_checks): the commit links or renames the file from
  * incoming/ straight into hold/ (queue_writer_commit_to; fsync of the file
  * and of hold/), and qmgr is not woken.  The file is never visible in
  * incoming/, so no qmgr scan can take a message that must be held (an
  * earlier commit-then-move let a scan in between deliver it).
  *
  * At start, temporary files older than twice ipc_timeout (left by a
- * cleanup that crashed) are removed from incoming/.
+ * cleanup that crashed with a .tmp file; an unnamed one leaves nothing)
+ * are removed from incoming/.
  *
  * A table that cannot be opened (header_checks, canonical maps, ...) makes
  * every message fail with 4.3.5 and an error in the log, rather than a

@@ -39,9 +39,10 @@
  *                         virtual alias expansion) may follow X
  *   E ""                  end of file: a file without it is incomplete
  *
- * Contract: cleanup writes a new file as incoming/.tmp-PID-N, fsyncs it,
- * renames it to incoming/QID and fsyncs the directory before replying; qmgr
- * never looks at dot-files.  The reader (queue_file_open/read) rejects any
+ * Contract: cleanup writes a new file unnamed (O_TMPFILE) or as
+ * incoming/.tmp-PID-N, fsyncs it, links (then fsyncs it again) or renames
+ * it to incoming/QID and fsyncs the directory before replying; qmgr never
+ * looks at dot-files.  The reader (queue_file_open/read) rejects any
  * malformed, truncated or out-of-order record, or a missing E, with a reason
  * string; qmgr moves such files to corrupt/.  queue_file_mark_done()
  * overwrites one status byte with pwrite and fsyncs, so a crash leaves the
