@@ -10,23 +10,33 @@
  *   - records: ipc_record_* (a growable array of name/strbuf pairs);
  *   - codec:   ipc_encode() and ipc_decode(), pure functions on memory;
  *   - streams: ipc_stream_* over a connected socket, with buffered reads,
- *              whole-record writes and a timeout on every wait.
+ *              buffered record writes (ipc_queue/ipc_flush) and a timeout
+ *              on every wait.
  *
  * Contract:
  *   - ipc_decode() never reads past len, returns 0 when the record is not
  *     complete yet (for any prefix of a valid record), -1 as soon as the
  *     bytes seen so far cannot start a valid record or a limit is exceeded.
- *   - A stream's timeout bounds each ipc_send()/ipc_recv() call as a whole
- *     (a deadline set when the call starts), so a peer that trickles one
- *     byte at a time cannot hold us longer than the timeout either.
- *   - The read buffer never grows past max_record plus one read chunk.
- *   - Writes use send(MSG_NOSIGNAL | MSG_DONTWAIT) after poll(); on a
- *     non-socket fd (a pipe in standalone -S mode) we fall back to write()
- *     of at most PIPE_BUF bytes at a time, with SIGPIPE ignored.
- *   - The fd may be blocking or non-blocking: every read/write waits in
- *     poll() first and treats EAGAIN as "wait again".
+ *   - A stream's timeout bounds each ipc_send()/ipc_flush()/ipc_recv() call
+ *     as a whole (a deadline set when the call starts), so a peer that
+ *     trickles one byte at a time cannot hold us longer than the timeout.
+ *   - The read buffer never grows past max_record plus one read chunk; the
+ *     write queue is written out once it reaches IPC_SEND_BUFFER, so it
+ *     never holds more than that plus one record.
+ *   - Writes use send(MSG_NOSIGNAL | MSG_DONTWAIT).  ipc_send() polls for
+ *     POLLOUT before each one (unchanged for the daemons that use it: an
+ *     earlier try-first experiment there changed qmgr/local timing, see
+ *     doc/performance.md); ipc_flush() writes first and polls only when the
+ *     socket is full (EAGAIN) -- a poll before every write is a system
+ *     call that almost never waits.  On a non-socket fd (a pipe in
+ *     standalone -S mode) both fall back to poll() and write() of at most
+ *     PIPE_BUF bytes at a time, with SIGPIPE ignored.
+ *   - The fd may be blocking or non-blocking: reads wait in poll() first
+ *     and treat EAGAIN as "wait again".  ipc_connect_unix() returns a
+ *     non-blocking fd.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -50,6 +60,7 @@
 #define IPC_DEFAULT_ATTR    (1024 * 1024)
 #define IPC_DEFAULT_RECORD  (16 * 1024 * 1024)
 #define IPC_READ_CHUNK      65536
+#define IPC_SEND_BUFFER     65536       /* ipc_queue writes out at this size */
 
 /* ---- records ----------------------------------------------------------- */
 
@@ -364,7 +375,7 @@ struct ipc_stream {
     size_t rpos;                /* start of the unconsumed bytes */
     size_t scan_pos;            /* resume point of ipc_scan, relative to rpos */
     size_t scan_nattrs;
-    strbuf wbuf;
+    strbuf wbuf;                /* queued records, not yet written */
     int use_write;              /* fd is not a socket: write() instead of send() */
     int failed;
     const char *error;
@@ -406,15 +417,22 @@ int ipc_input_ready(const ipc_stream *s)
     return poll(&p, 1, 0) > 0;
 }
 
+void ipc_stream_free(ipc_stream *s)
+{
+    if (!s)
+        return;
+    strbuf_release(&s->rbuf);
+    strbuf_release(&s->wbuf);
+    xfree(s);
+}
+
 void ipc_stream_close(ipc_stream *s)
 {
     if (!s)
         return;
     if (s->fd >= 0)
         close(s->fd);
-    strbuf_release(&s->rbuf);
-    strbuf_release(&s->wbuf);
-    xfree(s);
+    ipc_stream_free(s);
 }
 
 const char *ipc_error(const ipc_stream *s)
@@ -475,24 +493,27 @@ static void ipc_ignore_sigpipe(void)
     }
 }
 
-int ipc_send(ipc_stream *s, const ipc_record *r)
+/* Write out wbuf within the stream's timeout.  poll_first: wait for POLLOUT
+ * before every write (ipc_send's way); else write first and poll only when
+ * the socket is full. */
+static int ipc_write_out(ipc_stream *s, int poll_first)
 {
     if (s->failed)
         return -1;
-    strbuf_reset(&s->wbuf);
-    ipc_encode(r, &s->wbuf);
     long long deadline = ipc_deadline(s);
     size_t off = 0;
     while (off < s->wbuf.len) {
-        int w = ipc_wait(s->fd, POLLOUT, deadline);
-        if (w == 0)
-            return ipc_fail(s, "timeout");
-        if (w < 0)
-            return ipc_fail(s, "poll error");
         ssize_t n;
+        if (poll_first || s->use_write) {
+            int w = ipc_wait(s->fd, POLLOUT, deadline);
+            if (w == 0)
+                return ipc_fail(s, "timeout");
+            if (w < 0)
+                return ipc_fail(s, "poll error");
+        }
         if (!s->use_write) {
-            /* DONTWAIT: a blocking send() would wait for the whole
-             * buffer and defeat the timeout; poll() said some fits. */
+            /* DONTWAIT: a blocking send() would wait for the whole buffer
+             * and defeat the timeout. */
             n = send(s->fd, s->wbuf.data + off, s->wbuf.len - off,
                      MSG_NOSIGNAL | MSG_DONTWAIT);
             if (n < 0 && errno == ENOTSOCK) {
@@ -507,20 +528,78 @@ int ipc_send(ipc_stream *s, const ipc_record *r)
             n = write(s->fd, s->wbuf.data + off, len > PIPE_BUF ? PIPE_BUF : len);
         }
         if (n < 0) {
-            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+            if (errno == EINTR)
                 continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (!poll_first && !s->use_write) {
+                    int w = ipc_wait(s->fd, POLLOUT, deadline);
+                    if (w == 0)
+                        return ipc_fail(s, "timeout");
+                    if (w < 0)
+                        return ipc_fail(s, "poll error");
+                }
+                continue;
+            }
             if (errno == EPIPE || errno == ECONNRESET)
                 return ipc_fail(s, "peer closed");
             return ipc_fail(s, "write error");
         }
         off += (size_t)n;
     }
+    strbuf_reset(&s->wbuf);
     /* Keep the write buffer small between records. */
-    if (s->wbuf.cap > 4 * IPC_READ_CHUNK) {
+    if (s->wbuf.cap > 4 * IPC_SEND_BUFFER) {
         strbuf_release(&s->wbuf);
         strbuf_init(&s->wbuf);
     }
     return 0;
+}
+
+int ipc_flush(ipc_stream *s)
+{
+    return ipc_write_out(s, 0);
+}
+
+/* Write the queue out once it has reached the send buffer size. */
+static int ipc_flush_if_full(ipc_stream *s)
+{
+    return s->wbuf.len >= IPC_SEND_BUFFER ? ipc_flush(s) : 0;
+}
+
+int ipc_queue(ipc_stream *s, const ipc_record *r)
+{
+    if (s->failed)
+        return -1;
+    ipc_encode(r, &s->wbuf);
+    return ipc_flush_if_full(s);
+}
+
+int ipc_queue_attr(ipc_stream *s, const char *name, const void *val, size_t len)
+{
+    if (s->failed)
+        return -1;
+    /* The bytes ipc_encode() makes of a record with this one attribute,
+     * without copying the value into a record first. */
+    strbuf_append_str(&s->wbuf, name);
+    strbuf_append_char(&s->wbuf, ' ');
+    strbuf_append_int(&s->wbuf, (long long)len);
+    strbuf_append_char(&s->wbuf, '\n');
+    strbuf_append(&s->wbuf, val, len);
+    strbuf_append(&s->wbuf, "\n\n", 2);
+    return ipc_flush_if_full(s);
+}
+
+size_t ipc_queued(const ipc_stream *s)
+{
+    return s->wbuf.len;
+}
+
+int ipc_send(ipc_stream *s, const ipc_record *r)
+{
+    if (s->failed)
+        return -1;
+    ipc_encode(r, &s->wbuf);
+    return ipc_write_out(s, 1);
 }
 
 /* Read at most one chunk into rbuf.  1 got bytes, 0 EOF, -1 error (set). */
@@ -561,6 +640,9 @@ int ipc_recv(ipc_stream *s, ipc_record *r)
     ipc_record_reset(r);
     if (s->failed)
         return -1;
+    /* Never wait for an answer to a request still sitting in the queue. */
+    if (s->wbuf.len > 0 && ipc_flush(s) < 0)
+        return -1;
     long long deadline = ipc_deadline(s);
     for (;;) {
         const char *avail = s->rbuf.data + s->rpos;
@@ -592,6 +674,28 @@ int ipc_recv(ipc_stream *s, ipc_record *r)
 
 /* ---- clients ----------------------------------------------------------- */
 
+/* The backlog was full: connect again, blocking for at most timeout seconds
+ * (0: without a bound, as a blocking connect), then make fd non-blocking
+ * again.  0 connected, -1 error (errno). */
+static int ipc_connect_wait(int fd, const struct sockaddr_un *sun, int timeout)
+{
+    struct timeval tv = { .tv_sec = timeout > 0 ? timeout : 0, .tv_usec = 0 };
+    if (fcntl(fd, F_SETFL, O_RDWR) < 0
+        || (timeout > 0 && setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0))
+        return -1;
+    int rc;
+    do
+        rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0)
+        return -1;
+    tv.tv_sec = 0;
+    if ((timeout > 0 && setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+        || fcntl(fd, F_SETFL, O_RDWR | O_NONBLOCK) < 0)
+        return -1;
+    return 0;
+}
+
 int ipc_connect_unix(const char *path, int timeout)
 {
     struct sockaddr_un sun;
@@ -602,19 +706,19 @@ int ipc_connect_unix(const char *path, int timeout)
         return -1;
     }
     strcpy(sun.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* Non-blocking: a connect to a UNIX socket completes at once, or fails
+     * with EAGAIN when the listener's backlog is full.  Only then do we pay
+     * for a bounded wait: a blocking connect under SO_SNDTIMEO, which Linux
+     * ends when the listener makes room or the timeout passes. */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return -1;
-    /* A blocking connect to a UNIX socket waits only when the listener's
-     * backlog is full, and on Linux that wait is bounded by SO_SNDTIMEO.
-     * Our own I/O waits in poll(), so the option is cleared afterwards. */
-    struct timeval tv = { .tv_sec = timeout > 0 ? timeout : 0, .tv_usec = 0 };
-    if (timeout > 0)
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     int rc;
     do
         rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
     while (rc < 0 && errno == EINTR);
+    if (rc < 0 && (errno == EAGAIN || errno == EINPROGRESS))
+        rc = ipc_connect_wait(fd, &sun, timeout);
     if (rc < 0) {
         int saved = errno;
         if (saved == EAGAIN || saved == EINPROGRESS)
@@ -622,10 +726,6 @@ int ipc_connect_unix(const char *path, int timeout)
         close(fd);
         errno = saved;
         return -1;
-    }
-    if (timeout > 0) {
-        tv.tv_sec = 0;
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     }
     return fd;
 }

@@ -19,6 +19,11 @@
  *   resets r and adds string pairs.
  *   ipc_stream_open(fd, timeout) wraps a connected socket; ipc_send() writes
  *   a whole record (buffered, flushed); ipc_recv() reads one.
+ *   Coalescing: ipc_queue() (a record) and ipc_queue_attr() (a record of one
+ *   attribute, without building it) add to the stream's write queue, which
+ *   goes out in one write at ipc_flush() -- or by itself once it holds
+ *   IPC_SEND_BUFFER (64 KiB), so memory stays bounded however much is
+ *   queued.  ipc_recv() flushes the queue before it waits for input.
  *   ipc_connect_unix(path, timeout) connects to a daemon's socket.
  *
  * Contract: every read and write has the stream's timeout (seconds; 0 means
@@ -79,13 +84,27 @@ int ipc_stream_fd(const ipc_stream *s);
 /* 1 when ipc_recv() would not wait: unread bytes are buffered, or the
  * descriptor is readable (data, EOF or an error) right now; else 0. */
 int ipc_input_ready(const ipc_stream *s);
-/* Close the fd and free. */
+/* Close the fd and free (queued records that were not flushed are dropped). */
 void ipc_stream_close(ipc_stream *s);
+/* Free, leaving the fd open (its owner closes it). */
+void ipc_stream_free(ipc_stream *s);
+/* Queue r and write out the queue, waiting for POLLOUT before each write. */
 int ipc_send(ipc_stream *s, const ipc_record *r);
+/* Queue a record / a one-attribute record {name=val}; written when the queue
+ * reaches 64 KiB (then an error is returned as by ipc_flush).  0 or -1. */
+int ipc_queue(ipc_stream *s, const ipc_record *r);
+int ipc_queue_attr(ipc_stream *s, const char *name, const void *val, size_t len);
+/* Write everything queued, within the stream's timeout: write first, poll
+ * only when the socket is full.  0 or -1. */
+int ipc_flush(ipc_stream *s);
+/* Bytes queued and not yet written. */
+size_t ipc_queued(const ipc_stream *s);
 int ipc_recv(ipc_stream *s, ipc_record *r);
 const char *ipc_error(const ipc_stream *s);
 
-/* Connect to a UNIX stream socket; returns fd or -1 (errno set). */
+/* Connect to a UNIX stream socket; returns a non-blocking fd (for use in an
+ * ipc_stream) or -1 (errno set; ETIMEDOUT when the listener's backlog stayed
+ * full for timeout seconds). */
 int ipc_connect_unix(const char *path, int timeout);
 /* Connect, send one record, read one reply, close.  0 ok, -1 error. */
 int ipc_call(const char *path, int timeout, const ipc_record *req, ipc_record *reply);

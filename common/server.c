@@ -281,10 +281,14 @@ static void server_loop_single(const struct server_spec *spec)
                 log_fatal("accept: %m");
         }
         /* The listening socket is non-blocking (shared with the master); the
-         * client must not be. */
+         * client must not be -- and is not: on Linux accept4() without
+         * SOCK_NONBLOCK never passes O_NONBLOCK on (other systems copy the
+         * listener's flags, hence the check there). */
+#ifndef __linux__
         int fl = fcntl(client, F_GETFL);
         if (fl >= 0 && (fl & O_NONBLOCK))
             (void)fcntl(client, F_SETFL, fl & ~O_NONBLOCK);
+#endif
         server_report(SERVER_STATUS_BUSY);
         server_handle_client(spec, client);
         close(client);

@@ -5,15 +5,26 @@
  * Interface (smtpd.h):
  *   smtpd_cleanup_open(st, reply)      connect private/cleanup, read
  *       {queue_id}, log "QID: client=name[addr]"  (at the first accepted RCPT)
- *   smtpd_cleanup_envelope(st, reply)  send the envelope record and the
+ *   smtpd_cleanup_envelope(st, reply)  queue the envelope record and the
  *       Received: header as the first content           (at DATA/first BDAT)
- *   smtpd_cleanup_content(st, buf, len, reply)  one {data=...} record
- *   smtpd_cleanup_finish(st, reply)    {end=1}, read the verdict; reply gets
- *       "250 2.0.0 Ok: queued as QID" only for status=0
+ *   smtpd_cleanup_content(st, buf, len, reply)  queue {data=...} records
+ *   smtpd_cleanup_finish(st, reply)    queue {end=1}, send what is queued,
+ *       read the verdict; reply gets "250 2.0.0 Ok: queued as QID" only for
+ *       status=0
  *   smtpd_cleanup_abort(st)            close without end=1: cleanup leaves
  *       nothing in the queue (st->queue_id is kept for logging; the
  *       transaction reset frees it)
  * All return 0, or -1 with the SMTP reply for the client in reply.
+ *
+ * Coalescing: after the synchronous {queue_id}, everything for cleanup goes
+ * through the stream's write queue (ipc_queue), which is written when it
+ * reaches 64 KiB and at finish.  A message of up to about 64 KiB therefore
+ * reaches cleanup as one write (envelope + Received + content + end) and
+ * wakes it once; a larger one streams in writes of about 64 KiB, with
+ * memory bounded by that.  Cleanup answers only after {end=1} (its verdicts
+ * on content, e.g. header_checks REJECT or its size limit, come with the
+ * final reply), so nothing is lost by not writing earlier; a cleanup that
+ * went away shows as a failed write, at the next 64 KiB or at finish.
  *
  * Contract: any failure to reach or talk to cleanup is a temporary error
  * for the client (451 4.3.0); cleanup's own verdicts are passed on with its
@@ -154,7 +165,7 @@ int smtpd_cleanup_envelope(struct smtpd_state *st, strbuf *reply)
         add_opt(r, "orcpt", st->rcpts[i].orcpt);
         ipc_record_add_str(r, "rcpt", st->rcpts[i].addr);
     }
-    int rc = ipc_send(st->cleanup, r);
+    int rc = ipc_queue(st->cleanup, r);
     ipc_record_free(r);
     if (rc != 0) {
         log_warning("%s: send envelope to cleanup: %s", st->queue_id, ipc_error(st->cleanup));
@@ -179,17 +190,13 @@ int smtpd_cleanup_content(struct smtpd_state *st, const char *data, size_t len,
         set_queue_error(reply);
         return -1;
     }
-    ipc_record *r = ipc_record_new();
     int rc = 0;
     while (len > 0 && rc == 0) {
         size_t n = len < 65536 ? len : 65536;
-        ipc_record_reset(r);
-        ipc_record_add(r, "data", data, n);
-        rc = ipc_send(st->cleanup, r);
+        rc = ipc_queue_attr(st->cleanup, "data", data, n);
         data += n;
         len -= n;
     }
-    ipc_record_free(r);
     if (rc != 0) {
         log_warning("%s: send content to cleanup: %s", st->queue_id, ipc_error(st->cleanup));
         set_queue_error(reply);
@@ -209,8 +216,8 @@ int smtpd_cleanup_finish(struct smtpd_state *st, strbuf *reply)
         return -1;
     }
     ipc_record *r = ipc_record_new();
-    ipc_record_add_str(r, "end", "1");
-    if (ipc_send(st->cleanup, r) != 0 || ipc_recv(st->cleanup, r) != 0) {
+    if (ipc_queue_attr(st->cleanup, "end", "1", 1) != 0 || ipc_flush(st->cleanup) != 0
+        || ipc_recv(st->cleanup, r) != 0) {
         log_warning("%s: cleanup did not confirm: %s", st->queue_id, ipc_error(st->cleanup));
         set_queue_error(reply);
     } else if (ipc_record_get_int(r, "status", &status) != 0) {

@@ -9,7 +9,10 @@
  *    in the input buffer and are read as commands; bytes after the 354
  *    reply are always content, never commands.
  *  - Content goes to cleanup in {data=...} records of at most 64 KiB as it
- *    arrives; memory use is bounded by that, not by the message size.
+ *    arrives, through the cleanup stream's write queue: written in writes
+ *    of about 64 KiB, and a message smaller than that in one write with
+ *    its envelope and {end=1} (smtpd_cleanup.c); memory use is bounded by
+ *    that, not by the message size.
  *  - Over message_size_limit: the cleanup conversation is abandoned at once
  *    (nothing beyond the limit is stored), the rest of the content is read
  *    and dropped, and the reply is "552 5.3.4 Message size exceeds fixed

@@ -1,13 +1,17 @@
 /*
  * smtpd_io.c - buffered, timed line reader and reply writer for smtpd.
  *
- * Interface and contract: see smtpd_io.h.  The plain transport polls the
- * descriptor for the timeout and then does one read(2)/write(2); a TLS
- * transport replaces both functions.
+ * Interface and contract: see smtpd_io.h.  The plain transport reads by
+ * polling the descriptor for the timeout and then doing one read(2); it
+ * writes first, with send(MSG_DONTWAIT | MSG_NOSIGNAL), and polls for the
+ * timeout only when the socket is full (a poll before every reply was a
+ * system call that almost never waited).  A descriptor that is not a
+ * socket (stdout in standalone -S mode) is polled, then written.  SIGPIPE
+ * is ignored by the server skeleton (common/server.c) for the whole
+ * process.  A TLS transport replaces both functions.
  */
 #include <errno.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -15,10 +19,6 @@
 #include <unistd.h>
 
 #include "smtpd_io.h"
-
-struct plain_ctx {
-    int in_fd, out_fd;
-};
 
 static int wait_fd(int fd, short events, int timeout)
 {
@@ -55,16 +55,34 @@ static ssize_t plain_read(void *ctx, void *buf, size_t n, int timeout)
 
 static ssize_t plain_write(void *ctx, const void *buf, size_t n, int timeout)
 {
-    int fd = ((smtpd_io *)ctx)->out_fd;
-    int w = wait_fd(fd, POLLOUT, timeout);
-    if (w < 0)
-        return w;
+    smtpd_io *io = ctx;
+    int fd = io->out_fd;
+
     for (;;) {
-        ssize_t r = write(fd, buf, n);
+        ssize_t r;
+        if (!io->out_not_socket) {
+            /* DONTWAIT: a blocking send() of more than fits would wait
+             * without the timeout. */
+            r = send(fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (r < 0 && errno == ENOTSOCK) {
+                io->out_not_socket = 1;
+                continue;
+            }
+        } else {
+            int w = wait_fd(fd, POLLOUT, timeout);
+            if (w < 0)
+                return w;
+            r = write(fd, buf, n);
+        }
         if (r >= 0)
             return r;
-        if (errno != EINTR)
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
             return -1;
+        int w = wait_fd(fd, POLLOUT, timeout);
+        if (w < 0)
+            return w;
     }
 }
 
@@ -112,10 +130,8 @@ void smtpd_io_init(smtpd_io *io, int in_fd, int out_fd, int timeout)
     io->transport = &plain_transport;
     io->transport_ctx = io;
     io->rpos = io->rlen = 0;
+    io->out_not_socket = 0;
     strbuf_init(&io->wbuf);
-    /* A client that resets the connection while we write must not kill
-     * the process with SIGPIPE; the write error is handled instead. */
-    signal(SIGPIPE, SIG_IGN);
 }
 
 void smtpd_io_release(smtpd_io *io)

@@ -67,6 +67,7 @@ typedef struct smtpd_io {
     int in_fd, out_fd;
     int timeout;
     int status;
+    int out_not_socket;         /* out_fd is a pipe/file: poll, then write() */
     long long deadline_ms;      /* per-request deadline (monotonic ms), 0 none */
     long long min_rate;         /* bytes per second that earn more time */
     const struct smtpd_io_transport *transport;

@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -730,6 +731,134 @@ def test_cleanup_verdict_is_passed_on():
         code, texts = s.reply()
         assert (code, texts[-1]) == (550, "5.7.1 not welcome here"), texts
         s.expect("NOOP", 250)                   # the session goes on
+        start_mail(s)
+        s.expect("DATA", 354)
+        s.send("Subject: fine\r\n\r\nbody\r\n.\r\n")
+        code, texts = s.reply()
+        assert code == 250, texts
+        s.expect("QUIT", 221)
+
+
+def coalescing_body(size, seed):
+    """A message body of about size bytes (LF line ends) whose every line
+    is numbered, so a lost, doubled or reordered piece shows."""
+    lines, total, n = [], 0, 0
+    while total < size:
+        line = b"%s %07d " % (seed, n) + b"x" * (n % 97)
+        lines.append(line)
+        total += len(line) + 1
+        n += 1
+    return b"".join(l + b"\n" for l in lines)
+
+
+def test_cleanup_conversation_coalescing_keeps_content_intact():
+    """smtpd queues its records for cleanup and writes them when 64 KiB
+    are queued and at the end (smtpd_cleanup.c): messages on both sides of
+    that size, through DATA and through BDAT chunks of odd sizes, reach the
+    queue file byte for byte.  qmgr is not running, so every file stays in
+    incoming/ to be read back."""
+    def no_qmgr(text):
+        return re.sub(r"(?m)^qmgr\s.*$", "", text)
+    headers = b"From: <smith@example.com>\nTo: <jones@localhost>\nDate: Tue, 8 Dec 2026 01:00:00 +0000\nMessage-ID: <coalesce@example.com>\n"
+    sizes = [0, 1, 4000, 65536 - 2000, 65536 - 700, 65536 - 300, 65536 - 1, 65536,
+             65536 + 1, 65536 + 300, 2 * 65536, 2 * 65536 + 17, 300000]
+    with instance(master_cf_edit=no_qmgr) as inst:
+        s = session(inst)
+        for i, size in enumerate(sizes):
+            body = coalescing_body(size, b"D%d" % i)
+            msg = headers + b"Subject: data %d\n\n" % size + body
+            start_mail(s)
+            s.expect("DATA", 354)
+            s.send(msg.replace(b"\n", b"\r\n") + b".\r\n")
+            code, texts = s.reply()
+            assert code == 250, (size, texts)
+            qid = queued_id(texts[-1])
+            queued = queued_message(inst, qid)
+            assert queued, "queue file %s for size %d is gone" % (qid, size)
+            assert queued[1].endswith(msg), "DATA size %d: content differs" % size
+            assert queued[1].startswith(b"Received: from client.example"), queued[1][:200]
+        for i, size in enumerate(sizes):
+            body = coalescing_body(size, b"B%d" % i)
+            msg = headers + b"Subject: bdat %d\n\n" % size + body
+            wire = msg.replace(b"\n", b"\r\n")
+            start_mail(s)
+            # chunks of odd sizes, the last with LAST; the replies come
+            # after all chunks went out (pipelined)
+            chunks, pos, step = [], 0, 1 + (size * 7 + 40961) % 70001
+            while pos < len(wire):
+                chunks.append(wire[pos:pos + step])
+                pos += step
+            s.send(b"".join(bdat(c, last=(k == len(chunks) - 1)) for k, c in enumerate(chunks)))
+            for _ in chunks[:-1]:
+                assert s.reply()[0] == 250
+            code, texts = s.reply()
+            assert code == 250, (size, texts)
+            qid = queued_id(texts[-1])
+            queued = queued_message(inst, qid)
+            assert queued, "queue file %s for size %d is gone" % (qid, size)
+            assert queued[1].endswith(msg), "BDAT size %d: content differs" % size
+        s.expect("QUIT", 221)
+
+
+def test_cleanup_verdict_on_large_streamed_message():
+    """A header_checks REJECT on a message that leaves smtpd in several
+    64 KiB writes (cleanup decides at the first header, long before the
+    end) still gets cleanup's 5xx at the end of DATA and of BDAT, nothing
+    is queued, and the next message in the session is accepted."""
+    checks = "/^Subject: reject me/ REJECT not welcome here\n"
+    conf = {"header_checks": "regexp:DIR/header_checks"}
+    body = coalescing_body(400000, b"R")
+    with instance(conf, access={"header_checks": checks}) as inst:
+        s = session(inst)
+        start_mail(s)
+        s.expect("DATA", 354)
+        s.send((b"Subject: reject me\n\n" + body).replace(b"\n", b"\r\n") + b".\r\n")
+        code, texts = s.reply()
+        assert (code, texts[-1]) == (550, "5.7.1 not welcome here"), texts
+        start_mail(s)
+        wire = (b"Subject: reject me too\n\n" + body).replace(b"\n", b"\r\n")
+        half = len(wire) // 2
+        s.send(bdat(wire[:half]) + bdat(wire[half:], last=True))
+        assert s.reply()[0] == 250
+        code, texts = s.reply()
+        assert (code, texts[-1]) == (550, "5.7.1 not welcome here"), texts
+        start_mail(s)
+        s.expect("DATA", 354)
+        s.send((b"Subject: fine\n\n" + body).replace(b"\n", b"\r\n") + b".\r\n")
+        code, texts = s.reply()
+        assert code == 250, texts
+        s.expect("QUIT", 221)
+        log = inst.wait_log(r"reject: DATA from .*not welcome")
+        assert len(re.findall(r"cleanup\[\d+\]: \w+: reject: .*not welcome here", inst.log())) == 2, log
+
+
+def test_cleanup_gone_before_data_is_a_temporary_error():
+    """cleanup dies after it gave the queue id (first RCPT) and before the
+    content: since the records for cleanup are queued and written at the
+    end, the broken conversation shows there -- DATA's final reply is
+    451 4.3.0, nothing is queued, and the next message is accepted."""
+    def cleanup_pids(inst):
+        pids = []
+        for pid in inst.pids():
+            try:
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    argv0 = f.read().split(b"\0")[0]
+            except OSError:
+                continue
+            if argv0.endswith(b"/cleanup"):
+                pids.append(pid)
+        return pids
+    with instance() as inst:
+        s = session(inst)
+        start_mail(s)
+        pids = inst.wait_for(lambda: cleanup_pids(inst), what="a cleanup process")
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        s.expect("DATA", 354)
+        s.send("Subject: orphan\r\n\r\n" + "body line\r\n" * 100 + ".\r\n")
+        code, texts = s.reply()
+        assert (code, texts[-1]) == (451, "4.3.0 Error: queue file write error"), texts
+        inst.wait_log(r"cleanup did not confirm: peer closed")
         start_mail(s)
         s.expect("DATA", 354)
         s.send("Subject: fine\r\n\r\nbody\r\n.\r\n")

@@ -1,7 +1,8 @@
 /*
  * test_ipc.c - unit tests for common/ipc.c: records, the codec (round
  * trips, incremental decoding, every malformed form, limits) and streams
- * (send/recv over socketpairs, timeouts, EOF, connect/call).
+ * (send/recv over socketpairs, timeouts, EOF, connect/call, the write
+ * queue: ipc_queue/ipc_queue_attr/ipc_flush).
  */
 #include <check.h>
 #include <errno.h>
@@ -640,6 +641,221 @@ START_TEST(stream_over_pipe)
 }
 END_TEST
 
+/* ---- the write queue (ipc_queue / ipc_queue_attr / ipc_flush) ---------- */
+
+/* Bytes readable on fd right now (non-blocking), appended to out. */
+static void drain_now(int fd, strbuf *out)
+{
+    char buf[65536];
+    ssize_t n;
+    while ((n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+        strbuf_append(out, buf, (size_t)n);
+}
+
+/* Queued records stay with us until ipc_flush(); then they all arrive, in
+ * order, as the exact bytes ipc_encode() makes of them -- ipc_queue_attr()
+ * included, which encodes without building a record. */
+START_TEST(queue_then_flush_one_write)
+{
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    ipc_stream *a = ipc_stream_open(sv[0], 5);
+    ipc_record *r = sample_record();
+    ipc_record *one = ipc_record_new();
+    static const char bin[] = "a\0b\nc";
+    strbuf want, got;
+    strbuf_init(&want);
+    strbuf_init(&got);
+
+    ck_assert_int_eq(ipc_queue(a, r), 0);
+    ipc_encode(r, &want);
+    ck_assert_int_eq(ipc_queue_attr(a, "data", bin, sizeof(bin) - 1), 0);
+    ipc_record_add(one, "data", bin, sizeof(bin) - 1);
+    ipc_encode(one, &want);
+    ck_assert_int_eq(ipc_queue_attr(a, "end", "1", 1), 0);
+    ipc_build(one, "end", "1", (const char *)NULL);
+    ipc_encode(one, &want);
+    ck_assert_int_eq(ipc_queue_attr(a, "empty", "", 0), 0);
+    ipc_build(one, "empty", "", (const char *)NULL);
+    ipc_encode(one, &want);
+
+    ck_assert_uint_eq(ipc_queued(a), want.len);
+    struct pollfd p = { .fd = sv[1], .events = POLLIN };
+    ck_assert_int_eq(poll(&p, 1, 0), 0);        /* nothing written yet */
+    ck_assert_int_eq(ipc_flush(a), 0);
+    ck_assert_uint_eq(ipc_queued(a), 0);
+    drain_now(sv[1], &got);
+    ck_assert_uint_eq(got.len, want.len);
+    ck_assert(memcmp(got.data, want.data, want.len) == 0);
+    /* And they decode as four records on the other side. */
+    ck_assert_int_eq(ipc_flush(a), 0);          /* empty queue: no-op */
+    ipc_stream *b = ipc_stream_open(sv[1], 5);
+    ck_assert_int_eq(write(sv[0], got.data, got.len), (ssize_t)got.len);
+    ck_assert_int_eq(ipc_recv(b, one), 0);
+    assert_same_record(r, one);
+    ck_assert_int_eq(ipc_recv(b, one), 0);
+    ck_assert_uint_eq(one->n, 1);
+    ck_assert_uint_eq(ipc_record_get(one, "data")->len, sizeof(bin) - 1);
+    ck_assert(memcmp(ipc_record_get(one, "data")->data, bin, sizeof(bin) - 1) == 0);
+    ck_assert_int_eq(ipc_recv(b, one), 0);
+    ck_assert_str_eq(ipc_record_get_str(one, "end"), "1");
+    ck_assert_int_eq(ipc_recv(b, one), 0);
+    ck_assert_str_eq(ipc_record_get_str(one, "empty"), "");
+
+    ipc_stream_close(a);
+    ipc_stream_close(b);
+    ipc_record_free(r);
+    ipc_record_free(one);
+    strbuf_release(&want);
+    strbuf_release(&got);
+}
+END_TEST
+
+/* The queue writes itself out when it reaches 64 KiB, so memory stays
+ * bounded: a 64 KiB record goes out at once, records under the size wait,
+ * and what the peer sees is always the queued records in order. */
+START_TEST(queue_flushes_at_limit)
+{
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    int size = 1 << 20;
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+    setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+    ipc_stream *a = ipc_stream_open(sv[0], 5);
+    char *chunk = xmalloc(65536);
+    for (int i = 0; i < 65536; i++)
+        chunk[i] = (char)(i * 13);
+    strbuf got;
+    strbuf_init(&got);
+
+    /* Small records: nothing leaves. */
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(ipc_queue_attr(a, "data", chunk, 1000), 0);
+    drain_now(sv[1], &got);
+    ck_assert_uint_eq(got.len, 0);
+    /* One of 64 KiB on top: the queue passes the limit and is written. */
+    ck_assert_int_eq(ipc_queue_attr(a, "data", chunk, 65536), 0);
+    ck_assert_uint_eq(ipc_queued(a), 0);
+    drain_now(sv[1], &got);
+    size_t first = got.len;
+    ck_assert_uint_gt(first, 10 * 1000 + 65536);
+    /* Just under the limit stays queued; the record that reaches it
+     * (exactly 64 KiB in all) goes out. */
+    ck_assert_int_eq(ipc_queue_attr(a, "data", chunk, 65536 - 100), 0);
+    size_t under = ipc_queued(a);
+    ck_assert_uint_lt(under, 65536);
+    drain_now(sv[1], &got);
+    ck_assert_uint_eq(got.len, first);
+    /* "data N\n" + value + "\n\n" for the rest: pick N so the queue is
+     * exactly 65536 bytes. */
+    size_t rest = 65536 - under - strlen("data 00\n") - 2;
+    ck_assert_int_eq(ipc_queue_attr(a, "data", chunk, rest), 0);
+    ck_assert_uint_eq(ipc_queued(a), 0);
+    drain_now(sv[1], &got);
+    ck_assert_uint_eq(got.len, first + 65536);
+
+    /* Everything decodes, in order, with the right sizes. */
+    ipc_stream *b = ipc_stream_open(sv[1], 5);
+    ck_assert_int_eq(write(sv[0], got.data, got.len), (ssize_t)got.len);
+    ipc_record *d = ipc_record_new();
+    size_t want[] = { 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000,
+                      65536, 65536 - 100, rest };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        ck_assert_int_eq(ipc_recv(b, d), 0);
+        const strbuf *v = ipc_record_get(d, "data");
+        ck_assert_ptr_nonnull(v);
+        ck_assert_uint_eq(v->len, want[i]);
+        ck_assert(memcmp(v->data, chunk, v->len) == 0);
+    }
+    ipc_stream_close(a);
+    ipc_stream_close(b);
+    ipc_record_free(d);
+    strbuf_release(&got);
+    xfree(chunk);
+}
+END_TEST
+
+/* A request left in the queue is written before ipc_recv() waits for the
+ * answer (else both sides would wait until the timeout). */
+START_TEST(recv_flushes_queue_first)
+{
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(sv[0]);
+        ipc_stream *b = ipc_stream_open(sv[1], 5);
+        ipc_record *req = ipc_record_new();
+        if (ipc_recv(b, req) != 0 || !ipc_record_get(req, "end"))
+            _exit(1);
+        ipc_build(req, "status", "0", (const char *)NULL);
+        _exit(ipc_send(b, req) == 0 ? 0 : 1);
+    }
+    close(sv[1]);
+    ipc_stream *a = ipc_stream_open(sv[0], 5);
+    ipc_record *r = ipc_record_new();
+    ck_assert_int_eq(ipc_queue_attr(a, "end", "1", 1), 0);
+    double t0 = now_seconds();
+    ck_assert_int_eq(ipc_recv(a, r), 0);
+    ck_assert(now_seconds() - t0 < 3.0);
+    ck_assert_str_eq(ipc_record_get_str(r, "status"), "0");
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ipc_stream_close(a);
+    ipc_record_free(r);
+}
+END_TEST
+
+/* A flush to a peer that reads nothing ends with "timeout" within the
+ * stream's timeout; a flush to a closed peer says "peer closed" (and does
+ * not kill us with SIGPIPE); after a failure queueing fails too. */
+START_TEST(flush_timeout_and_closed_peer)
+{
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    ipc_stream *a = ipc_stream_open(sv[0], 1);
+    char *chunk = xcalloc(1, 65536);
+    double t0 = now_seconds();
+    int rc = 0;
+    for (int i = 0; i < 200 && rc == 0; i++)    /* 12.8 MiB: more than fits */
+        rc = ipc_queue_attr(a, "data", chunk, 65536);
+    ck_assert_int_eq(rc, -1);
+    ck_assert_str_eq(ipc_error(a), "timeout");
+    ck_assert(now_seconds() - t0 < 3.0);
+    ck_assert_int_eq(ipc_queue_attr(a, "end", "1", 1), -1);
+    ck_assert_int_eq(ipc_flush(a), -1);
+    ipc_stream_close(a);
+    close(sv[1]);
+
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    a = ipc_stream_open(sv[0], 1);
+    ck_assert_int_eq(ipc_queue_attr(a, "data", chunk, 100), 0);
+    close(sv[1]);
+    ck_assert_int_eq(ipc_flush(a), -1);
+    ck_assert_str_eq(ipc_error(a), "peer closed");
+    ipc_stream_close(a);
+    xfree(chunk);
+}
+END_TEST
+
+/* ipc_stream_free() leaves the fd to its owner; ipc_stream_close() closes it. */
+START_TEST(stream_free_keeps_fd)
+{
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    ipc_stream *a = ipc_stream_open(sv[0], 1);
+    ipc_stream_free(a);
+    ck_assert_int_ge(fcntl(sv[0], F_GETFD), 0);
+    a = ipc_stream_open(sv[0], 1);
+    ipc_stream_close(a);
+    ck_assert_int_eq(fcntl(sv[0], F_GETFD), -1);
+    ck_assert_int_eq(errno, EBADF);
+    close(sv[1]);
+}
+END_TEST
+
 static void tmp_socket_path(struct sockaddr_un *sun, char *dir)
 {
     ck_assert_ptr_nonnull(mkdtemp(dir));
@@ -704,6 +920,67 @@ START_TEST(connect_path_too_long)
 }
 END_TEST
 
+/* ipc_connect_unix returns a non-blocking fd; with the listener's backlog
+ * full it waits (bounded by the timeout) and connects as soon as the
+ * listener accepts, or fails with ETIMEDOUT when it never does. */
+START_TEST(connect_backlog_full)
+{
+    char dir[] = "/tmp/test_ipc_XXXXXX";
+    struct sockaddr_un sun;
+    tmp_socket_path(&sun, dir);
+    int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+    ck_assert_int_eq(listen(lfd, 0), 0);
+
+    int fd = ipc_connect_unix(sun.sun_path, 1);
+    ck_assert_int_ge(fd, 0);
+    ck_assert(fcntl(fd, F_GETFL) & O_NONBLOCK);
+    /* Fill the backlog with connections nobody accepts. */
+    int filler[64], nfill = 0;
+    for (;;) {
+        ck_assert_int_lt(nfill, 64);
+        int c = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        if (connect(c, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+            ck_assert_int_eq(errno, EAGAIN);
+            close(c);
+            break;
+        }
+        filler[nfill++] = c;
+    }
+    double t0 = now_seconds();
+    ck_assert_int_eq(ipc_connect_unix(sun.sun_path, 1), -1);
+    ck_assert_int_eq(errno, ETIMEDOUT);
+    double waited = now_seconds() - t0;
+    ck_assert(waited > 0.5 && waited < 3.0);
+
+    /* A child that accepts after a moment lets the waiting connect in. */
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct timespec ts = { 0, 200 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+        for (int i = 0; i < 200; i++) {
+            int c = accept(lfd, NULL, NULL);
+            if (c < 0)
+                _exit(1);
+        }
+        _exit(0);
+    }
+    int fd2 = ipc_connect_unix(sun.sun_path, 5);
+    ck_assert_int_ge(fd2, 0);
+    ck_assert(fcntl(fd2, F_GETFL) & O_NONBLOCK);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    close(fd2);
+    close(fd);
+    for (int i = 0; i < nfill; i++)
+        close(filler[i]);
+    close(lfd);
+    unlink(sun.sun_path);
+    rmdir(dir);
+}
+END_TEST
+
 /* A server that accepts but never answers: ipc_call returns within the
  * timeout instead of hanging. */
 START_TEST(call_times_out)
@@ -762,6 +1039,12 @@ Suite *ipc_suite(void)
     tcase_add_test(ts, connect_and_call);
     tcase_add_test(ts, connect_path_too_long);
     tcase_add_test(ts, call_times_out);
+    tcase_add_test(ts, connect_backlog_full);
+    tcase_add_test(ts, queue_then_flush_one_write);
+    tcase_add_test(ts, queue_flushes_at_limit);
+    tcase_add_test(ts, recv_flushes_queue_first);
+    tcase_add_test(ts, flush_timeout_and_closed_peer);
+    tcase_add_test(ts, stream_free_keeps_fd);
     suite_add_tcase(s, ts);
     return s;
 }
