@@ -4,6 +4,8 @@
  * for hash and btree, and cidr_list_match.  Files live in a fresh
  * temporary directory per test.
  */
+#include <dlfcn.h>
+#include <pwd.h>
 #include <check.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -544,6 +546,20 @@ END_TEST
 
 /* ---- unix -------------------------------------------------------------------- */
 
+/* Counts the NSS lookups maps_unix.c makes (the unit binary's definition
+ * wins over libc's for libpostern.a; every call is passed on). */
+static int getpwnam_r_calls;
+int getpwnam_r(const char *name, struct passwd *pw, char *buf, size_t size,
+               struct passwd **result)
+{
+    static int (*real)(const char *, struct passwd *, char *, size_t, struct passwd **);
+    if (real == NULL)
+        real = (int (*)(const char *, struct passwd *, char *, size_t, struct passwd **))
+            dlsym(RTLD_NEXT, "getpwnam_r");
+    getpwnam_r_calls++;
+    return real(name, pw, buf, size, result);
+}
+
 START_TEST(unix_passwd)
 {
     strbuf err;
@@ -562,6 +578,12 @@ START_TEST(unix_passwd)
     ck_assert_ptr_nonnull(strstr(strbuf_str(&out), ":0:0:"));
     ck_assert_int_eq(map_lookup(m, "no-such-user-postern", &out), 0);
     ck_assert_uint_eq(out.len, 0);
+    /* An address is no account name: answered without NSS. */
+    int calls = getpwnam_r_calls;
+    ck_assert_int_eq(map_lookup(m, "root@localhost", &out), 0);
+    ck_assert_int_eq(getpwnam_r_calls, calls);
+    ck_assert_int_eq(map_lookup(m, "root", &out), 1);
+    ck_assert_int_gt(getpwnam_r_calls, calls);
     map_close(m);
 
     m = map_open("unix:group.byname", &err);
