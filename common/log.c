@@ -1,9 +1,16 @@
 /*
  * log.c - one line per event, to a file, syslog or stderr.
  * See log.h for the format and contract.
+ *
+ * The pid in each line (and in the skeleton's status reports) comes from
+ * log_pid(), which calls getpid() once per process: a pthread_atfork()
+ * child handler forgets the cached value in every child of fork(), so a
+ * child never logs its parent's pid.  (vfork/posix_spawn children run no
+ * handlers, but they only exec; nothing in postern logs from one.)
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +32,25 @@ static char log_prog[64] = "postern";
 static char log_name[64] = "postern";
 static char log_host[256];
 static int log_in_fatal;
+static pid_t log_pid_cache;             /* 0: not read yet, or forked since */
+
+static void log_forget_pid(void)
+{
+    __atomic_store_n(&log_pid_cache, 0, __ATOMIC_RELAXED);
+}
+
+pid_t log_pid(void)
+{
+    pid_t pid = __atomic_load_n(&log_pid_cache, __ATOMIC_RELAXED);
+    if (pid == 0) {
+        static int registered;
+        if (!__atomic_exchange_n(&registered, 1, __ATOMIC_RELAXED))
+            (void)pthread_atfork(NULL, NULL, log_forget_pid);
+        pid = getpid();
+        __atomic_store_n(&log_pid_cache, pid, __ATOMIC_RELAXED);
+    }
+    return pid;
+}
 
 void log_open(const char *program)
 {
@@ -153,7 +179,7 @@ static void log_emit(int priority, const char *prefix, const char *fmt, va_list 
         *--p = ' ';
         *--p = ':';
         *--p = ']';
-        for (unsigned long v = (unsigned long) getpid(); p > pid + 1; v /= 10) {
+        for (unsigned long v = (unsigned long) log_pid(); p > pid + 1; v /= 10) {
             *--p = (char) ('0' + v % 10);
             if (v < 10)
                 break;

@@ -23,6 +23,7 @@
 #define POSTERN_LOG_H
 
 #include <stdarg.h>
+#include <sys/types.h>
 
 extern int log_verbose;
 
@@ -35,6 +36,9 @@ void log_use_stderr(void);
 void log_also_stderr(int on);                 /* copy lines to stderr too */
 void log_set_fatal_status(int status);
 const char *log_program(void);
+/* This process's pid, from getpid() once per process (forgotten in each
+ * child of fork(): a pthread_atfork child handler), for hot paths. */
+pid_t log_pid(void);
 
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

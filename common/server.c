@@ -133,7 +133,7 @@ static void server_report(int status)
 {
     if (!server_has_status_fd)
         return;
-    struct server_status_msg msg = { .pid = (int32_t)getpid(), .status = status };
+    struct server_status_msg msg = { .pid = (int32_t)log_pid(), .status = status };
     ssize_t n;
     do {
         n = write(SERVER_STATUS_FD, &msg, sizeof(msg));

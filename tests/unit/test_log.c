@@ -141,6 +141,51 @@ START_TEST(fatal_exits_with_status_one)
 }
 END_TEST
 
+/* The pid is cached (log_pid): a child of fork() must log its own, and
+ * so must its child, even when the parent logged (and cached) first. */
+START_TEST(forked_child_logs_its_own_pid)
+{
+    log_info("parent %ld", (long)getpid());
+    ck_assert_int_eq(log_pid(), getpid());
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        log_info("child %ld", (long)getpid());
+        pid_t grandchild = fork();
+        if (grandchild == 0) {
+            log_info("grandchild %ld", (long)getpid());
+            _exit(0);
+        }
+        int st;
+        waitpid(grandchild, &st, 0);
+        long gc = (long)grandchild;
+        ssize_t w = write(fds[1], &gc, sizeof(gc));
+        _exit(w == (ssize_t)sizeof(gc) && log_pid() == getpid() ? 0 : 1);
+    }
+    close(fds[1]);
+    long grandchild = 0;
+    ck_assert_int_eq(read(fds[0], &grandchild, sizeof(grandchild)), sizeof(grandchild));
+    close(fds[0]);
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    log_info("parent again %ld", (long)getpid());
+    char *text = slurp();
+    char want[128];
+    snprintf(want, sizeof(want), "\\[%ld\\]: parent %ld$", (long)getpid(), (long)getpid());
+    ck_assert_msg(matches(text, want), "%s", text);
+    snprintf(want, sizeof(want), "\\[%ld\\]: child %ld$", (long)pid, (long)pid);
+    ck_assert_msg(matches(text, want), "%s", text);
+    snprintf(want, sizeof(want), "\\[%ld\\]: grandchild %ld$", grandchild, grandchild);
+    ck_assert_msg(matches(text, want), "%s", text);
+    snprintf(want, sizeof(want), "\\[%ld\\]: parent again %ld$", (long)getpid(), (long)getpid());
+    ck_assert_msg(matches(text, want), "%s", text);
+    xfree(text);
+}
+END_TEST
+
 Suite *log_suite(void)
 {
     Suite *s = suite_create("log");
@@ -151,6 +196,7 @@ Suite *log_suite(void)
     tcase_add_test(tc, control_characters_cannot_forge_lines);
     tcase_add_test(tc, syslog_name_and_long_lines);
     tcase_add_test(tc, fatal_exits_with_status_one);
+    tcase_add_test(tc, forked_child_logs_its_own_pid);
     suite_add_tcase(s, tc);
     return s;
 }
