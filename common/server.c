@@ -31,8 +31,14 @@
  * SIGTERM: an idle child exits at once; a busy one finishes its client
  * first.  SIGPIPE is ignored so a vanished peer is an EPIPE, not a death.
  * Watchdog: a POSIX timer (CLOCK_MONOTONIC, SERVER_WATCHDOG_SIGNAL),
- * made after the jail, armed for daemon_timeout around each client and
- * around run(); server_watchdog_pat() re-arms it (server.h).
+ * made after the jail, armed for daemon_timeout before each client and
+ * before run(); server_watchdog_pat() re-arms it, at most once per slack
+ * (server.h, watchdog.h: a stuck process dies between daemon_timeout -
+ * slack and daemon_timeout after its last pat).  It is not disarmed after
+ * each client: the idle wait calls server_watchdog_pause_for() with its
+ * own bound (max_idle), which disarms only when the timer could fire
+ * during the wait, so a busy child makes about one timer_settime per
+ * slack instead of two per client.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -52,6 +58,7 @@
 #include "privs.h"
 #include "server.h"
 #include "strbuf.h"
+#include "watchdog.h"
 
 /* The wakeup record in ipc.h wire format: {request=wakeup}. */
 static const char server_wakeup_record[] = "request 6\nwakeup\n\n";
@@ -63,10 +70,20 @@ static int server_has_status_fd;
 static int server_listener_is_unix;     /* wakeups come over UNIX sockets */
 
 /* The watchdog timer (daemon_timeout); POSIX timers are neither inherited
- * by fork() nor kept across execve(), so commands local runs never get it. */
+ * by fork() nor kept across execve(), so commands local runs never get it.
+ * watchdog.h decides when a pat or a wait needs timer_settime(); the clock
+ * it is fed is CLOCK_MONOTONIC_COARSE, read in the vDSO (no system call). */
 static timer_t server_watchdog_timer;
 static int server_watchdog_ready;
 static long long server_watchdog_seconds;
+static struct watchdog_plan server_watchdog_plan;
+
+static long long server_watchdog_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void server_watchdog_init(void)
 {
@@ -86,13 +103,18 @@ static void server_watchdog_init(void)
         log_warning("watchdog: timer_create: %m -- running without one");
         return;
     }
+    /* The coarse clock lags by up to its resolution (a jiffy): rounded
+     * up to whole milliseconds, plus one for the truncation above. */
+    struct timespec res;
+    long long tick_ms = 10;
+    if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0)
+        tick_ms = (long long)res.tv_sec * 1000 + (res.tv_nsec + 999999) / 1000000 + 1;
+    watchdog_plan_init(&server_watchdog_plan, server_watchdog_seconds * 1000, tick_ms);
     server_watchdog_ready = 1;
 }
 
 static void server_watchdog_set(long long seconds)
 {
-    if (!server_watchdog_ready)
-        return;
     struct itimerspec its;
     memset(&its, 0, sizeof(its));
     its.it_value.tv_sec = (time_t)seconds;
@@ -102,12 +124,22 @@ static void server_watchdog_set(long long seconds)
 
 void server_watchdog_pat(void)
 {
-    server_watchdog_set(server_watchdog_seconds);
+    if (server_watchdog_ready
+        && watchdog_plan_pat(&server_watchdog_plan, server_watchdog_now_ms()))
+        server_watchdog_set(server_watchdog_seconds);
+}
+
+void server_watchdog_pause_for(long long max_wait_ms)
+{
+    if (server_watchdog_ready
+        && watchdog_plan_wait(&server_watchdog_plan, server_watchdog_now_ms(), max_wait_ms))
+        server_watchdog_set(0);
 }
 
 void server_watchdog_pause(void)
 {
-    server_watchdog_set(0);
+    if (server_watchdog_ready && watchdog_plan_disarm(&server_watchdog_plan))
+        server_watchdog_set(0);
 }
 
 /* Signal state: the handler exits at once while we wait idle in poll(). */
@@ -223,7 +255,7 @@ static void server_handle_client(const struct server_spec *spec, int fd)
     } else {
         spec->serve(fd);
     }
-    server_watchdog_pause();
+    /* No disarm here: the idle wait that follows decides (pause_for). */
 }
 
 /* Accept one client at a time until max_use, max_idle or SIGTERM. */
@@ -255,6 +287,9 @@ static void server_loop_single(const struct server_spec *spec)
                 { .fd = SERVER_LISTEN_FD, .events = POLLIN },
                 { .fd = server_master_fd(), .events = 0 },      /* -1: ignored */
             };
+            /* Usually the timer, armed at the last client, outlasts this
+             * wait and stays (no system call); an unbounded wait disarms. */
+            server_watchdog_pause_for(timeout);
             server_waiting_idle = 1;
             if (server_terminate)
                 exit(0);
@@ -310,6 +345,7 @@ static void server_standalone(const struct server_spec *spec)
     server_listener_is_unix = 1;        /* a test may feed a wakeup record */
     if (fstat(0, &st) == 0 && S_ISSOCK(st.st_mode)) {
         server_handle_client(spec, 0);
+        server_watchdog_pause();
         exit(0);
     }
     int sv[2];
@@ -361,6 +397,7 @@ static void server_standalone(const struct server_spec *spec)
     }
     close(sv[1]);
     server_handle_client(spec, sv[0]);
+    server_watchdog_pause();            /* the relay's exit is not our work */
     close(sv[0]);
     int status;
     while (waitpid(relay, &status, 0) < 0 && errno == EINTR)

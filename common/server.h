@@ -91,18 +91,29 @@ int server_master_fd(void);
 int server_master_gone(void);
 /*
  * The watchdog (daemon_timeout, as Postfix's): the skeleton arms it before
- * each client (SERVER_SINGLE) or before run() (SERVER_EVENT) and disarms
- * it after; a process still busy when it expires is ended by
- * SERVER_WATCHDOG_SIGNAL (default action: terminate), and the master logs
- * that.  A daemon whose one client may rightly last long re-arms it on
- * each sign of progress with server_watchdog_pat() (smtpd per command,
+ * each client (SERVER_SINGLE) or before run() (SERVER_EVENT); a process
+ * still busy when it expires is ended by SERVER_WATCHDOG_SIGNAL (default
+ * action: terminate; no handler, so no EINTR anywhere), and the master
+ * logs that.  A daemon whose one client may rightly last long re-arms it
+ * on each sign of progress with server_watchdog_pat() (smtpd per command,
  * local per request, qmgr per loop turn).  No-op when daemon_timeout is 0
  * or the timer could not be made.
+ *
+ * Pats are nearly free: a pat reads a coarse monotonic clock (vDSO, no
+ * system call) and re-arms the timer only when it is disarmed or was armed
+ * slack or more ago, slack = min(daemon_timeout / 10, 60 s) (watchdog.h).
+ * So a process stuck after its last pat is ended between daemon_timeout -
+ * slack and daemon_timeout after it.
  */
 #define SERVER_WATCHDOG_SIGNAL SIGVTALRM
 void server_watchdog_pat(void);
-/* Disarm it while waiting for work that may rightly take long to come
- * (qmgr's poll); the next server_watchdog_pat() arms it again. */
+/* Before a wait for work that may rightly take long to come (an idle
+ * child's accept, qmgr's poll): disarm the timer only when it could fire
+ * before max_wait_ms (< 0: no bound) are over; otherwise leave it armed
+ * (no system call).  The next server_watchdog_pat() arms it again when it
+ * was disarmed.  The skeleton does this in its idle wait. */
+void server_watchdog_pause_for(long long max_wait_ms);
+/* Disarm it unconditionally (a system call only when it is armed). */
 void server_watchdog_pause(void);
 
 #endif

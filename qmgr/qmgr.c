@@ -781,7 +781,9 @@ static void qmgr_run(int listen_fd)
         for (int i = 0; i < n; i++)
             pfd[i].revents = 0;
         struct timespec ts = { timeout_ms / 1000, (long) (timeout_ms % 1000) * 1000000L };
-        server_watchdog_pause();        /* waiting for work is not being stuck */
+        /* Waiting for work is not being stuck: disarmed when the wait could
+         * outlast the timer (no system call otherwise). */
+        server_watchdog_pause_for(timeout_ms);
         int rc = ppoll(pfd, (nfds_t) n, &ts, &qmgr_run_mask);
         if (rc < 0 && errno != EINTR)
             log_fatal("poll: %s", strerror(errno));

@@ -7,6 +7,7 @@ commands, so they do not depend on smtpd & co.
 """
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -656,3 +657,47 @@ def test_watchdog_spares_an_idle_qmgr_and_a_talking_smtpd():
                        "Subject: watchdog\r\n\r\nstill here\r\n")
         inst.wait_log(r"to=<alice@localhost>, relay=local, .*status=sent")
         assert "watchdog" not in inst.log()
+
+
+def test_watchdog_pats_cost_no_system_calls():
+    """smtpd pats its watchdog per command, and the skeleton no longer
+    disarms it after each client (the idle wait keeps it when it outlasts
+    max_idle): with strace following the master and the running smtpd, 5
+    sessions of 20 NOOPs make at most one timer_settime per smtpd process
+    (the arming at its first client), not one per command and two per
+    session (over 100 before)."""
+    if not shutil.which("strace"):
+        return
+    with Instance() as inst:
+        smtpds = lambda: [p for p in inst.pids() if daemon_name(p) == "smtpd"]
+        with inst.smtp() as s:          # a first session: an smtpd armed
+            assert s.noop()[0] == 250
+        traced = [inst.master_pid()] + smtpds()
+        out = os.path.join(inst.tmp, "strace.out")
+        argv = ["strace", "-f", "-qq", "-e", "trace=timer_settime", "-o", out]
+        for pid in traced:
+            argv += ["-p", str(pid)]
+        st = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            def attached():
+                for pid in traced:
+                    with open("/proc/%d/status" % pid) as f:
+                        if re.search(r"^TracerPid:\s+0$", f.read(), re.M):
+                            return False
+                return True
+            wait_for(attached, 10, what="strace to attach")
+            for _ in range(5):
+                with inst.smtp() as s:
+                    for _ in range(20):
+                        assert s.noop()[0] == 250
+        finally:
+            st.send_signal(signal.SIGINT)
+            err = st.communicate(timeout=30)[1]
+        with open(out) as f:
+            calls = [line for line in f if "timer_settime(" in line]
+        per_pid = {}
+        for line in calls:
+            pid = line.split()[0]
+            per_pid[pid] = per_pid.get(pid, 0) + 1
+        assert all(n <= 1 for n in per_pid.values()), (calls, err)
+        assert len(calls) <= 3, calls
