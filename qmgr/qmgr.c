@@ -677,21 +677,25 @@ static void qmgr_run(int listen_fd)
     int *kinds = NULL;
     void **owners = NULL;
     int cap = 0;
+    /* Checked before any delivery is started: with the master gone the
+     * agents' sockets go too, and a request now would only defer the mail
+     * (with backoff) instead of leaving it for the next qmgr.  Once here;
+     * after that the status pipe is in every ppoll() set (OWN_MASTER,
+     * ahead of the jobs), so a death is seen there, before the next turn
+     * schedules anything. */
+    if (server_master_gone()) {
+        log_info("master is gone -- exiting");
+        qmgr_terminating = 1;
+    }
+    /* SIGTERM is blocked outside ppoll(): one that came during the start-up
+     * scans (a reload or stop right after the fork) is still pending here,
+     * and must stop us before the first deliveries.  Later ones are
+     * delivered inside ppoll() (it returns EINTR), so once is enough. */
+    if (!qmgr_terminating && qmgr_sigterm_pending())
+        qmgr_terminating = 1;
     for (;;) {
         int more = 0;
-        server_watchdog_pat();          /* each loop turn's work gets daemon_timeout */
-        /* Checked before any new delivery is started: with the master gone
-         * the agents' sockets go too, and a request now would only defer
-         * the mail (with backoff) instead of leaving it for the next qmgr. */
-        if (!qmgr_terminating && server_master_gone()) {
-            log_info("master is gone -- exiting");
-            qmgr_terminating = 1;
-        }
-        /* SIGTERM is blocked outside ppoll(): one that came during the
-         * start-up scans (a reload or stop right after the fork) is still
-         * pending here, and must stop us before the first deliveries. */
-        if (!qmgr_terminating && qmgr_sigterm_pending())
-            qmgr_terminating = 1;
+        server_watchdog_pat();          /* each loop turn's work gets daemon_timeout (less slack) */
         if (qmgr_terminating) {
             if (drain_deadline == 0) {
                 drain_deadline = time(NULL) + qmgr_var.drain_limit;
