@@ -27,6 +27,8 @@ struct master_svc {
     char **argv;                /* full child argv, NULL-terminated */
     int listen_fd;
     int status_rd, status_wr;   /* the status pipe; children get status_wr as fd 4 */
+    unsigned char status_part[8];       /* a record read only in part */
+    size_t status_part_len;             /* (struct server_status_msg: 8 bytes) */
     int maxproc;                /* resolved: 0 = unlimited */
     int wakeup;                 /* seconds, 0 = none */
     int wakeup_conditional;

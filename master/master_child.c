@@ -10,7 +10,9 @@
  * fork again for the same connection; it becomes busy when it reports
  * BUSY on the status pipe and idle again with IDLE.  The master forks only
  * when a connection is pending, no child of the service is idle and
- * maxproc allows (master.c decides; this file does the work).
+ * maxproc allows (master.c decides; this file does the work).  The status
+ * pipe is drained up to 64 records per read(2); a record read in part
+ * (never, from children that write each one whole) waits for its rest.
  *
  * A child that exits without ever having reported a status (it failed
  * before it could serve: bad program, bad configuration, exec failure)
@@ -153,26 +155,53 @@ void master_child_spawn(struct master_svc *svc)
     log_debug("service %s: started pid %ld", svc->name, (long)pid);
 }
 
+/* One {pid, status} record from a child of svc's service. */
+static void apply_status(const struct server_status_msg *msg)
+{
+    struct master_child *c = find_child((pid_t)msg->pid);
+    if (!c || c->retiring || !c->svc)
+        return;
+    c->reported = 1;
+    if (msg->status == SERVER_STATUS_IDLE && !c->idle) {
+        c->idle = 1;
+        c->svc->idle++;
+    } else if (msg->status == SERVER_STATUS_BUSY && c->idle) {
+        c->idle = 0;
+        c->svc->idle--;
+    }
+}
+
+/*
+ * Drain the status pipe with few reads: many records per read(2), again
+ * only while a read fills the whole buffer (a short read emptied the pipe;
+ * poll() says when more comes).  Children write each 8-byte record with one
+ * write (atomic on a pipe), so reads return whole records; should one ever
+ * end mid-record, its bytes wait in svc->status_part for the rest.
+ */
 void master_child_read_status(struct master_svc *svc)
 {
-    struct server_status_msg msg;
+    enum { RECORDS_PER_READ = 64 };
+    const size_t rec = sizeof(struct server_status_msg);
+    unsigned char buf[RECORDS_PER_READ * sizeof(struct server_status_msg)];
     for (;;) {
-        ssize_t n = read(svc->status_rd, &msg, sizeof(msg));
+        size_t have = svc->status_part_len;
+        memcpy(buf, svc->status_part, have);
+        ssize_t n = read(svc->status_rd, buf + have, sizeof(buf) - have);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n != (ssize_t)sizeof(msg))
-            return;                     /* EAGAIN, or a torn message: ignore */
-        struct master_child *c = find_child((pid_t)msg.pid);
-        if (!c || c->retiring || !c->svc)
-            continue;
-        c->reported = 1;
-        if (msg.status == SERVER_STATUS_IDLE && !c->idle) {
-            c->idle = 1;
-            c->svc->idle++;
-        } else if (msg.status == SERVER_STATUS_BUSY && c->idle) {
-            c->idle = 0;
-            c->svc->idle--;
+        if (n <= 0)
+            return;                     /* EAGAIN, or no writer left */
+        size_t len = have + (size_t)n;
+        size_t off = 0;
+        for (; off + rec <= len; off += rec) {
+            struct server_status_msg msg;
+            memcpy(&msg, buf + off, rec);
+            apply_status(&msg);
         }
+        svc->status_part_len = len - off;
+        memcpy(svc->status_part, buf + off, svc->status_part_len);
+        if ((size_t)n < sizeof(buf) - have)
+            return;
     }
 }
 

@@ -230,6 +230,8 @@ static int add_service(const struct master_service *cf, const char *host,
         s->listen_fd = prev->listen_fd;
         s->status_rd = prev->status_rd;
         s->status_wr = prev->status_wr;
+        s->status_part_len = prev->status_part_len;
+        memcpy(s->status_part, prev->status_part, prev->status_part_len);
         s->borrowed = 1;
     } else {
         s->listen_fd = cf->type == SERVICE_INET

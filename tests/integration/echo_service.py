@@ -7,7 +7,10 @@ with "221 bye".  Reports idle/busy on fd 4 in the skeleton's format
 (struct.pack("=ii", pid, status), 1 = idle, 2 = busy) so the master counts
 it like a real daemon.  SIGTERM: exit at once when idle, after the current
 client when busy (the skeleton's contract).  Extra arguments (after the
-master's -n/-t/-c/-u/-r/-v/-o ones) are ignored.
+master's -n/-t/-c/-u/-r/-v/-o ones) are ignored, except "split-reports":
+then a burst of 200 records (BUSY, IDLE, ... IDLE) goes out in one write
+at start, and every report is written in two halves 0.2 s apart (a
+record the master reads in part must still count).
 """
 import os
 import select
@@ -15,14 +18,24 @@ import signal
 import socket
 import struct
 import sys
+import time
 
 IDLE, BUSY = 1, 2
 state = {"busy": False, "stop": False}
 
 
+SPLIT = "split-reports" in sys.argv[1:]
+
+
 def report(status):
+    record = struct.pack("=ii", os.getpid(), status)
     try:
-        os.write(4, struct.pack("=ii", os.getpid(), status))
+        if SPLIT:
+            os.write(4, record[:4])
+            time.sleep(0.2)
+            os.write(4, record[4:])
+        else:
+            os.write(4, record)
     except OSError:
         pass
 
@@ -52,6 +65,12 @@ def main():
     # The listener is shared with the master and the other children, and
     # non-blocking: wait with select(), never change its flags.
     listener = socket.socket(fileno=3)
+    if SPLIT:
+        burst = [BUSY, IDLE] * 100
+        try:
+            os.write(4, b"".join(struct.pack("=ii", os.getpid(), s) for s in burst))
+        except OSError:
+            pass
     report(IDLE)
     while not state["stop"]:
         try:

@@ -183,6 +183,32 @@ def test_killed_child_is_replaced():
         assert "throttling" not in inst.log()
 
 
+def test_status_records_in_bursts_and_in_halves_are_counted():
+    """The master reads the status pipe many records at a time: a child
+    that starts with a burst of 200 records in one write and then writes
+    each record in two halves 0.2 s apart is still counted right.  Its
+    BUSY, read in two parts, must count: with A busy, a second client
+    gets a second child at once (maxproc 2).  (Fails when the master drops
+    a record read in part: A stays "idle" and B waits in the backlog.)"""
+    eport = harness.free_port()
+    with Instance(master_cf_append=echo_line(eport, maxproc="2",
+                                             extra="split-reports")) as inst:
+        a = Client(eport)
+        a_pid = a.greeting()            # sent after both halves of A's BUSY
+        b = Client(eport)
+        b_pid = b.greeting(timeout=5)
+        assert b_pid != a_pid
+        assert a.say("QUIT") == "221 bye"
+        assert b.say("QUIT") == "221 bye"
+        a.close()
+        b.close()
+        c = Client(eport)
+        assert c.greeting() in (a_pid, b_pid)       # maxproc 2: no third child
+        c.close()
+        assert "throttling" not in inst.log()
+        assert "warning" not in inst.log(), inst.log()
+
+
 def test_failing_service_is_throttled():
     eport = harness.free_port()
     with Instance(conf={"service_throttle_time": "2s"},
