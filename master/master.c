@@ -21,7 +21,8 @@
  * listener of every service that may fork (a connection pending, no idle
  * child, below maxproc, not throttled); timers for wakeups and throttles.
  * A service with a wakeup column is woken at once at start and after a
- * reload, then every `wakeup` seconds.
+ * reload, then every `wakeup` seconds, and one second after a process of
+ * it ended (master_child.c).
  * Signals: SIGCHLD reaps; SIGHUP reloads main.cf and master.cf (listeners
  * whose address is unchanged are kept, the others opened or closed; every
  * running child is sent SIGTERM, which makes an idle one exit at once and a

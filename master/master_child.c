@@ -23,6 +23,9 @@
  * and a child ended by its watchdog (server.h, daemon_timeout) as
  *   warning: process /path/smtpd pid 123 killed by its watchdog: busy longer than daemon_timeout
  * except the SIGTERM the master itself sent to a retiring child.
+ * A child of an (unconditional) wakeup service that is gone brings the
+ * service's next wakeup forward to one second later, so a killed qmgr is
+ * back within a second, not a wakeup interval later.
  *
  * The child's environment is cleaned: only import_environment names (NAME
  * or NAME=value) and POSTERN_CONFIG_DIR.
@@ -244,6 +247,17 @@ void master_child_reap(void)
             log_warning("%s: bad command startup -- throttling for %lld seconds",
                         c->program, t);
             c->svc->throttle_until = master_now_ms() + 1000LL * t;
+        }
+        /* A wakeup service that is gone (killed, crashed, or done) gets its
+         * next wakeup within a second, not a whole interval later: new
+         * mail no longer wakes qmgr itself (cleanup only commits it and
+         * qmgr watches incoming/), so a killed qmgr would otherwise leave
+         * it waiting up to `wakeup` seconds.  The throttle above still
+         * holds a service that cannot start. */
+        if (c->svc && !c->retiring && c->svc->wakeup > 0 && !c->svc->wakeup_conditional) {
+            long long soon = master_now_ms() + 1000;
+            if (c->svc->next_wakeup > soon)
+                c->svc->next_wakeup = soon;
         }
         unlink_child(c);
     }

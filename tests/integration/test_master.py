@@ -419,6 +419,35 @@ def test_wakeup_services_are_woken_at_start_and_after_reload():
         assert sorted(m.count("Subject: two") for m in inst.mailbox("alice")) == [0, 1]
 
 
+def test_killed_qmgr_is_back_within_seconds():
+    """Nothing connects to qmgr per message any more (it watches incoming/),
+    so a SIGKILLed qmgr must come back by the master's own wakeup, one
+    second after it died -- not the 300 s wakeup interval later."""
+    if not os.access(os.path.join(harness.BUILD, "libexec", "local"), os.X_OK):
+        print("skipped: local not built")
+        return
+    with Instance(conf={"local_recipient_maps": ""}) as inst:
+        qmgr = lambda: [p for p in inst.pids() if daemon_name(p) == "qmgr"]
+
+        def send_and_wait(n, what):
+            with inst.smtp() as s:
+                assert s.sendmail("s@localhost", ["alice@localhost"],
+                                  "Subject: %d\r\n\r\nx\r\n" % n) == {}
+            wait_for(lambda: len(inst.mailbox("alice")) == n, 10, what=what)
+
+        # A delivery first: this qmgr is up and has told the master so (a
+        # child killed before that counts as a bad start and is throttled).
+        send_and_wait(1, "the first delivery")
+        for n in (2, 3):
+            old = wait_for(qmgr, 20, what="a qmgr")[0]
+            os.kill(old, signal.SIGKILL)
+            inst.wait_log(r"qmgr pid %d killed by signal 9" % old, 10)
+            # 300 s is the wakeup interval: only the early wakeup explains this.
+            send_and_wait(n, "delivery after qmgr was killed")
+            assert old not in qmgr()
+        assert "throttling" not in inst.log()
+
+
 def test_stop_lets_qmgr_record_a_running_delivery():
     """`postern stop` while local runs a delivery that takes longer than
     the master's 5 s grace for ordinary children: qmgr drains (waits for
