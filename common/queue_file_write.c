@@ -240,7 +240,7 @@ static int recycle_claim(queue_writer *w, struct stat *st)
         int moved = -1;
         for (int attempt = 0; attempt < 100; attempt++) {
             strbuf_printf(&w->tmp_path, "%s/.tmp-%ld-%lu", w->queue_name,
-                          (long)getpid(), queue_tmp_counter++);
+                          (long)log_pid(), queue_tmp_counter++);
             moved = renameat2(AT_FDCWD, from.data, AT_FDCWD, w->tmp_path.data,
                               RENAME_NOREPLACE);
             if (moved < 0 && (errno == EINVAL || errno == ENOSYS))
@@ -326,7 +326,7 @@ queue_writer *queue_writer_create_opts(const char *queue_name, int options,
      * step the counter past it rather than reuse it. */
     for (int attempt = 0; attempt < 100; attempt++) {
         strbuf_printf(&w->tmp_path, "%s/.tmp-%ld-%lu", queue_name,
-                      (long)getpid(), queue_tmp_counter++);
+                      (long)log_pid(), queue_tmp_counter++);
         w->fd = open(w->tmp_path.data,
                      O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (w->fd >= 0 || errno != EEXIST)
@@ -496,7 +496,7 @@ static void queue_writer_copy_to_named(queue_writer *w)
     int to = -1;
     for (int attempt = 0; attempt < 100; attempt++) {
         strbuf_printf(&w->tmp_path, "%s/.tmp-%ld-%lu", w->queue_name,
-                      (long)getpid(), queue_tmp_counter++);
+                      (long)log_pid(), queue_tmp_counter++);
         to = open(w->tmp_path.data, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (to >= 0 || errno != EEXIST)
             break;

@@ -302,7 +302,7 @@ static void maildir_write(struct local_attempt *a, const char *dir, struct failu
     }
     struct timeval tv;
     gettimeofday(&tv, NULL);
-    maildir_unique_name(&name, (long long)tv.tv_sec, (long)tv.tv_usec, (long)getpid(),
+    maildir_unique_name(&name, (long long)tv.tv_sec, (long)tv.tv_usec, (long)log_pid(),
                         maildir_counter++, host);
     strbuf_printf(&new_path, "%s/new/%s", dir, strbuf_str(&name));
     strbuf_printf(&sub, "%s/new", dir);
