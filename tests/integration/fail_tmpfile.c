@@ -9,6 +9,9 @@
  *                      with ENOENT (a kernel that wants CAP_DAC_READ_SEARCH)
  *                      and /proc/self/fd cannot be reached (a chroot): the
  *                      linkat through it and stat() of it fail with ENOENT.
+ *   FAIL_TMPFILE=rename  renameat2() with RENAME_NOREPLACE fails with
+ *                      EINVAL (a file system without it: local's Maildir
+ *                      rename falls back to link + unlink).
  *
  * Everything else goes to the real calls.
  */
@@ -17,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -107,4 +111,18 @@ int stat(const char *path, struct stat *st)
         return -1;
     }
     return real_stat(path, st);
+}
+
+int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
+              unsigned int flags)
+{
+    static int (*real_renameat2)(int, const char *, int, const char *, unsigned int);
+    if (!real_renameat2)
+        real_renameat2 = (int (*)(int, const char *, int, const char *, unsigned int))
+            dlsym(RTLD_NEXT, "renameat2");
+    if ((flags & RENAME_NOREPLACE) && failing("rename")) {
+        errno = EINVAL;
+        return -1;
+    }
+    return real_renameat2(olddirfd, oldpath, newdirfd, newpath, flags);
 }

@@ -552,13 +552,11 @@ def test_pipelined_requests_answered_in_order_until_eof():
 
 
 def test_pipelined_maildir_deliveries_share_one_directory_fsync():
-    """Group commit (local/local_sync.c) with unnamed files: three
-    pipelined requests for one Maildir.  Each copy is written into an
-    unnamed file (O_TMPFILE) in new/ -- nothing is created in tmp/ --,
-    fsynced, linked to its name and fsynced again (its link count), new/
-    is fsynced once for the three, and no answer (log line or reply) goes
-    out before that fsync.  Watched with strace: -y names each
-    descriptor's path."""
+    """Group commit (local/local_sync.c): three pipelined requests for one
+    Maildir.  Each copy is written to tmp/NAME, fsynced, and renamed to
+    new/NAME (RENAME_NOREPLACE), new/ is fsynced once for the three, and no
+    answer (log line or reply) goes out before that fsync.  Watched with
+    strace: -y names each descriptor's path."""
     with LocalDir() as ld:
         qids = [ld.queue("s@remote.example", ["alice@test.example"],
                          ["Subject: m%d" % i, "", str(i)]) for i in range(3)]
@@ -567,7 +565,7 @@ def test_pipelined_maildir_deliveries_share_one_directory_fsync():
         started = start_local(ld, reqs[0], more=reqs[1:],
                               wrapper=["strace", "-f", "-y", "-qq", "-s", "400", "-o", trace,
                                        "-e", "trace=open,openat,fsync,link,linkat,rename,"
-                                       "unlink,unlinkat,sendto,write"])
+                                       "renameat2,unlink,unlinkat,sendto,write"])
         records, err = finish_local(started)
         got = [r.get("status") or "done" for r in map(dict, records)]
         assert got == ["sent", "done"] * 3, (got, err)
@@ -575,29 +573,28 @@ def test_pipelined_maildir_deliveries_share_one_directory_fsync():
         calls = [l for l in read(trace).splitlines() if "resumed>" not in l]
         new_dir = os.path.realpath(ld.path("mail", "alice", "new"))
         tmp_dir = os.path.realpath(ld.path("mail", "alice", "tmp"))
-        assert not [l for l in calls if tmp_dir + "/" in l], calls   # tmp/ untouched
-        assert not [l for l in calls if re.search(r"\b(link|rename|unlink|unlinkat)\(", l)], calls
+        assert os.listdir(tmp_dir) == []
+        assert not [l for l in calls if re.search(r"\b(link|linkat|unlink|unlinkat)\(", l)], calls
         dir_syncs = [i for i, l in enumerate(calls) if re.search(r"fsync\(\d+<%s>" % new_dir, l)]
-        # strace -y shows an unnamed file as new/#INODE, also after its link
-        unnamed = r"%s/#(\d+)>\(deleted\)" % re.escape(new_dir)
-        file_syncs, links = {}, {}
+        file_syncs, renames = {}, {}
         for i, l in enumerate(calls):
-            m = re.search(r"fsync\(\d+<" + unnamed, l)
+            m = re.search(r"fsync\(\d+<%s/([^>]+)>" % re.escape(tmp_dir), l)
             if m:
                 file_syncs.setdefault(m.group(1), []).append(i)
-            m = re.search(r"linkat\(\d+<" + unnamed + r", \"\", AT_FDCWD<[^>]*>, \"%s/"
-                          % re.escape(new_dir), l)
+            m = re.search(r'renameat2\(AT_FDCWD<[^>]*>, "%s/([^"]+)", AT_FDCWD<[^>]*>, "%s/([^"]+)",'
+                          r" RENAME_NOREPLACE\) = 0" % (re.escape(tmp_dir), re.escape(new_dir)), l)
             if m:
-                links.setdefault(m.group(1), []).append(i)
+                assert m.group(1) == m.group(2), l
+                renames.setdefault(m.group(1), []).append(i)
         answers = [i for i, l in enumerate(calls)
                    if re.search(r"(sendto|write)\(\d+<(socket|UNIX)", l) and "rcpt" in l]
         logs = [i for i, l in enumerate(calls) if "status=sent" in l]
-        assert len(links) == 3 and sorted(file_syncs) == sorted(links), calls
-        for ino, (link,) in links.items():
-            before, after = file_syncs[ino]
-            assert before < link < after, calls      # data, name, link count
+        assert len(renames) == 3 and sorted(file_syncs) == sorted(renames), calls
+        for name, (rename,) in renames.items():
+            (sync,) = file_syncs[name]
+            assert sync < rename, calls          # on disk before it has its name
         assert len(dir_syncs) == 1, calls
-        assert max(max(v) for v in file_syncs.values()) < dir_syncs[0] < min(answers + logs), calls
+        assert max(max(v) for v in renames.values()) < dir_syncs[0] < min(answers + logs), calls
         assert len(answers) == 3 and len(logs) == 3, calls
 
 
@@ -610,10 +607,11 @@ def _build_shim(ld, name):
     return shim
 
 
-def _maildir_fallback(mode):
-    """Two pipelined Maildir deliveries with the unnamed files taken away
-    (fail_tmpfile.c, FAIL_TMPFILE=mode): both are delivered through
-    tmp/NAME + link, tmp/ is empty afterwards.  Returns the strace lines."""
+def test_maildir_without_rename_noreplace_links_and_unlinks():
+    """A file system without RENAME_NOREPLACE (fail_tmpfile.c,
+    FAIL_TMPFILE=rename answers EINVAL): two pipelined copies are still
+    delivered, through link(tmp/NAME, new/NAME) and unlink of tmp/NAME,
+    and tmp/ is empty afterwards."""
     with LocalDir() as ld:
         shim = _build_shim(ld, "fail_tmpfile")
         qa = ld.queue("s@remote.example", ["alice@test.example"], ["Subject: a", "", "a"])
@@ -623,8 +621,8 @@ def _maildir_fallback(mode):
                               more=[delivery_request(qb, "s@remote.example",
                                                      ["alice@test.example"])],
                               wrapper=["strace", "-f", "-y", "-qq", "-s", "400", "-o", trace,
-                                       "-e", "trace=openat,link,linkat,fsync"],
-                              env_extra={"LD_PRELOAD": shim, "FAIL_TMPFILE": mode})
+                                       "-e", "trace=openat,link,unlink,renameat2,fsync"],
+                              env_extra={"LD_PRELOAD": shim, "FAIL_TMPFILE": "rename"})
         records, err = finish_local(started)
         got = [r.get("status") or "done" for r in map(dict, records)]
         assert got == ["sent", "done"] * 2, (got, err)
@@ -634,32 +632,15 @@ def _maildir_fallback(mode):
         calls = read(trace).splitlines()
         tmp_dir = os.path.realpath(os.path.join(alice, "tmp"))
         new_dir = os.path.realpath(os.path.join(alice, "new"))
-        created = [l for l in calls if re.search(r'openat\(.*"%s/[^"]+", O_WRONLY\|O_CREAT\|O_EXCL'
-                                                 % re.escape(tmp_dir), l)]
         linked = [l for l in calls if re.search(r'\blink\("%s/.*", "%s/' % (tmp_dir, new_dir), l)]
-        assert len(created) == 2 and len(linked) == 2, calls
-        return calls
-
-
-def test_maildir_without_o_tmpfile_uses_tmp():
-    """A file system without O_TMPFILE: open says EOPNOTSUPP (the shim), and
-    local writes tmp/NAME, links it into new/ and removes it, as before."""
-    calls = _maildir_fallback("open")
-    assert not [l for l in calls if "O_TMPFILE" in l], calls   # the shim answered
-
-
-def test_maildir_unlinkable_unnamed_file_falls_back_once():
-    """O_TMPFILE works but neither linkat(AT_EMPTY_PATH) nor /proc can name
-    the file (an old kernel in a chroot): the first copy is redone through
-    tmp/, and the process does not open unnamed files again."""
-    calls = _maildir_fallback("link")
-    tmpfile_opens = [l for l in calls if "O_TMPFILE" in l]
-    assert len(tmpfile_opens) == 1, calls
+        unlinked = [l for l in calls if re.search(r'\bunlink\("%s/' % tmp_dir, l)]
+        assert len(linked) == 2 and len(unlinked) == 2, calls
+        assert not [l for l in calls if "renameat2(" in l], calls   # the shim answered
 
 
 def test_maildir_size_limit_leaves_nothing():
-    """A copy over mailbox_size_limit is bounced and leaves no file, named
-    or not, in new/ or tmp/."""
+    """A copy over mailbox_size_limit is bounced and leaves no file in new/
+    or tmp/."""
     with LocalDir() as ld:
         big = ["Subject: big", ""] + ["x" * 100] * 100
         replies = deliver(ld, "s@x.example", ["alice@t.example"], big,
