@@ -698,6 +698,34 @@ def test_group_commit_fsync_failure_defers_only_what_depended_on_it():
         assert re.search(qb + r": to=<bob@test.example>, relay=local, .*status=sent", log), log
 
 
+def test_group_commit_file_fsync_failure_defers_only_that_copy():
+    """Two pipelined requests, alice's Maildir then bob's: the copies are
+    fsynced and renamed into new/ at the release, and the fsync of alice's
+    copy fails (fail_fsync.c, FAIL_FSYNC_FILE_PART): her copy is removed
+    from tmp/ and never reaches new/, her answer is deferred with the
+    reason; bob's stands."""
+    with LocalDir() as ld:
+        shim = _build_shim(ld, "fail_fsync")
+        qa = ld.queue("s@remote.example", ["alice@test.example"], ["Subject: a", "", "a"])
+        qb = ld.queue("s@remote.example", ["bob@test.example"], ["Subject: b", "", "b"])
+        started = start_local(ld, delivery_request(qa, "s@remote.example", ["alice@test.example"]),
+                              more=[delivery_request(qb, "s@remote.example",
+                                                     ["bob@test.example"])],
+                              env_extra={"LD_PRELOAD": shim,
+                                         "FAIL_FSYNC_FILE_PART": "/alice/tmp/"})
+        records, err = finish_local(started)
+        got = [dict(r) for r in records]
+        assert [r.get("status") or "done" for r in got] == ["deferred", "done", "sent", "done"], \
+            (got, err)
+        alice_dir = ld.path("mail", "alice")
+        assert got[0]["dsn"] == "4.2.0", got[0]
+        assert got[0]["reason"] == "cannot update %s: Input/output error" % alice_dir, got[0]
+        assert maildir_messages(alice_dir) == []
+        assert os.listdir(os.path.join(alice_dir, "tmp")) == []
+        assert [m.split("\n")[2] for m in maildir_messages(ld.path("mail", "bob"))] == ["Subject: b"]
+        assert os.listdir(ld.path("mail", "bob", "tmp")) == []
+
+
 def test_pipelined_malformed_request_ends_the_connection():
     """A malformed request behind a good one: the good one is delivered
     and answered, the bad one gets no answer (logged), nothing after it
