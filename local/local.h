@@ -120,7 +120,6 @@ void local_result_add(struct local_attempt *a, enum local_status status,
 /* local_sync.c: group commit of Maildir deliveries over pipelined requests */
 void local_sync_enable(int on);
 int local_sync_enabled(void);
-void local_sync_later(const char *dir, const char *path);
 void local_sync_file_later(int fd, const char *tmp, const char *path, const char *dir);
 void local_hold_answer(const char *qid, const struct delivery_times *times, const char *rcpt,
                        const char *orcpt, const char *dsn, const char *status,

@@ -21,14 +21,13 @@
  * and an fcntl write lock, each retried deliver_lock_attempts times
  * deliver_lock_delay apart; the copy is fsynced; on any failure the file is
  * truncated back to its old size, so a mailbox never holds half a message.
- * Maildir contract: the copy is written to tmp/NAME, fsynced, and renamed
- * to new/NAME with RENAME_NOREPLACE (link + unlink where the file system
- * lacks it), so the file is on disk before it appears in new/, a failed
- * copy leaves nothing, and new/ is fsynced before the result counts --
- * here, or, while local_sync_enabled(), by local_release_answers() before
- * the result is logged or answered, which then also does the copy's fsync
- * and rename (local_sync.c: a batch of pipelined requests has its copies
- * fsynced together and new/ fsynced once).
+ * Maildir contract: the copy is written to tmp/NAME here; the group commit
+ * (local_sync.c, on for every connection from qmgr) then fsyncs it,
+ * renames it to new/NAME with RENAME_NOREPLACE (link + unlink where the
+ * file system lacks it) and fsyncs new/ -- for a batch of pipelined
+ * requests together -- before the result is logged or answered.  So the
+ * file is on disk before it appears in new/, and a failed copy leaves
+ * nothing.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -318,48 +317,17 @@ static void maildir_write(struct local_attempt *a, const char *dir, struct failu
         goto out;
     }
     int err = local_copy_message(a, fd, COPY_RETURN_PATH, limit, &why);
-    if (err == 0 && local_sync_enabled()) {
-        /* Group commit: the fsync and the rename come at the release, for
-         * the whole batch (local_sync.c); the data write starts now. */
-        (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-        local_sync_file_later(fd, strbuf_str(&tmp_path), strbuf_str(&new_path),
-                              strbuf_str(&sub));
-        f->status = LOCAL_SENT;
-        f->dsn = "2.0.0";
-        strbuf_set_str(&f->text, "delivered to maildir");
-        goto out;
-    }
-    if (err == 0 && fsync(fd) < 0)
-        err = errno;
-    if (close(fd) < 0 && err == 0)
-        err = errno;
-    int named = 0;              /* new/NAME is ours: remove it on a failure */
-    int renamed = 0;            /* and tmp/NAME is gone with the rename */
-    if (err == 0) {
-        if (renameat2(AT_FDCWD, strbuf_str(&tmp_path), AT_FDCWD, strbuf_str(&new_path),
-                      RENAME_NOREPLACE) == 0)
-            named = renamed = 1;
-        else if (errno != EINVAL && errno != ENOSYS)
-            err = errno;
-        else if (link(strbuf_str(&tmp_path), strbuf_str(&new_path)) == 0)
-            named = 1;                  /* no RENAME_NOREPLACE here: link, unlink */
-        else
-            err = errno;
-    }
-    if (!renamed)
-        unlink(strbuf_str(&tmp_path));
-    if (err == 0) {
-        if (local_sync_enabled())       /* one fsync of new/ for the batch */
-            local_sync_later(strbuf_str(&sub), strbuf_str(&new_path));
-        else if (fsync_dir(strbuf_str(&sub)) < 0)
-            err = errno ? errno : EIO;
-    }
     if (err != 0) {
-        if (named)
-            unlink(strbuf_str(&new_path));
+        close(fd);
+        unlink(strbuf_str(&tmp_path));
         fail_from_copy(f, err, "maildir", dir, &why);
         goto out;
     }
+    /* Group commit: the fsync, the rename into new/ and new/'s fsync come
+     * at the release, for the whole batch (local_sync.c); the data write
+     * starts now. */
+    (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    local_sync_file_later(fd, strbuf_str(&tmp_path), strbuf_str(&new_path), strbuf_str(&sub));
     f->status = LOCAL_SENT;
     f->dsn = "2.0.0";
     strbuf_set_str(&f->text, "delivered to maildir");

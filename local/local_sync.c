@@ -10,29 +10,26 @@
  *
  * Interface (local.h):
  *   local_sync_enable(on)       local_serve() turns it on for a connection;
- *                               off, everything below is a pass-through
- *                               (maildir_write fsyncs new/ itself).
- *   local_sync_later(dir, path) new/ (dir) must be fsynced before the
- *                               delivery that put path there counts; path
- *                               is removed if that fails.
+ *                               off, answers are not held.
  *   local_sync_file_later(fd, tmp, path, dir)  maildir_write, for a copy
  *                               written to tmp (fd still open, its data
- *                               write started): at the release the file
- *                               is fsynced, renamed to path (with the
- *                               effective uid and gid it was written
- *                               with) and then counts like one given to
- *                               local_sync_later.  Why: the fsyncs of a
- *                               batch then follow writes that are already
- *                               on their way to the disk, and the inode
- *                               table and tmp/ blocks they share are
- *                               written once, instead of each delivery
- *                               waiting for its own data, inode, tmp/ entry
- *                               and flush in turn.
+ *                               write started; only while enabled): at
+ *                               the release the file is fsynced, renamed
+ *                               to path (with the effective uid and gid
+ *                               it was written with), and dir (new/) is
+ *                               fsynced before the delivery counts.  Why:
+ *                               the fsyncs of a batch then follow writes
+ *                               that are already on their way to the
+ *                               disk, and the inode table and tmp/ blocks
+ *                               they share are written once, instead of
+ *                               each delivery waiting for its own data,
+ *                               inode, tmp/ entry and flush in turn.
  *   local_hold_answer(...)      one recipient's result, held;
  *   local_hold_done()           the request's {done=1}, held;
  *   local_held_requests()       requests whose answers are held;
- *   local_release_answers(dr)   fsync every directory registered since
- *                               the last release (each once), then log
+ *   local_release_answers(dr)   commit every copy registered since the
+ *                               last release (each directory fsynced
+ *                               once), then log
  *                               and send the held answers in order on
  *                               dr's connection.
  *
@@ -58,12 +55,13 @@
 #include "queue.h"
 
 struct sync_item {
-    char *dir;
-    char *path;
-    char *tmp;                  /* NULL: already named (local_sync_later) */
-    int fd;                     /* the copy to fsync first, or -1 */
+    char *dir;                  /* new/ */
+    char *path;                 /* new/NAME */
+    char *tmp;                  /* tmp/NAME, the copy as written */
+    int fd;                     /* the copy, open until it is fsynced */
     uid_t uid;                  /* the identity the copy was written as */
     gid_t gid;
+    int dir_synced;             /* reached new/: err is its fsync's outcome */
     int err;                    /* set by the release: 0 or the failure's errno */
 };
 
@@ -91,8 +89,10 @@ int local_sync_enabled(void)
     return sync_on;
 }
 
-static struct sync_item *item_new(const char *dir, const char *path)
+void local_sync_file_later(int fd, const char *tmp, const char *path, const char *dir)
 {
+    if (!sync_on)
+        log_panic("local_sync_file_later: the group commit is off");
     if (nitems == items_cap) {
         items_cap = items_cap ? 2 * items_cap : 16;
         items = xrealloc(items, (size_t)items_cap * sizeof(*items));
@@ -101,18 +101,6 @@ static struct sync_item *item_new(const char *dir, const char *path)
     memset(it, 0, sizeof(*it));
     it->dir = xstrdup(dir);
     it->path = xstrdup(path);
-    it->fd = -1;
-    return it;
-}
-
-void local_sync_later(const char *dir, const char *path)
-{
-    (void)item_new(dir, path);
-}
-
-void local_sync_file_later(int fd, const char *tmp, const char *path, const char *dir)
-{
-    struct sync_item *it = item_new(dir, path);
     it->tmp = xstrdup(tmp);
     it->fd = fd;
     it->uid = geteuid();
@@ -126,8 +114,6 @@ static void commit_files(void)
 {
     for (int i = 0; i < nitems; i++) {
         struct sync_item *it = &items[i];
-        if (it->fd < 0)
-            continue;
         if (fsync(it->fd) < 0)
             it->err = errno ? errno : EIO;
         if (close(it->fd) < 0 && it->err == 0)
@@ -136,8 +122,6 @@ static void commit_files(void)
     }
     for (int i = 0; i < nitems; i++) {
         struct sync_item *it = &items[i];
-        if (it->tmp == NULL)
-            continue;
         if (local_become(it->uid, it->gid) < 0) {
             if (it->err == 0)
                 it->err = EPERM;
@@ -202,27 +186,21 @@ int local_held_requests(void)
  * directory whose fsync failed. */
 static void sync_directories(void)
 {
-    int *dir_err = xcalloc((size_t)(nitems ? nitems : 1), sizeof(*dir_err));
-    int *dir_done = xcalloc((size_t)(nitems ? nitems : 1), sizeof(*dir_done));
     for (int i = 0; i < nitems; i++) {
         if (items[i].err != 0)
-            continue;
+            continue;                   /* never got its name in new/ */
         int known = -1;
         for (int j = 0; j < i && known < 0; j++)
-            if (dir_done[j] && strcmp(items[j].dir, items[i].dir) == 0)
+            if (items[j].dir_synced && strcmp(items[j].dir, items[i].dir) == 0)
                 known = j;
-        if (known >= 0) {
-            dir_err[i] = dir_err[known];
-        } else if (fsync_dir(items[i].dir) < 0) {
-            dir_err[i] = errno ? errno : EIO;
-        }
-        dir_done[i] = 1;
-        items[i].err = dir_err[i];
+        if (known >= 0)
+            items[i].err = items[known].err;
+        else if (fsync_dir(items[i].dir) < 0)
+            items[i].err = errno ? errno : EIO;
+        items[i].dir_synced = 1;
         if (items[i].err != 0)
             unlink(items[i].path);
     }
-    xfree(dir_err);
-    xfree(dir_done);
 }
 
 void local_release_answers(struct delivery_request *dr)
