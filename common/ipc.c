@@ -201,18 +201,22 @@ void ipc_build(ipc_record *r, ...)
 
 /* ---- codec ------------------------------------------------------------- */
 
+/* One attribute "NAME SP LENGTH LF VALUE LF"; plain appends: this runs for
+ * every attribute of every record. */
+static void ipc_encode_attr(strbuf *out, const char *name, const void *val, size_t len)
+{
+    strbuf_append_str(out, name);
+    strbuf_append_char(out, ' ');
+    strbuf_append_int(out, (long long)len);
+    strbuf_append_char(out, '\n');
+    strbuf_append(out, val, len);
+    strbuf_append_char(out, '\n');
+}
+
 void ipc_encode(const ipc_record *r, strbuf *out)
 {
-    for (size_t i = 0; i < r->n; i++) {
-        const struct ipc_attr *a = &r->attrs[i];
-        /* plain appends: this runs for every attribute of every record */
-        strbuf_append_str(out, a->name);
-        strbuf_append_char(out, ' ');
-        strbuf_append_int(out, (long long)a->value.len);
-        strbuf_append_char(out, '\n');
-        strbuf_append(out, a->value.data, a->value.len);
-        strbuf_append_char(out, '\n');
-    }
+    for (size_t i = 0; i < r->n; i++)
+        ipc_encode_attr(out, r->attrs[i].name, r->attrs[i].value.data, r->attrs[i].value.len);
     strbuf_append_char(out, '\n');
 }
 
@@ -580,12 +584,8 @@ int ipc_queue_attr(ipc_stream *s, const char *name, const void *val, size_t len)
         return -1;
     /* The bytes ipc_encode() makes of a record with this one attribute,
      * without copying the value into a record first. */
-    strbuf_append_str(&s->wbuf, name);
-    strbuf_append_char(&s->wbuf, ' ');
-    strbuf_append_int(&s->wbuf, (long long)len);
+    ipc_encode_attr(&s->wbuf, name, val, len);
     strbuf_append_char(&s->wbuf, '\n');
-    strbuf_append(&s->wbuf, val, len);
-    strbuf_append(&s->wbuf, "\n\n", 2);
     return ipc_flush_if_full(s);
 }
 
