@@ -298,6 +298,22 @@ queue_writer *queue_writer_create(const char *queue_name, strbuf *err)
     return queue_writer_create_opts(queue_name, 0, err);
 }
 
+/* Create QUEUE/.tmp-PID-N (O_EXCL, mode 0600) as w->tmp_path.  A stale
+ * temp file of an earlier process with our pid may exist: step the
+ * counter past it rather than reuse it.  The fd, or -1 (errno). */
+static int create_named_temp(queue_writer *w)
+{
+    int fd = -1;
+    for (int attempt = 0; attempt < 100; attempt++) {
+        strbuf_printf(&w->tmp_path, "%s/.tmp-%ld-%lu", w->queue_name,
+                      (long)log_pid(), queue_tmp_counter++);
+        fd = open(w->tmp_path.data, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0 || errno != EEXIST)
+            break;
+    }
+    return fd;
+}
+
 queue_writer *queue_writer_create_opts(const char *queue_name, int options,
                                        strbuf *err)
 {
@@ -322,16 +338,7 @@ queue_writer *queue_writer_create_opts(const char *queue_name, int options,
         close(w->fd);
         w->fd = -1;
     }
-    /* A stale temp file of an earlier process with our pid may exist:
-     * step the counter past it rather than reuse it. */
-    for (int attempt = 0; attempt < 100; attempt++) {
-        strbuf_printf(&w->tmp_path, "%s/.tmp-%ld-%lu", queue_name,
-                      (long)log_pid(), queue_tmp_counter++);
-        w->fd = open(w->tmp_path.data,
-                     O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (w->fd >= 0 || errno != EEXIST)
-            break;
-    }
+    w->fd = create_named_temp(w);
     if (w->fd < 0) {
         int saved = errno;
         if (err)
@@ -493,14 +500,7 @@ size_t queue_writer_content_size(const queue_writer *w)
  */
 static void queue_writer_copy_to_named(queue_writer *w)
 {
-    int to = -1;
-    for (int attempt = 0; attempt < 100; attempt++) {
-        strbuf_printf(&w->tmp_path, "%s/.tmp-%ld-%lu", w->queue_name,
-                      (long)log_pid(), queue_tmp_counter++);
-        to = open(w->tmp_path.data, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (to >= 0 || errno != EEXIST)
-            break;
-    }
+    int to = create_named_temp(w);
     if (to < 0) {
         queue_writer_fail(w, "create", errno);
         return;
